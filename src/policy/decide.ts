@@ -1,0 +1,353 @@
+// The one decision. Every ingress path (absolute-form HTTP, CONNECT, SOCKS5,
+// transparent TLS and HTTP, DNS) describes what it saw as an EgressRequest and
+// asks decide(); nothing else in isorun allows or refuses traffic. A path asks
+// again each time it learns more (the ClientHello, the Host header, the
+// resolved addresses); each answer covers everything seen so far.
+
+import { matchEndpoint, pathProblem, requestPath } from './endpoint.js'
+import { canonicalHost, HostError, type CanonicalHost } from './host.js'
+import { formatIP, parseIP, type IP } from './ip.js'
+import type { SourcedRule } from './matcher.js'
+import type { Policy } from './policy.js'
+import { portIsExplicit } from './rule.js'
+import { classifyIP } from './special.js'
+
+export type Protocol = 'http' | 'connect' | 'socks' | 'tls' | 'dns'
+
+/** What a ClientHello told us, or that it could not be parsed. */
+export type TlsObservation =
+  | { readonly kind: 'client-hello'; readonly sni: string | null; readonly ech: boolean }
+  | { readonly kind: 'invalid'; readonly error: string }
+
+/**
+ * What travelled first in a tunnel: a TLS ClientHello, an HTTP request, bytes
+ * of some other protocol from the client, or nothing from the client because
+ * the server speaks first (SSH, SMTP, most databases).
+ */
+export type TunnelPayload = 'tls' | 'http' | 'other' | 'server-first'
+
+export interface EgressRequest {
+  readonly protocol: Protocol
+  /** The target as the client named it: a name or an IP literal in any spelling. */
+  readonly host: string
+  /** Destination port; ignored for DNS, where a name is answered if 443 or 80 is allowed. */
+  readonly port: number
+  /** Plain HTTP only. */
+  readonly method?: string
+  /** Plain HTTP only: the request target's path (a query is ignored). */
+  readonly path?: string
+  readonly tls?: TlsObservation
+  /** The Host header of a plain HTTP request, which must name the target. */
+  readonly hostHeader?: string
+  readonly payload?: TunnelPayload
+  /** The addresses the proxy is about to dial. */
+  readonly resolved?: readonly string[]
+}
+
+export type AllowReason = 'allowed-by-rule' | 'allowed-by-mode' | 'endpoint-allowed'
+export type DenyReason =
+  | 'denied-by-rule'
+  | 'denied-by-mode'
+  | 'not-in-allow-list'
+  | 'invalid-host'
+  | 'invalid-port'
+  | 'special-address'
+  | 'no-sni'
+  | 'sni-mismatch'
+  | 'ech-refused'
+  | 'bad-client-hello'
+  | 'host-mismatch'
+  | 'not-inspectable'
+  | 'endpoint-denied'
+  | 'no-endpoint-match'
+  | 'bad-path'
+export type Reason = AllowReason | DenyReason
+
+export interface Decision {
+  readonly action: 'allow' | 'deny'
+  readonly reason: Reason
+  /** Canonical text of the deciding rule, `mode:<mode>` when the mode decided, null when no rule did. */
+  readonly rule: string | null
+  /** The profile the deciding rule came from. */
+  readonly from: string | null
+  /** Canonical host, or the raw text when it could not be canonicalised. */
+  readonly host: string
+  readonly port: number
+  /** Specifics for the message: the SNI seen, the address refused, the parse error. */
+  readonly detail?: string
+}
+
+function allow(
+  host: string,
+  port: number,
+  reason: AllowReason,
+  rule: SourcedRule | null,
+  mode: string,
+): Decision {
+  return {
+    action: 'allow',
+    reason,
+    rule: rule ? rule.canonical : `mode:${mode}`,
+    from: rule ? rule.from : null,
+    host,
+    port,
+  }
+}
+
+function deny(
+  host: string,
+  port: number,
+  reason: DenyReason,
+  rule: string | null = null,
+  from: string | null = null,
+  detail?: string,
+): Decision {
+  return detail === undefined
+    ? { action: 'deny', reason, rule, from, host, port }
+    : { action: 'deny', reason, rule, from, host, port, detail }
+}
+
+interface HostVerdict {
+  readonly decision: Decision
+  readonly rule: SourcedRule | null
+}
+
+/** Deny rules first, then the mode. */
+function hostVerdict(policy: Policy, host: CanonicalHost, text: string, port: number): HostVerdict {
+  const denied = policy.deny.match(host, port)
+  if (denied)
+    return {
+      decision: deny(text, port, 'denied-by-rule', denied.canonical, denied.from),
+      rule: denied,
+    }
+  switch (policy.mode) {
+    case 'allow-all':
+      return { decision: allow(text, port, 'allowed-by-mode', null, policy.mode), rule: null }
+    case 'deny-all':
+      return { decision: deny(text, port, 'denied-by-mode', `mode:${policy.mode}`), rule: null }
+    case 'allow-list': {
+      const allowed = policy.allow.match(host, port)
+      if (allowed)
+        return {
+          decision: allow(text, port, 'allowed-by-rule', allowed, policy.mode),
+          rule: allowed,
+        }
+      return { decision: deny(text, port, 'not-in-allow-list'), rule: null }
+    }
+  }
+}
+
+/** A refusal when an address is special-purpose and the operator has not allowed its range. */
+function specialAddressRefusal(
+  policy: Policy,
+  ip: IP,
+  host: string,
+  port: number,
+): Decision | undefined {
+  const range = classifyIP(ip)
+  if (!range) return undefined
+  if (policy.allowSpecial.size > 0 && policy.allowSpecial.lookup(ip).length > 0) return undefined
+  return deny(
+    host,
+    port,
+    'special-address',
+    null,
+    null,
+    `${formatIP(ip)} is in ${range.cidr}, ${range.description}`,
+  )
+}
+
+function tlsRefusal(
+  policy: Policy,
+  req: EgressRequest,
+  host: CanonicalHost,
+  text: string,
+  port: number,
+): Decision | undefined {
+  const tls = req.tls
+  if (!tls) return undefined
+  if (tls.kind === 'invalid') return deny(text, port, 'bad-client-hello', null, null, tls.error)
+  if (tls.ech) return deny(text, port, 'ech-refused')
+  if (tls.sni === null) return host.kind === 'name' ? deny(text, port, 'no-sni') : undefined
+  let sni: CanonicalHost
+  try {
+    sni = canonicalHost(tls.sni)
+  } catch {
+    return deny(text, port, 'sni-mismatch', null, null, tls.sni)
+  }
+  if (host.kind === 'name') {
+    return sni.kind === 'name' && sni.name === host.name
+      ? undefined
+      : deny(text, port, 'sni-mismatch', null, null, tls.sni)
+  }
+  // An IP target allowed by an IP rule: a name in the SNI must be allowed in its own right.
+  if (sni.kind !== 'name') return deny(text, port, 'sni-mismatch', null, null, tls.sni)
+  const verdict = hostVerdict(policy, sni, sni.name, port)
+  return verdict.decision.action === 'allow'
+    ? undefined
+    : deny(text, port, 'sni-mismatch', null, null, tls.sni)
+}
+
+function hostHeaderRefusal(
+  req: EgressRequest,
+  host: CanonicalHost,
+  text: string,
+  port: number,
+): Decision | undefined {
+  const header = req.hostHeader
+  if (header === undefined) return undefined
+  const m = /^(\[[^\]]*\]|[^:]*)(?::([0-9]{1,5}))?$/.exec(header)
+  if (!m || m[1] === '') return deny(text, port, 'host-mismatch', null, null, header)
+  let seen: CanonicalHost
+  try {
+    seen = canonicalHost(m[1] as string)
+  } catch {
+    return deny(text, port, 'host-mismatch', null, null, header)
+  }
+  const sameHost =
+    seen.kind === 'name'
+      ? host.kind === 'name' && seen.name === host.name
+      : host.kind === 'ip' && seen.text === host.text
+  const samePort = m[2] === undefined || Number(m[2]) === port
+  return sameHost && samePort ? undefined : deny(text, port, 'host-mismatch', null, null, header)
+}
+
+function endpointVerdict(
+  policy: Policy,
+  req: EgressRequest,
+  host: CanonicalHost,
+  text: string,
+  port: number,
+): Decision | undefined {
+  if (
+    req.method === undefined ||
+    req.path === undefined ||
+    host.kind !== 'name' ||
+    policy.endpoints.size === 0
+  )
+    return undefined
+  const set = policy.endpoints.lookup(host.name)
+  if (!set) return undefined
+  const path = requestPath(req.path)
+  const problem = pathProblem(path)
+  if (problem) return deny(text, port, 'bad-path', null, set.from, `${path} ${problem}`)
+  const match = matchEndpoint(set, req.method, path)
+  if (match.rule === undefined)
+    return deny(text, port, 'no-endpoint-match', null, set.from, `${req.method} ${path}`)
+  const rule = `${set.host} ${match.rule}`
+  if (match.action === 'deny')
+    return deny(text, port, 'endpoint-denied', rule, match.from, `${req.method} ${path}`)
+  return { action: 'allow', reason: 'endpoint-allowed', rule, from: match.from, host: text, port }
+}
+
+function resolvedRefusal(
+  policy: Policy,
+  req: EgressRequest,
+  text: string,
+  port: number,
+): Decision | undefined {
+  for (const address of req.resolved ?? []) {
+    const ip = parseIP(address)
+    if (!ip)
+      return deny(
+        text,
+        port,
+        'special-address',
+        null,
+        null,
+        `resolver returned "${address}", which is not an IP address`,
+      )
+    const denied = policy.deny.matchAddress(ip, port)
+    if (denied)
+      return deny(
+        text,
+        port,
+        'denied-by-rule',
+        denied.canonical,
+        denied.from,
+        `resolves to ${formatIP(ip)}`,
+      )
+    const special = specialAddressRefusal(policy, ip, text, port)
+    if (special) return special
+  }
+  return undefined
+}
+
+/**
+ * Decides one request against one policy. Order: the host must be valid; deny
+ * rules beat allow rules, then the mode; an IP target or any resolved address
+ * must not be special-purpose (unless the operator allows the range); the TLS
+ * SNI or HTTP Host must name the target; a tunnel whose content cannot be
+ * inspected needs a rule that names its port; endpoint rules narrow plain HTTP.
+ */
+export function decide(req: EgressRequest, policy: Policy): Decision {
+  const port = req.protocol === 'dns' ? 0 : req.port
+  if (req.host === '' && req.tls?.kind === 'client-hello' && req.tls.sni === null)
+    return deny('', port, 'no-sni')
+  let host: CanonicalHost
+  try {
+    host = canonicalHost(req.host)
+  } catch (err) {
+    if (err instanceof HostError)
+      return deny(req.host, port, 'invalid-host', null, null, err.message)
+    throw err
+  }
+  const text = host.kind === 'name' ? host.name : host.text
+
+  if (req.protocol === 'dns') {
+    // DNS answers steer a client to the transparent listeners, which serve 443 and 80.
+    const https = hostVerdict(policy, host, text, 443)
+    const verdict = https.decision.action === 'allow' ? https : hostVerdict(policy, host, text, 80)
+    return { ...verdict.decision, port: 0 }
+  }
+
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    return deny(
+      text,
+      port,
+      'invalid-port',
+      null,
+      null,
+      `port ${String(req.port)} is not between 1 and 65535`,
+    )
+  }
+  const verdict = hostVerdict(policy, host, text, port)
+  if (verdict.decision.action === 'deny') return verdict.decision
+  if (host.kind === 'ip') {
+    const special = specialAddressRefusal(policy, host.ip, text, port)
+    if (special) return special
+  }
+  const refusal =
+    tlsRefusal(policy, req, host, text, port) ??
+    hostHeaderRefusal(req, host, text, port) ??
+    opaqueRefusal(policy, req, verdict, text, port) ??
+    resolvedRefusal(policy, req, text, port)
+  if (refusal) return refusal
+  return endpointVerdict(policy, req, host, text, port) ?? verdict.decision
+}
+
+/**
+ * Traffic that is neither TLS nor HTTP cannot have its name checked, so it needs
+ * a rule that names the port explicitly (`github.com:22`), or an allow-all mode.
+ */
+function opaqueRefusal(
+  policy: Policy,
+  req: EgressRequest,
+  verdict: HostVerdict,
+  text: string,
+  port: number,
+): Decision | undefined {
+  if (req.payload !== 'other' && req.payload !== 'server-first') return undefined
+  if (policy.mode === 'allow-all') return undefined
+  if (verdict.rule && portIsExplicit(verdict.rule.ports)) return undefined
+  return deny(
+    text,
+    port,
+    'not-inspectable',
+    verdict.rule?.canonical ?? null,
+    verdict.rule?.from ?? null,
+    req.payload === 'server-first'
+      ? 'the server spoke first'
+      : 'the client sent neither TLS nor HTTP',
+  )
+}

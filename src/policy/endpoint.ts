@@ -1,0 +1,144 @@
+// Endpoint rules: per-host method and path rules, evaluated in order, first
+// match wins. They narrow what an allowed host may be asked; they never allow
+// a host by themselves. A host that has endpoint rules and a request that none
+// of them matches is denied.
+//
+// Paths are matched in one canonical form. Spellings that servers interpret in
+// different ways (`..`, `.`, `%2e`, `%2f`, `%5c`, `\`, `//`) are refused
+// instead of normalised, so no rule can be sidestepped by a path the upstream
+// server would resolve elsewhere.
+
+import { minimatch } from 'minimatch'
+import { canonicalHost, HostError } from './host.js'
+
+export type EndpointAction = 'allow' | 'deny'
+
+export interface EndpointRule {
+  /** Uppercase methods; empty means any method. */
+  readonly methods: readonly string[]
+  /** A glob over the path (`*` within a segment, `**` across segments). */
+  readonly path: string
+  readonly action: EndpointAction
+}
+
+export interface EndpointSet {
+  /** `example.com` or `*.example.com`, canonical. */
+  readonly host: string
+  readonly rules: readonly EndpointRule[]
+  readonly from: string
+}
+
+export class EndpointError extends Error {}
+
+const METHOD = /^[A-Z][A-Z0-9-]{0,31}$/
+
+export function parseEndpointHost(text: string): string {
+  const wildcard = text.startsWith('*.')
+  const base = wildcard ? text.slice(2) : text
+  try {
+    const host = canonicalHost(base)
+    if (host.kind !== 'name')
+      throw new EndpointError(`endpoint host "${text}" must be a name, not an IP address`)
+    return wildcard ? `*.${host.name}` : host.name
+  } catch (err) {
+    if (err instanceof HostError) throw new EndpointError(`endpoint host "${text}": ${err.message}`)
+    throw err
+  }
+}
+
+export function parseEndpointRule(input: {
+  methods?: readonly string[]
+  path?: string
+  action: EndpointAction
+}): EndpointRule {
+  const methods = (input.methods ?? []).map((m) => m.toUpperCase())
+  for (const m of methods) {
+    if (!METHOD.test(m))
+      throw new EndpointError(`"${m}" is not an HTTP method (write e.g. GET, POST)`)
+  }
+  const path = input.path ?? '/**'
+  if (!path.startsWith('/')) throw new EndpointError(`path "${path}" must start with "/"`)
+  const problem = pathProblem(path.replace(/\*+/g, 'x'))
+  if (problem) throw new EndpointError(`path "${path}": ${problem}`)
+  return { methods, path, action: input.action }
+}
+
+/** Why a request path cannot be matched safely, or undefined when it can. */
+export function pathProblem(path: string): string | undefined {
+  if (!path.startsWith('/')) return 'does not start with "/"'
+  if (path.includes('//')) return 'contains an empty segment ("//")'
+  if (path.includes('\\')) return 'contains a backslash'
+  if (/%(?:2e|2f|5c|00)/i.test(path)) return 'contains an encoded ".", "/", "\\" or NUL'
+  // eslint-disable-next-line no-control-regex
+  if (/[\x00-\x20\x7f]/.test(path)) return 'contains whitespace or control characters'
+  for (const segment of path.split('/')) {
+    if (segment === '.' || segment === '..') return `contains a "${segment}" segment`
+  }
+  return undefined
+}
+
+/** The path part of a request target: no query, no fragment. */
+export function requestPath(target: string): string {
+  let end = target.length
+  const q = target.indexOf('?')
+  if (q >= 0) end = q
+  const h = target.indexOf('#')
+  if (h >= 0 && h < end) end = h
+  return target.slice(0, end)
+}
+
+export interface EndpointMatch {
+  readonly action: EndpointAction
+  /** `GET /repos/**` style text of the rule that matched, or undefined when none did. */
+  readonly rule: string | undefined
+  readonly from: string
+}
+
+export function describeEndpointRule(rule: EndpointRule): string {
+  return `${rule.methods.length ? rule.methods.join(',') : '*'} ${rule.path}`
+}
+
+/** First endpoint rule that matches; a request none matches is denied. */
+export function matchEndpoint(set: EndpointSet, method: string, path: string): EndpointMatch {
+  const upper = method.toUpperCase()
+  for (const rule of set.rules) {
+    if (rule.methods.length > 0 && !rule.methods.includes(upper)) continue
+    if (!minimatch(path, rule.path, { dot: true, nocomment: true, nonegate: true, noext: true }))
+      continue
+    return { action: rule.action, rule: describeEndpointRule(rule), from: set.from }
+  }
+  return { action: 'deny', rule: undefined, from: set.from }
+}
+
+/** Endpoint sets by host: exact names, then the longest wildcard suffix. */
+export class EndpointIndex {
+  private readonly exact = new Map<string, EndpointSet>()
+  private readonly wildcard = new Map<string, EndpointSet>()
+
+  constructor(sets: readonly EndpointSet[]) {
+    for (const set of sets) {
+      const target = set.host.startsWith('*.') ? this.wildcard : this.exact
+      const key = set.host.startsWith('*.') ? set.host.slice(2) : set.host
+      const existing = target.get(key)
+      // Sets arrive in precedence order (a profile's own before its includes'); for the
+      // same host, the rules of a later set are tried after those of an earlier one.
+      target.set(key, existing ? { ...existing, rules: [...existing.rules, ...set.rules] } : set)
+    }
+  }
+
+  get size(): number {
+    return this.exact.size + this.wildcard.size
+  }
+
+  lookup(name: string): EndpointSet | undefined {
+    const exact = this.exact.get(name)
+    if (exact) return exact
+    let dot = name.indexOf('.')
+    while (dot >= 0) {
+      const found = this.wildcard.get(name.slice(dot + 1))
+      if (found) return found
+      dot = name.indexOf('.', dot + 1)
+    }
+    return undefined
+  }
+}

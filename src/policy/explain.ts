@@ -1,0 +1,72 @@
+// Human-readable text for a decision: what happened and what to change. Used by
+// the proxy's 403 body, `isorun check` and the CLI's event listings. Kept apart
+// from decide() so the hot path builds no strings.
+
+import type { Decision, Reason } from './decide.js'
+
+const WHY: Record<Reason, string> = {
+  'allowed-by-rule': 'allowed by rule',
+  'allowed-by-mode': 'allowed: the profile allows everything not denied',
+  'endpoint-allowed': 'allowed by endpoint rule',
+  'denied-by-rule': 'denied by rule',
+  'denied-by-mode': 'denied: the profile denies everything',
+  'not-in-allow-list': 'denied: no allow rule matches',
+  'invalid-host': 'denied: not a valid host',
+  'invalid-port': 'denied: not a valid port',
+  'special-address': 'denied: special-purpose address',
+  'no-sni': 'denied: the TLS ClientHello names no server (no SNI)',
+  'sni-mismatch': 'denied: the TLS server name (SNI) does not match the target',
+  'ech-refused':
+    'denied: the ClientHello uses Encrypted Client Hello, which hides the real server name',
+  'bad-client-hello': 'denied: the TLS ClientHello could not be parsed',
+  'host-mismatch': 'denied: the HTTP Host header does not match the target',
+  'not-inspectable':
+    'denied: the connection is neither TLS nor HTTP, so its server name cannot be checked',
+  'endpoint-denied': 'denied by endpoint rule',
+  'no-endpoint-match': 'denied: the host has endpoint rules and none matches this request',
+  'bad-path': 'denied: ambiguous request path',
+}
+
+const FIX: Partial<Record<Reason, (d: Decision, profile: string) => string>> = {
+  'not-in-allow-list': (d, p) =>
+    `To allow it, add "${hostRule(d)}" to the allow list of profile ${p}, or use a profile that includes it.`,
+  'denied-by-mode': (d) =>
+    `This profile blocks all egress; choose a profile or network allow list that includes "${hostRule(d)}".`,
+  'denied-by-rule': (d) =>
+    `Remove or narrow the deny rule ${d.rule ?? ''}${d.from ? ` (from profile ${d.from})` : ''}.`,
+  'special-address': () =>
+    'Names that resolve to loopback, private, link-local or other special ranges are refused; an operator can allow a range with --allow-private (ISORUN_ALLOW_PRIVATE for the runner).',
+  'no-sni': () => 'Connect by host name so the client sends SNI.',
+  'sni-mismatch': () => 'Connect to the same host you name in TLS.',
+  'ech-refused': () => 'Disable Encrypted Client Hello in the client.',
+  'host-mismatch': () => 'Send a Host header that names the host you connect to.',
+  'not-inspectable': (d) =>
+    `To allow a non-TLS, non-HTTP protocol, add a rule that names the port, e.g. "${d.host}:${d.port}".`,
+  'no-endpoint-match': (_d, p) => `Add an endpoint rule for this method and path to profile ${p}.`,
+}
+
+function hostRule(d: Decision): string {
+  const needsPort = d.port !== 0 && d.port !== 80 && d.port !== 443
+  return needsPort ? `${d.host}:${d.port}` : d.host
+}
+
+/** One line: `denied: no allow rule matches` plus the rule and specifics. */
+export function describeDecision(d: Decision): string {
+  let text = WHY[d.reason]
+  if (
+    d.rule &&
+    (d.reason === 'allowed-by-rule' ||
+      d.reason === 'denied-by-rule' ||
+      d.reason.startsWith('endpoint-'))
+  ) {
+    text += ` ${d.rule}`
+    if (d.from) text += ` (from profile ${d.from})`
+  }
+  if (d.detail) text += ` (${d.detail})`
+  return text
+}
+
+/** What to change to get a different answer, or undefined when there is no general advice. */
+export function adviseDecision(d: Decision, profile: string): string | undefined {
+  return FIX[d.reason]?.(d, profile)
+}

@@ -1,0 +1,202 @@
+// The rule grammar. A rule is a host pattern with an optional port part:
+//
+//   example.com          that name only, ports 80 and 443
+//   *.example.com        any subdomain at any depth (not the apex), ports 80 and 443
+//   *                    every host
+//   10.1.2.3, 10.0.0.0/8, 2001:db8::1, 2001:db8::/32, [2001:db8::1]:8443
+//   host:22, host:*, host:8000-8100
+//
+// Rules are parsed once, when a profile loads, into the same canonical form
+// that requests are turned into.
+
+import { parse as parsePublicSuffix } from 'tldts'
+import { CidrError, cidrOf, formatCidr, parseCidr, type Cidr } from './cidr.js'
+import { HostError, canonicalHost } from './host.js'
+
+export type PortSpec =
+  | { readonly kind: 'default' }
+  | { readonly kind: 'any' }
+  | { readonly kind: 'range'; readonly from: number; readonly to: number }
+
+export type HostPattern =
+  | { readonly kind: 'any' }
+  | { readonly kind: 'exact'; readonly name: string }
+  /** Matches every name that ends in `.${suffix}`; never `suffix` itself. */
+  | { readonly kind: 'wildcard'; readonly suffix: string }
+  | { readonly kind: 'cidr'; readonly cidr: Cidr }
+
+export interface Rule {
+  /** The rule as written in the profile. */
+  readonly text: string
+  /** The canonical spelling, used in decisions and logs. */
+  readonly canonical: string
+  readonly host: HostPattern
+  readonly ports: PortSpec
+}
+
+/** Ports a rule without a port part covers. */
+export const DEFAULT_PORTS: readonly number[] = [80, 443]
+
+export class RuleError extends Error {}
+
+function fail(text: string, why: string): never {
+  throw new RuleError(`bad rule "${text}": ${why}`)
+}
+
+export function parsePortSpec(text: string, portText: string): PortSpec {
+  if (portText === '*') return { kind: 'any' }
+  const m = /^([0-9]{1,5})(?:-([0-9]{1,5}))?$/.exec(portText)
+  const from = m ? Number(m[1]) : NaN
+  const to = m?.[2] !== undefined ? Number(m[2]) : from
+  if (!m || from < 1 || to > 65535 || to < from) {
+    fail(
+      text,
+      `port "${portText}" must be a number from 1 to 65535, a range like 8000-8100, or * for any port`,
+    )
+  }
+  return { kind: 'range', from, to }
+}
+
+export function portMatches(spec: PortSpec, port: number): boolean {
+  switch (spec.kind) {
+    case 'any':
+      return true
+    case 'default':
+      return port === 80 || port === 443
+    case 'range':
+      return port >= spec.from && port <= spec.to
+  }
+}
+
+/** True when the rule names the port itself rather than relying on the 80/443 default. */
+export function portIsExplicit(spec: PortSpec): boolean {
+  return spec.kind !== 'default'
+}
+
+function formatPortSpec(spec: PortSpec): string {
+  switch (spec.kind) {
+    case 'default':
+      return ''
+    case 'any':
+      return ':*'
+    case 'range':
+      return spec.from === spec.to ? `:${spec.from}` : `:${spec.from}-${spec.to}`
+  }
+}
+
+/** Splits `host[:port]`, `[v6]:port` and bare IPv6 (which has no port part). */
+function splitHostPort(text: string): { hostText: string; portText: string | undefined } {
+  if (text.startsWith('[')) {
+    const close = text.indexOf(']')
+    if (close < 0) fail(text, 'unclosed "[" (write [2001:db8::1]:443)')
+    const rest = text.slice(close + 1)
+    if (rest !== '' && !rest.startsWith(':')) fail(text, `unexpected "${rest}" after "]"`)
+    return { hostText: text.slice(1, close), portText: rest === '' ? undefined : rest.slice(1) }
+  }
+  const colons = text.split(':').length - 1
+  if (colons > 1) return { hostText: text, portText: undefined } // bare IPv6 or IPv6 CIDR
+  if (colons === 1) {
+    const i = text.indexOf(':')
+    return { hostText: text.slice(0, i), portText: text.slice(i + 1) }
+  }
+  return { hostText: text, portText: undefined }
+}
+
+function parseHostPattern(text: string, hostText: string): HostPattern {
+  if (hostText === '') fail(text, 'empty host')
+  if (hostText === '*') return { kind: 'any' }
+  if (hostText.startsWith('*.')) {
+    const base = hostText.slice(2)
+    if (base.includes('*'))
+      fail(text, 'only one wildcard, as the whole first label, is allowed (write *.example.com)')
+    let host
+    try {
+      host = canonicalHost(base)
+    } catch (err) {
+      if (err instanceof HostError) fail(text, err.message)
+      throw err
+    }
+    if (host.kind !== 'name')
+      fail(text, 'a wildcard cannot apply to an IP address; write a CIDR block such as 10.0.0.0/8')
+    if (parsePublicSuffix(host.name, { allowPrivateDomains: false }).domain === null) {
+      fail(
+        text,
+        `"${host.name}" is a public suffix, so *.${host.name} would match every site under it; list the domains you need, e.g. *.example.${host.name}`,
+      )
+    }
+    return { kind: 'wildcard', suffix: host.name }
+  }
+  if (hostText.includes('*')) {
+    fail(
+      text,
+      'a wildcard must be the whole first label: write *.example.com (which matches any subdomain), not a partial label like api-*.example.com',
+    )
+  }
+  if (hostText.includes('/')) {
+    try {
+      return { kind: 'cidr', cidr: parseCidr(hostText) }
+    } catch (err) {
+      if (err instanceof CidrError) fail(text, err.message)
+      throw err
+    }
+  }
+  let host
+  try {
+    host = canonicalHost(hostText)
+  } catch (err) {
+    if (err instanceof HostError) fail(text, err.message)
+    throw err
+  }
+  if (host.kind === 'ip')
+    return { kind: 'cidr', cidr: cidrOf(host.ip, host.ip.version === 4 ? 32 : 128) }
+  return { kind: 'exact', name: host.name }
+}
+
+export function formatHostPattern(host: HostPattern): string {
+  switch (host.kind) {
+    case 'any':
+      return '*'
+    case 'exact':
+      return host.name
+    case 'wildcard':
+      return `*.${host.suffix}`
+    case 'cidr': {
+      const full = host.cidr.prefix === (host.cidr.version === 4 ? 32 : 128)
+      const text = formatCidr(host.cidr)
+      return full ? text.slice(0, text.lastIndexOf('/')) : text
+    }
+  }
+}
+
+function formatRule(host: HostPattern, ports: PortSpec): string {
+  const hostText = formatHostPattern(host)
+  const portText = formatPortSpec(ports)
+  if (portText !== '' && host.kind === 'cidr' && host.cidr.version === 6)
+    return `[${hostText}]${portText}`
+  return hostText + portText
+}
+
+/** Parses one rule. Throws RuleError with a message that says what to write instead. */
+export function parseRule(input: string): Rule {
+  const text = input.trim()
+  if (text === '')
+    fail(
+      input,
+      'empty pattern (write a host such as example.com, *.example.com, an IP or CIDR, or *)',
+    )
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(text)) {
+    const hostPart = text.replace(/^[a-z][a-z0-9+.-]*:\/\//i, '').split('/')[0]
+    fail(text, `rules name hosts, not URLs; write "${hostPart}"`)
+  }
+  if (/[\s/]/.test(text) && !/^[^\s]+\/[0-9]{1,3}(?:\]?(?::[^/]*)?)?$/.test(text)) {
+    fail(
+      text,
+      'rules name hosts; a path or whitespace is not allowed here (paths belong in endpoints:)',
+    )
+  }
+  const { hostText, portText } = splitHostPort(text)
+  const host = parseHostPattern(text, hostText)
+  const ports: PortSpec =
+    portText === undefined ? { kind: 'default' } : parsePortSpec(text, portText)
+  return { text, canonical: formatRule(host, ports), host, ports }
+}
