@@ -66,28 +66,76 @@ export function canonicalHost(raw: string): CanonicalHost {
 
   let host = raw.endsWith('.') ? raw.slice(0, -1) : raw
   if (host === '') fail(raw, 'empty')
-  host = host.toLowerCase()
 
-  // Fast path: most hosts are already plain ASCII letters, digits and hyphens.
-  if (!LDH_NAME.test(host)) {
-    if (!RAW_HOST.test(host)) fail(raw, 'contains characters that cannot appear in a host name')
-    if (host.split('.').includes('')) fail(raw, 'empty label')
-    const ascii = domainToASCII(host)
-    if (ascii === '') fail(raw, 'not a valid internationalised domain name')
-    host = ascii.endsWith('.') ? ascii.slice(0, -1) : ascii
-    if (!LDH_NAME.test(host)) {
-      if (host.split('.').includes('')) fail(raw, 'empty label')
-      fail(raw, 'contains characters that cannot appear in a host name')
-    }
-  }
-
+  // Fast path: most hosts are plain ASCII letters, digits and hyphens, checked in one pass.
+  const scan = scanAsciiName(host)
+  if (scan === SCAN_NOT_PLAIN) host = idnaToAscii(raw, host)
+  else if (scan === SCAN_UPPERCASE) host = host.toLowerCase()
   if (endsInNumber(host)) {
     const ip = parseIPv4(host)
     if (!ip) fail(raw, 'looks like an IPv4 address but is not a valid one')
     return ipHost(ip)
   }
-  checkLabels(raw, host)
+  // The scan already checked label and name lengths of plain names.
+  if (scan === SCAN_NOT_PLAIN) checkLabels(raw, host)
   return { kind: 'name', name: host }
+}
+
+const SCAN_PLAIN = 0
+const SCAN_UPPERCASE = 1
+const SCAN_NOT_PLAIN = 2
+
+/**
+ * One pass over an ASCII name: PLAIN when it is already lowercase
+ * letters/digits/hyphen/underscore with labels of 1 to 63 characters, at most
+ * 253 in all, and no punycode; UPPERCASE when lowercasing makes it so;
+ * NOT_PLAIN when it needs IDNA or is invalid (the slow path reports why).
+ */
+function scanAsciiName(host: string): number {
+  if (host.length > MAX_NAME_LENGTH) return SCAN_NOT_PLAIN
+  let result = SCAN_PLAIN
+  let labelStart = 0
+  for (let i = 0; i < host.length; i++) {
+    const c = host.charCodeAt(i)
+    if ((c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c === 95) continue // a-z 0-9 _
+    if (c === 45) {
+      // A punycode label (xn--) must be validated by IDNA.
+      if (
+        i === labelStart + 2 &&
+        host.charCodeAt(i + 1) === 45 &&
+        (host.charCodeAt(labelStart) | 32) === 120 &&
+        (host.charCodeAt(labelStart + 1) | 32) === 110
+      ) {
+        return SCAN_NOT_PLAIN
+      }
+      continue
+    }
+    if (c === 46) {
+      if (i === labelStart || i - labelStart > MAX_LABEL_LENGTH) return SCAN_NOT_PLAIN
+      labelStart = i + 1
+      continue
+    }
+    if (c >= 65 && c <= 90) {
+      result = SCAN_UPPERCASE
+      continue
+    }
+    return SCAN_NOT_PLAIN
+  }
+  const lastLabel = host.length - labelStart
+  return lastLabel === 0 || lastLabel > MAX_LABEL_LENGTH ? SCAN_NOT_PLAIN : result
+}
+
+function idnaToAscii(raw: string, host: string): string {
+  if (!RAW_HOST.test(host)) fail(raw, 'contains characters that cannot appear in a host name')
+  if (host.split('.').includes('')) fail(raw, 'empty label')
+  const ascii = domainToASCII(host.toLowerCase())
+  if (ascii === '') fail(raw, 'not a valid internationalised domain name')
+  const name = ascii.endsWith('.') ? ascii.slice(0, -1) : ascii
+  if (!LDH_NAME.test(name)) {
+    if (name.split('.').includes('')) fail(raw, 'empty label')
+    fail(raw, 'contains characters that cannot appear in a host name')
+  }
+  return name
 }
 
 /** The canonical text of a host: the name, or the IP address in canonical form. */

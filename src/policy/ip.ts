@@ -64,13 +64,26 @@ export function parseIPv4(text: string): IPv4 | undefined {
   return ipv4(value)
 }
 
-/** True when a host's last label looks numeric, so the host must be an IPv4 address or nothing. */
+/**
+ * True when a host's last label looks numeric (digits, or 0x and hex digits), so
+ * the host must be an IPv4 address or nothing, as the WHATWG URL parser decides.
+ * One trailing dot is ignored.
+ */
 export function endsInNumber(host: string): boolean {
-  const labels = host.split('.')
-  let last = labels[labels.length - 1] ?? ''
-  if (last === '' && labels.length > 1) last = labels[labels.length - 2] ?? ''
-  if (last === '') return false
-  return /^[0-9]+$/.test(last) || /^0x[0-9a-f]*$/i.test(last)
+  let end = host.length
+  if (end > 1 && host.charCodeAt(end - 1) === 46) end--
+  const start = host.lastIndexOf('.', end - 1) + 1
+  if (start >= end) return false
+  let allDigits = true
+  for (let i = start; i < end; i++) {
+    const c = host.charCodeAt(i)
+    if (c < 48 || c > 57) {
+      allDigits = false
+      break
+    }
+  }
+  if (allDigits) return true
+  return /^0x[0-9a-f]*$/i.test(host.slice(start, end))
 }
 
 export function formatIPv4(ip: IPv4): string {

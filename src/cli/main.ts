@@ -1,0 +1,72 @@
+#!/usr/bin/env node
+// The `isorun` command.
+
+import { checkCommand } from './commands/check.js'
+import { profilesCommand } from './commands/profiles.js'
+import { CliError, UsageError } from './errors.js'
+
+type Command = (argv: string[]) => number | Promise<number>
+
+const COMMANDS: Record<string, { run: () => Promise<Command>; summary: string }> = {
+  profiles: {
+    run: async () => profilesCommand,
+    summary: "list profiles, or show one profile's resolved rules",
+  },
+  check: {
+    run: async () => checkCommand,
+    summary: 'decide whether a profile allows a URL or host[:port]',
+  },
+}
+
+function help(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((c) => c.length))
+  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`)
+  return [
+    'usage: isorun <command> [options]',
+    '',
+    'commands:',
+    ...lines,
+    '',
+    'Run "isorun <command> --help" for its options.',
+  ].join('\n')
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(`${help()}\n`)
+    return name === undefined ? 2 : 0
+  }
+  if (name === '--version') {
+    const { createRequire } = await import('node:module')
+    const pkg = createRequire(import.meta.url)('../../../package.json') as { version: string }
+    process.stdout.write(`${pkg.version}\n`)
+    return 0
+  }
+  const command = COMMANDS[name]
+  if (!command) throw new UsageError(`unknown command "${name}"`, help())
+  return (await command.run())(rest)
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code
+  },
+  (err: unknown) => {
+    if (err instanceof UsageError) {
+      process.stderr.write(`isorun: ${err.message}\n${err.hint ? `${err.hint}\n` : ''}`)
+      process.exitCode = 2
+    } else if (err instanceof CliError) {
+      process.stderr.write(`isorun: ${err.message}\n`)
+      process.exitCode = err.exitCode
+    } else {
+      const detail = process.env.ISORUN_DEBUG
+        ? (err as Error).stack
+        : ((err as Error)?.message ?? String(err))
+      process.stderr.write(
+        `isorun: unexpected error: ${detail}\n(set ISORUN_DEBUG=1 for a stack trace)\n`,
+      )
+      process.exitCode = 1
+    }
+  },
+)

@@ -1,0 +1,285 @@
+// Parses and validates one profile YAML file. Every error names the file, the
+// line and column, and the field, and says what to write instead: operators
+// read these in `isorun profiles` output and the runner's log.
+
+import {
+  isMap,
+  isScalar,
+  isSeq,
+  LineCounter,
+  parseDocument,
+  type Node,
+  type Pair,
+  type YAMLMap,
+} from 'yaml'
+import {
+  EndpointError,
+  isMode,
+  MODES,
+  parseEndpointHost,
+  parseEndpointRule,
+  parseRule,
+  RuleError,
+  type EndpointRule,
+  type Mode,
+} from '../policy/index.js'
+
+export const PROFILE_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/
+
+export interface ProfileEndpoints {
+  readonly host: string
+  readonly rules: readonly EndpointRule[]
+}
+
+/** A profile as written in one file, validated but with includes not yet resolved. */
+export interface ProfileDefinition {
+  readonly name: string
+  readonly description: string
+  readonly mode: Mode
+  readonly include: readonly string[]
+  /** Where each include entry is written, for errors found when includes are resolved. */
+  readonly includeAt: readonly { readonly line: number; readonly column: number }[]
+  /** Rules as written (trimmed); each one parses. */
+  readonly allow: readonly string[]
+  readonly deny: readonly string[]
+  readonly endpoints: readonly ProfileEndpoints[]
+  readonly file: string
+}
+
+export class ProfileError extends Error {
+  constructor(
+    readonly file: string,
+    readonly line: number,
+    readonly column: number,
+    readonly field: string | undefined,
+    readonly problem: string,
+  ) {
+    super(`${file}:${line}:${column}: ${field ? `${field}: ` : ''}${problem}`)
+  }
+}
+
+const FIELDS = ['name', 'description', 'mode', 'include', 'allow', 'deny', 'endpoints'] as const
+const ENDPOINT_FIELDS = ['methods', 'path', 'action'] as const
+
+class Reader {
+  constructor(
+    readonly file: string,
+    private readonly lines: LineCounter,
+  ) {}
+
+  fail(node: Node | Pair | null | undefined, field: string | undefined, problem: string): never {
+    const offset = nodeOffset(node)
+    const pos = this.lines.linePos(offset)
+    throw new ProfileError(this.file, pos.line, pos.col, field, problem)
+  }
+
+  string(node: unknown, field: string): string {
+    if (!isScalar(node) || typeof node.value !== 'string')
+      this.fail(node as Node, field, 'must be a string')
+    return node.value
+  }
+
+  stringList(node: unknown, field: string): { value: string; node: Node }[] {
+    if (node === null || node === undefined || (isScalar(node) && node.value === null)) return []
+    if (!isSeq(node))
+      this.fail(node as Node, field, 'must be a list, e.g. [a, b] or one "- item" per line')
+    return node.items.map((item, i) => {
+      if (!isScalar(item) || (typeof item.value !== 'string' && typeof item.value !== 'number')) {
+        this.fail(item as Node, `${field}[${i}]`, 'must be a string')
+      }
+      return { value: String(item.value), node: item }
+    })
+  }
+}
+
+function nodeOffset(node: Node | Pair | null | undefined): number {
+  if (!node) return 0
+  if ('range' in node && node.range) return node.range[0]
+  if ('key' in node && node.key && typeof node.key === 'object' && 'range' in node.key) {
+    return (node.key as Node).range?.[0] ?? 0
+  }
+  return 0
+}
+
+function keyOf(pair: Pair): string | undefined {
+  return isScalar(pair.key) && typeof pair.key.value === 'string' ? pair.key.value : undefined
+}
+
+function suggest(word: string, options: readonly string[]): string {
+  const close = options.find(
+    (o) => o.startsWith(word.slice(0, 3)) || word.startsWith(o.slice(0, 3)),
+  )
+  return close ? ` (did you mean "${close}"?)` : ''
+}
+
+function readEndpoints(reader: Reader, node: unknown): ProfileEndpoints[] {
+  if (node === null || node === undefined || (isScalar(node) && node.value === null)) return []
+  if (!isMap(node)) reader.fail(node as Node, 'endpoints', 'must be a map of host: [rules]')
+  const out: ProfileEndpoints[] = []
+  for (const pair of (node as YAMLMap).items) {
+    const hostText = keyOf(pair)
+    if (hostText === undefined) reader.fail(pair, 'endpoints', 'host keys must be strings')
+    const field = `endpoints.${hostText}`
+    let host: string
+    try {
+      host = parseEndpointHost(hostText)
+    } catch (err) {
+      if (err instanceof EndpointError) reader.fail(pair, field, err.message)
+      throw err
+    }
+    if (!isSeq(pair.value))
+      reader.fail(
+        (pair.value as Node) ?? pair,
+        field,
+        'must be a list of rules like {methods: [GET], path: /x/**, action: allow}',
+      )
+    const rules = pair.value.items.map((item, i) =>
+      readEndpointRule(reader, item, `${field}[${i}]`),
+    )
+    if (rules.length === 0) reader.fail(pair, field, 'has no rules; remove it or add rules')
+    out.push({ host, rules })
+  }
+  return out
+}
+
+function readEndpointRule(reader: Reader, node: unknown, field: string): EndpointRule {
+  if (!isMap(node)) reader.fail(node as Node, field, 'must be a map with methods, path and action')
+  let methods: string[] | undefined
+  let path: string | undefined
+  let action: 'allow' | 'deny' | undefined
+  for (const pair of (node as YAMLMap).items) {
+    const key = keyOf(pair)
+    switch (key) {
+      case 'methods':
+        methods = reader.stringList(pair.value, `${field}.methods`).map((m) => m.value)
+        break
+      case 'path':
+        path = reader.string(pair.value, `${field}.path`)
+        break
+      case 'action': {
+        const value = reader.string(pair.value, `${field}.action`)
+        if (value !== 'allow' && value !== 'deny')
+          reader.fail(pair.value as Node, `${field}.action`, 'must be allow or deny')
+        action = value
+        break
+      }
+      default:
+        reader.fail(
+          pair,
+          field,
+          `unknown field "${String(key)}"; endpoint rules take ${ENDPOINT_FIELDS.join(', ')}`,
+        )
+    }
+  }
+  if (!action) reader.fail(node as Node, field, 'needs an action: allow or deny')
+  try {
+    return parseEndpointRule({ methods, path, action })
+  } catch (err) {
+    if (err instanceof EndpointError) reader.fail(node as Node, field, err.message)
+    throw err
+  }
+}
+
+/**
+ * Parses the text of one profile file. `file` is used in error messages and as
+ * the expected name (the file name without `.yaml`/`.yml`), unless `expectedName`
+ * is given explicitly.
+ */
+export function parseProfile(text: string, file: string, expectedName?: string): ProfileDefinition {
+  const lines = new LineCounter()
+  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false })
+  const reader: Reader = new Reader(file, lines)
+  const syntax = doc.errors[0]
+  if (syntax) {
+    const pos = syntax.linePos?.[0] ?? { line: 1, col: 1 }
+    const message =
+      syntax.message.split('\n')[0]?.replace(/ at line \d+, column \d+:?$/, '') ?? 'syntax error'
+    throw new ProfileError(file, pos.line, pos.col, undefined, `YAML syntax error: ${message}`)
+  }
+  const root = doc.contents
+  if (!isMap(root))
+    reader.fail(
+      root,
+      undefined,
+      'a profile is a map with name, description, mode, include, allow, deny and endpoints',
+    )
+
+  const fields = new Map<string, Pair>()
+  for (const pair of root.items) {
+    const key = keyOf(pair)
+    if (key === undefined || !(FIELDS as readonly string[]).includes(key)) {
+      reader.fail(
+        pair,
+        String(key),
+        `unknown field${key ? suggest(key, FIELDS) : ''}; a profile has ${FIELDS.join(', ')}`,
+      )
+    }
+    fields.set(key, pair)
+  }
+
+  const namePair = fields.get('name')
+  if (!namePair) reader.fail(root, 'name', 'missing; every profile needs a name')
+  const name = reader.string(namePair.value, 'name')
+  if (!PROFILE_NAME.test(name)) {
+    reader.fail(
+      namePair.value as Node,
+      'name',
+      `"${name}" must be lowercase letters, digits and hyphens, starting with a letter or digit`,
+    )
+  }
+  const stem = expectedName ?? file.replace(/^.*[\\/]/, '').replace(/\.ya?ml$/, '')
+  if (name !== stem)
+    reader.fail(
+      namePair.value as Node,
+      'name',
+      `"${name}" must match the file name "${stem}"; rename one of them`,
+    )
+
+  const descriptionPair = fields.get('description')
+  const description = descriptionPair ? reader.string(descriptionPair.value, 'description') : ''
+
+  const modePair = fields.get('mode')
+  let mode: Mode = 'allow-list'
+  if (modePair) {
+    const value = reader.string(modePair.value, 'mode')
+    if (!isMode(value))
+      reader.fail(
+        modePair.value as Node,
+        'mode',
+        `"${value}" is not a mode; use one of ${MODES.join(', ')}`,
+      )
+    mode = value
+  }
+
+  const includeEntries = reader.stringList(fields.get('include')?.value, 'include')
+  for (const { value, node } of includeEntries) {
+    if (!PROFILE_NAME.test(value)) reader.fail(node, 'include', `"${value}" is not a profile name`)
+    if (value === name) reader.fail(node, 'include', `a profile cannot include itself`)
+  }
+  const include = includeEntries.map((e) => e.value)
+  const includeAt = includeEntries.map((e) => {
+    const pos = lines.linePos(nodeOffset(e.node))
+    return { line: pos.line, column: pos.col }
+  })
+
+  const rules = (field: 'allow' | 'deny'): string[] =>
+    reader.stringList(fields.get(field)?.value, field).map(({ value, node }, i) => {
+      try {
+        return parseRule(value).text
+      } catch (err) {
+        if (err instanceof RuleError) reader.fail(node, `${field}[${i}]`, err.message)
+        throw err
+      }
+    })
+  const allow = rules('allow')
+  const deny = rules('deny')
+  if (mode === 'deny-all' && (allow.length > 0 || include.length > 0)) {
+    reader.fail(
+      (fields.get('allow') ?? fields.get('include')) as Pair,
+      allow.length > 0 ? 'allow' : 'include',
+      'mode deny-all refuses everything, so allow rules and includes would never apply; use mode allow-list',
+    )
+  }
+  const endpoints = readEndpoints(reader, fields.get('endpoints')?.value)
+  return { name, description, mode, include, includeAt, allow, deny, endpoints, file }
+}

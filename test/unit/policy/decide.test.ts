@@ -1,0 +1,427 @@
+import { describe, expect, it } from 'vitest'
+import {
+  compilePolicy,
+  decide,
+  type EgressRequest,
+  type Mode,
+  type Policy,
+} from '../../../src/policy/index.js'
+
+function policy(
+  allow: string[],
+  deny: string[] = [],
+  mode: Mode = 'allow-list',
+  allowSpecial: string[] = [],
+): Policy {
+  return compilePolicy(
+    {
+      name: 'test',
+      mode,
+      allow: allow.map((rule) => ({ rule, from: 'test' })),
+      deny: deny.map((rule) => ({ rule, from: 'test' })),
+    },
+    { allowSpecial },
+  )
+}
+
+const connect = (host: string, port = 443, extra: Partial<EgressRequest> = {}): EgressRequest => ({
+  protocol: 'connect',
+  host,
+  port,
+  ...extra,
+})
+
+describe('decide: bypass shapes against an allow list', () => {
+  const github = policy(['github.com', '*.github.com'])
+  it.each([
+    ['github.com', 'allow'],
+    ['api.github.com', 'allow'],
+    ['a.b.c.github.com', 'allow'],
+    ['GITHUB.COM.', 'allow'],
+    ['GitHub.com', 'allow'],
+    ['evilgithub.com', 'deny'],
+    ['github.com.evil.com', 'deny'],
+    ['github.comevil.com', 'deny'],
+    ['xgithub.com', 'deny'],
+    ['github.co', 'deny'],
+    ['ｇｉｔｈｕｂ.com', 'allow'], // fullwidth maps to the same name, which is allowed
+    ['github.com..', 'deny'],
+    ['.github.com', 'deny'],
+    ['github.com%2eevil.com', 'deny'],
+    ['github.com/evil.com', 'deny'],
+  ])('%s -> %s', (host, action) => {
+    expect(decide(connect(host), github).action).toBe(action)
+  })
+
+  it('*.github.com does not cover the apex github.com', () => {
+    const wildcardOnly = policy(['*.github.com'])
+    expect(decide(connect('api.github.com'), wildcardOnly).action).toBe('allow')
+    const apex = decide(connect('github.com'), wildcardOnly)
+    expect(apex).toMatchObject({ action: 'deny', reason: 'not-in-allow-list' })
+  })
+
+  it('a Unicode rule matches the punycode request and the other way round', () => {
+    const unicodeRule = policy(['bücher.de'])
+    expect(decide(connect('xn--bcher-kva.de'), unicodeRule).action).toBe('allow')
+    expect(decide(connect('BÜCHER.de'), unicodeRule).action).toBe('allow')
+    const punyRule = policy(['xn--bcher-kva.de'])
+    expect(decide(connect('bücher.de'), punyRule).action).toBe('allow')
+    expect(decide(connect('bucher.de'), punyRule).action).toBe('deny')
+  })
+})
+
+describe('decide: IP literals in every spelling are one address', () => {
+  const unrestricted = policy([], [], 'allow-all')
+  it.each([
+    '127.0.0.1',
+    '2130706433',
+    '0177.0.0.1',
+    '0x7f.1',
+    '0x7f000001',
+    '127.1',
+    '[::ffff:7f00:1]',
+    '[::ffff:127.0.0.1]',
+    '[2002:7f00:1::]',
+    '[64:ff9b::7f00:1]',
+  ])('%s is refused as loopback even in allow-all mode', (host) => {
+    const d = decide(connect(host), unrestricted)
+    expect(d).toMatchObject({ action: 'deny', reason: 'special-address', host: '127.0.0.1' })
+    expect(d.detail).toContain('127.0.0.0/8')
+  })
+
+  it.each([
+    '169.254.169.254',
+    '2852039166',
+    '0xa9fea9fe',
+    '[2002:a9fe:a9fe::]',
+    '[::ffff:a9fe:a9fe]',
+    '169.254.43518',
+  ])('%s is the link-local metadata address and is refused', (host) => {
+    const d = decide(connect(host, 80), unrestricted)
+    expect(d).toMatchObject({ action: 'deny', reason: 'special-address', host: '169.254.169.254' })
+    expect(d.detail).toContain('169.254.0.0/16')
+  })
+
+  it('an IP deny rule catches every spelling of the address', () => {
+    const p = policy([], ['93.184.216.34'], 'allow-all')
+    for (const host of [
+      '93.184.216.34',
+      '1572395042',
+      '0x5d.0xb8.0xd8.0x22',
+      '[::ffff:5db8:d822]',
+    ]) {
+      expect(decide(connect(host), p)).toMatchObject({
+        action: 'deny',
+        reason: 'denied-by-rule',
+        rule: '93.184.216.34',
+      })
+    }
+  })
+
+  it('CIDR allow rules match addresses inside the block only', () => {
+    const p = policy(['93.184.0.0/16'])
+    expect(decide(connect('93.184.216.34'), p).action).toBe('allow')
+    expect(decide(connect('93.185.0.1'), p).action).toBe('deny')
+  })
+})
+
+describe('decide: ports', () => {
+  const p = policy([
+    'example.com',
+    'ssh.example.com:22',
+    'range.example.com:8000-8100',
+    'any.example.com:*',
+  ])
+  it.each([
+    ['example.com', 443, 'allow'],
+    ['example.com', 80, 'allow'],
+    ['example.com', 8443, 'deny'],
+    ['example.com', 22, 'deny'],
+    ['ssh.example.com', 22, 'allow'],
+    ['ssh.example.com', 443, 'deny'],
+    ['range.example.com', 8050, 'allow'],
+    ['range.example.com', 8101, 'deny'],
+    ['any.example.com', 5432, 'allow'],
+  ])('%s:%i -> %s', (host, port, action) => {
+    expect(decide(connect(host, port), p).action).toBe(action)
+  })
+
+  it.each([0, -1, 65536, 1.5, NaN])('port %s is invalid', (port) => {
+    expect(decide(connect('example.com', port), p)).toMatchObject({
+      action: 'deny',
+      reason: 'invalid-port',
+    })
+  })
+})
+
+describe('decide: modes and precedence', () => {
+  it('deny rules beat allow rules, whichever is more specific', () => {
+    const p = policy(['*.example.com', 'api.example.com'], ['*.example.com'])
+    expect(decide(connect('api.example.com'), p)).toMatchObject({
+      action: 'deny',
+      reason: 'denied-by-rule',
+      rule: '*.example.com',
+    })
+  })
+
+  it('allow-all allows anything not denied', () => {
+    const p = policy([], ['evil.com'], 'allow-all')
+    expect(decide(connect('example.com'), p)).toMatchObject({
+      action: 'allow',
+      reason: 'allowed-by-mode',
+      rule: 'mode:allow-all',
+    })
+    expect(decide(connect('evil.com'), p)).toMatchObject({
+      action: 'deny',
+      reason: 'denied-by-rule',
+    })
+  })
+
+  it('deny-all denies everything', () => {
+    const p = policy([], [], 'deny-all')
+    expect(decide(connect('api.anthropic.com'), p)).toMatchObject({
+      action: 'deny',
+      reason: 'denied-by-mode',
+    })
+  })
+
+  it('deny-all with allow rules is refused when compiled', () => {
+    expect(() => policy(['example.com'], [], 'deny-all')).toThrow(/deny-all/)
+  })
+
+  it('the most specific allow rule is reported', () => {
+    const p = policy(['*', '*.example.com', 'api.example.com'])
+    expect(decide(connect('api.example.com'), p).rule).toBe('api.example.com')
+    expect(decide(connect('www.example.com'), p).rule).toBe('*.example.com')
+    expect(decide(connect('other.org'), p).rule).toBe('*')
+  })
+})
+
+describe('decide: resolved addresses', () => {
+  const p = policy(['pypi.org'])
+  it('allows a public address and refuses special-purpose ones', () => {
+    expect(decide(connect('pypi.org', 443, { resolved: ['151.101.0.223'] }), p).action).toBe(
+      'allow',
+    )
+    for (const address of [
+      '127.0.0.1',
+      '10.1.2.3',
+      '172.16.0.1',
+      '192.168.1.1',
+      '169.254.169.254',
+      '100.64.0.1',
+      '::1',
+      'fd00::1',
+      'fe80::1',
+      '::ffff:10.0.0.1',
+      '0.0.0.0',
+      '224.0.0.1',
+    ]) {
+      expect(decide(connect('pypi.org', 443, { resolved: [address] }), p)).toMatchObject({
+        action: 'deny',
+        reason: 'special-address',
+      })
+    }
+  })
+
+  it('refuses when any of several addresses is special', () => {
+    const d = decide(connect('pypi.org', 443, { resolved: ['151.101.0.223', '10.0.0.5'] }), p)
+    expect(d).toMatchObject({ action: 'deny', reason: 'special-address' })
+    expect(d.detail).toContain('10.0.0.5')
+  })
+
+  it('lets the operator allow a named group or a CIDR', () => {
+    const withPrivate = policy(['mirror.internal.example'], [], 'allow-list', ['private'])
+    expect(
+      decide(connect('mirror.internal.example', 443, { resolved: ['10.1.2.3'] }), withPrivate)
+        .action,
+    ).toBe('allow')
+    expect(
+      decide(connect('mirror.internal.example', 443, { resolved: ['127.0.0.1'] }), withPrivate)
+        .action,
+    ).toBe('deny')
+    const withCidr = policy(['mirror.internal.example'], [], 'allow-list', ['10.1.0.0/16'])
+    expect(
+      decide(connect('mirror.internal.example', 443, { resolved: ['10.1.2.3'] }), withCidr).action,
+    ).toBe('allow')
+    expect(
+      decide(connect('mirror.internal.example', 443, { resolved: ['10.2.0.1'] }), withCidr).action,
+    ).toBe('deny')
+  })
+
+  it('applies IP deny rules to resolved addresses', () => {
+    const d = decide(
+      connect('pypi.org', 443, { resolved: ['151.101.0.223'] }),
+      policy(['pypi.org'], ['151.101.0.0/16']),
+    )
+    expect(d).toMatchObject({ action: 'deny', reason: 'denied-by-rule', rule: '151.101.0.0/16' })
+  })
+
+  it('refuses a resolver answer that is not an address', () => {
+    expect(decide(connect('pypi.org', 443, { resolved: ['not-an-ip'] }), p).action).toBe('deny')
+  })
+})
+
+describe('decide: TLS and HTTP consistency checks', () => {
+  const p = policy(['api.example.com', '93.184.216.34'])
+  const hello = (sni: string | null, ech = false) => ({ kind: 'client-hello' as const, sni, ech })
+
+  it('SNI must equal the target name', () => {
+    expect(
+      decide(connect('api.example.com', 443, { tls: hello('api.example.com') }), p).action,
+    ).toBe('allow')
+    expect(
+      decide(connect('api.example.com', 443, { tls: hello('API.EXAMPLE.COM.') }), p).action,
+    ).toBe('allow')
+    expect(decide(connect('api.example.com', 443, { tls: hello('evil.com') }), p)).toMatchObject({
+      action: 'deny',
+      reason: 'sni-mismatch',
+    })
+    expect(decide(connect('api.example.com', 443, { tls: hello(null) }), p)).toMatchObject({
+      action: 'deny',
+      reason: 'no-sni',
+    })
+    expect(
+      decide(connect('api.example.com', 443, { tls: hello('api.example.com', true) }), p),
+    ).toMatchObject({ action: 'deny', reason: 'ech-refused' })
+    expect(
+      decide(connect('api.example.com', 443, { tls: { kind: 'invalid', error: 'x' } }), p),
+    ).toMatchObject({ action: 'deny', reason: 'bad-client-hello' })
+  })
+
+  it('an IP target may omit SNI, but a name in SNI must be allowed on its own', () => {
+    expect(decide(connect('93.184.216.34', 443, { tls: hello(null) }), p).action).toBe('allow')
+    expect(decide(connect('93.184.216.34', 443, { tls: hello('api.example.com') }), p).action).toBe(
+      'allow',
+    )
+    expect(decide(connect('93.184.216.34', 443, { tls: hello('evil.com') }), p)).toMatchObject({
+      action: 'deny',
+      reason: 'sni-mismatch',
+    })
+  })
+
+  it('a transparent TLS connection without SNI has no target', () => {
+    expect(decide({ protocol: 'tls', host: '', port: 443, tls: hello(null) }, p)).toMatchObject({
+      action: 'deny',
+      reason: 'no-sni',
+    })
+  })
+
+  it('the Host header must agree with the target', () => {
+    const http = (hostHeader: string, port = 80): EgressRequest => ({
+      protocol: 'http',
+      host: 'api.example.com',
+      port,
+      method: 'GET',
+      path: '/',
+      hostHeader,
+    })
+    expect(decide(http('api.example.com'), p).action).toBe('allow')
+    expect(decide(http('API.example.com:80'), p).action).toBe('allow')
+    expect(decide(http('evil.com'), p)).toMatchObject({ action: 'deny', reason: 'host-mismatch' })
+    expect(decide(http('api.example.com:8080'), p)).toMatchObject({
+      action: 'deny',
+      reason: 'host-mismatch',
+    })
+    expect(decide(http('api.example.com.evil.com'), p)).toMatchObject({
+      action: 'deny',
+      reason: 'host-mismatch',
+    })
+    expect(decide(http(''), p)).toMatchObject({ action: 'deny', reason: 'host-mismatch' })
+  })
+
+  it('opaque tunnels need a rule that names the port', () => {
+    const q = policy(['example.com', 'github.com:22'])
+    expect(decide(connect('github.com', 22, { payload: 'server-first' }), q).action).toBe('allow')
+    expect(decide(connect('example.com', 443, { payload: 'server-first' }), q)).toMatchObject({
+      action: 'deny',
+      reason: 'not-inspectable',
+    })
+    expect(decide(connect('example.com', 443, { payload: 'other' }), q)).toMatchObject({
+      action: 'deny',
+      reason: 'not-inspectable',
+    })
+    expect(
+      decide(connect('example.com', 443, { payload: 'tls', tls: hello('example.com') }), q).action,
+    ).toBe('allow')
+    expect(
+      decide(connect('example.com', 443, { payload: 'other' }), policy([], [], 'allow-all')).action,
+    ).toBe('allow')
+  })
+})
+
+describe('decide: DNS questions', () => {
+  it('answers a name allowed on 443 or 80, whatever its port rules say', () => {
+    const p = policy(
+      ['pypi.org', 'plain.example.com:80', 'ssh.example.com:22'],
+      ['blocked.pypi.org'],
+    )
+    const dns = (host: string) => decide({ protocol: 'dns', host, port: 0 }, p).action
+    expect(dns('pypi.org')).toBe('allow')
+    expect(dns('PYPI.ORG.')).toBe('allow')
+    expect(dns('plain.example.com')).toBe('allow')
+    expect(dns('ssh.example.com')).toBe('deny') // not reachable through the transparent listeners
+    expect(dns('example.com')).toBe('deny')
+    expect(dns('blocked.pypi.org')).toBe('deny')
+  })
+})
+
+describe('decide: endpoint rules', () => {
+  const p = compilePolicy({
+    name: 'test',
+    mode: 'allow-list',
+    allow: [{ rule: 'api.example.com', from: 'test' }],
+    deny: [],
+    endpoints: [
+      {
+        host: 'api.example.com',
+        from: 'test',
+        rules: [
+          { methods: ['GET', 'HEAD'], path: '/v1/public/**', action: 'allow' },
+          { methods: [], path: '/v1/admin/**', action: 'deny' },
+          { methods: ['POST'], path: '/v1/messages', action: 'allow' },
+        ],
+      },
+    ],
+  })
+  const http = (method: string, path: string): EgressRequest => ({
+    protocol: 'http',
+    host: 'api.example.com',
+    port: 80,
+    method,
+    path,
+  })
+
+  it.each([
+    ['GET', '/v1/public/a/b', 'allow', 'endpoint-allowed'],
+    ['GET', '/v1/public/a?x=/v1/admin', 'allow', 'endpoint-allowed'],
+    ['POST', '/v1/public/a', 'deny', 'no-endpoint-match'],
+    ['GET', '/v1/admin/users', 'deny', 'endpoint-denied'],
+    ['POST', '/v1/messages', 'allow', 'endpoint-allowed'],
+    ['GET', '/v1/messages', 'deny', 'no-endpoint-match'],
+    ['GET', '/v1/public/../admin/users', 'deny', 'bad-path'],
+    ['GET', '/v1/public/%2e%2e/admin', 'deny', 'bad-path'],
+    ['GET', '/v1/public/%2E%2E/admin', 'deny', 'bad-path'],
+    ['GET', '//v1/admin/users', 'deny', 'bad-path'],
+    ['GET', '/v1/public/a%2fb', 'deny', 'bad-path'],
+    ['GET', '/v1/public/./x', 'deny', 'bad-path'],
+  ])('%s %s -> %s (%s)', (method, path, action, reason) => {
+    expect(decide(http(method, path), p)).toMatchObject({ action, reason })
+  })
+
+  it('without a method and path (an opaque tunnel) the host decision stands', () => {
+    expect(decide(connect('api.example.com'), p).action).toBe('allow')
+  })
+})
+
+describe('decide: invalid hosts never throw', () => {
+  const p = policy(['*'], [], 'allow-list')
+  it.each(['', '.', 'a..b', '[::1', 'a b', '\u0000', '999.999.999.999', 'x'.repeat(2000)])(
+    '%j',
+    (host) => {
+      const d = decide(connect(host), p)
+      expect(d.action).toBe('deny')
+      expect(d.reason).toBe('invalid-host')
+    },
+  )
+})

@@ -1,0 +1,64 @@
+import { describe, expect, it } from 'vitest'
+import { parseRule, RuleError } from '../../../src/policy/rule.js'
+
+describe('parseRule: accepted forms', () => {
+  it.each([
+    ['example.com', 'example.com', 'exact', 'default'],
+    ['Example.COM.', 'example.com', 'exact', 'default'],
+    ['example.com:443', 'example.com:443', 'exact', 'range'],
+    ['example.com:*', 'example.com:*', 'exact', 'any'],
+    ['example.com:8000-8100', 'example.com:8000-8100', 'exact', 'range'],
+    ['*.example.com', '*.example.com', 'wildcard', 'default'],
+    ['*.EXAMPLE.com:22', '*.example.com:22', 'wildcard', 'range'],
+    ['*.bücher.de', '*.xn--bcher-kva.de', 'wildcard', 'default'],
+    ['*.githubusercontent.com', '*.githubusercontent.com', 'wildcard', 'default'], // a private suffix is fine
+    ['*', '*', 'any', 'default'],
+    ['*:*', '*:*', 'any', 'any'],
+    ['10.1.2.3', '10.1.2.3', 'cidr', 'default'],
+    ['0x0a.1.2.3:8080', '10.1.2.3:8080', 'cidr', 'range'], // rules are canonicalised like requests
+    ['10.0.0.0/8', '10.0.0.0/8', 'cidr', 'default'],
+    ['10.0.0.0/8:22', '10.0.0.0/8:22', 'cidr', 'range'],
+    ['2001:db8::1', '2001:db8::1', 'cidr', 'default'],
+    ['2001:db8::/32', '2001:db8::/32', 'cidr', 'default'],
+    ['[2001:db8::1]:8443', '[2001:db8::1]:8443', 'cidr', 'range'],
+    ['[::ffff:10.0.0.1]', '10.0.0.1', 'cidr', 'default'],
+    ['  pypi.org  ', 'pypi.org', 'exact', 'default'],
+  ])('%s -> %s', (text, canonical, hostKind, portKind) => {
+    const rule = parseRule(text)
+    expect(rule.canonical).toBe(canonical)
+    expect(rule.host.kind).toBe(hostKind)
+    expect(rule.ports.kind).toBe(portKind)
+  })
+})
+
+describe('parseRule: refused at load time with a message that says what to write', () => {
+  it.each([
+    ['', /empty pattern/],
+    ['   ', /empty pattern/],
+    ['*.com', /public suffix.*\*\.example\.com/],
+    ['*.co.uk', /public suffix/],
+    ['*.internal', /public suffix/], // every single-label base
+    ['*.io', /public suffix/],
+    ['*.*.example.com', /only one wildcard/],
+    ['api-*.example.com', /whole first label/],
+    ['*example.com', /whole first label/],
+    ['ex*ample.com', /whole first label/],
+    ['example.com:0', /port "0"/],
+    ['example.com:65536', /port "65536"/],
+    ['example.com:http', /port "http"/],
+    ['example.com:', /port ""/],
+    ['example.com:90-80', /port "90-80"/],
+    ['https://example.com/path', /write "example.com"/],
+    ['example.com/path', /path or whitespace/],
+    ['exa mple.com', /path or whitespace/],
+    ['10.0.0.1/8', /host bits set.*10\.0\.0\.0\/8/],
+    ['10.0.0.0/33', /prefix length/],
+    ['*.10.0.0.1', /IP address/],
+    ['[2001:db8::1', /unclosed/],
+    ['a..b', /empty label/],
+    ['300.1.1.1', /IPv4/],
+  ])('%j', (text, message) => {
+    expect(() => parseRule(text)).toThrow(RuleError)
+    expect(() => parseRule(text)).toThrow(message)
+  })
+})
