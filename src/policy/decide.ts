@@ -42,6 +42,8 @@ export interface EgressRequest {
   readonly payload?: TunnelPayload
   /** The addresses the proxy is about to dial. */
   readonly resolved?: readonly string[]
+  /** DNS only: the question type. Only A and AAAA are ever answered. */
+  readonly queryType?: string
 }
 
 export type AllowReason = 'allowed-by-rule' | 'allowed-by-mode' | 'endpoint-allowed'
@@ -61,6 +63,7 @@ export type DenyReason =
   | 'endpoint-denied'
   | 'no-endpoint-match'
   | 'bad-path'
+  | 'dns-type-refused'
 export type Reason = AllowReason | DenyReason
 
 export interface Decision {
@@ -295,6 +298,10 @@ export function decide(req: EgressRequest, policy: Policy): Decision {
   const text = host.kind === 'name' ? host.name : host.text
 
   if (req.protocol === 'dns') {
+    // Only address questions are answered: TXT, MX, HTTPS and the rest would carry data, not steer traffic.
+    if (req.queryType !== undefined && req.queryType !== 'A' && req.queryType !== 'AAAA') {
+      return deny(text, 0, 'dns-type-refused', null, null, `${req.queryType} query`)
+    }
     // DNS answers steer a client to the transparent listeners, which serve 443 and 80.
     const https = hostVerdict(policy, host, text, 443)
     const verdict = https.decision.action === 'allow' ? https : hostVerdict(policy, host, text, 80)

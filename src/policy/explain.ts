@@ -25,6 +25,7 @@ const WHY: Record<Reason, string> = {
   'endpoint-denied': 'denied by endpoint rule',
   'no-endpoint-match': 'denied: the host has endpoint rules and none matches this request',
   'bad-path': 'denied: ambiguous request path',
+  'dns-type-refused': 'denied: only A and AAAA questions are answered',
 }
 
 const FIX: Partial<Record<Reason, (d: Decision, profile: string) => string>> = {

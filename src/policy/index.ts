@@ -30,3 +30,4 @@ export {
   describeEndpointRule,
 } from './endpoint.js'
 export type { EndpointRule, EndpointSet, EndpointAction } from './endpoint.js'
+export { parsePolicySpecJson, SpecError } from './spec-json.js'

@@ -38,10 +38,13 @@ export function resolveProfile(name: string, lookup: DefinitionLookup): Resolved
 
   const visit = (def: ProfileDefinition, path: readonly string[]): void => {
     visited.add(def.name)
-    for (const rule of def.allow)
-      if (!seenAllow.has(rule)) (seenAllow.add(rule), allow.push({ rule, from: def.name }))
-    for (const rule of def.deny)
-      if (!seenDeny.has(rule)) (seenDeny.add(rule), deny.push({ rule, from: def.name }))
+    const addOnce = (rule: string, seen: Set<string>, list: RuleSource[]): void => {
+      if (seen.has(rule)) return
+      seen.add(rule)
+      list.push({ rule, from: def.name })
+    }
+    for (const rule of def.allow) addOnce(rule, seenAllow, allow)
+    for (const rule of def.deny) addOnce(rule, seenDeny, deny)
     for (const e of def.endpoints) endpoints.push({ host: e.host, rules: e.rules, from: def.name })
     def.include.forEach((child, i) => {
       if (path.includes(child)) {

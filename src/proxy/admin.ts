@@ -1,0 +1,118 @@
+// The proxy's admin API, on its own listener (never the sandbox-facing
+// address) and behind a bearer token (except the liveness probe):
+//   GET /healthz   liveness, no token
+//   GET /metrics   Prometheus text
+//   GET /events?action=deny&limit=N&since=ISO   recent decisions, oldest first
+//   GET /policy    the policy spec in force
+//   PUT /policy    replace the policy; new connections use it, a bad one gets 400 and changes nothing
+
+import http from 'node:http'
+import type { OperatorSettings } from '../policy/index.js'
+import type { ProfileCatalogue } from '../profiles/index.js'
+import {
+  hasBearer,
+  HttpError,
+  limitParam,
+  queryParams,
+  readJson,
+  sendError,
+  sendJson,
+} from '../lib/http-json.js'
+import type { ProxyContext } from './context.js'
+import { compileSource, PolicySourceError, specFromSource } from './policy-source.js'
+
+export interface AdminOptions {
+  readonly token: string
+  readonly operator: OperatorSettings
+  readonly catalogue: ProfileCatalogue | undefined
+}
+
+export function createAdminServer(ctx: ProxyContext, options: AdminOptions): http.Server {
+  const server = http.createServer(
+    { headersTimeout: 10_000, requestTimeout: 30_000 },
+    (req, res) => {
+      handle(ctx, options, req, res).catch((err: unknown) => {
+        if (err instanceof HttpError) sendError(res, err)
+        else sendError(res, new HttpError(500, 'internal', (err as Error).message))
+      })
+    },
+  )
+  return server
+}
+
+async function handle(
+  ctx: ProxyContext,
+  options: AdminOptions,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+): Promise<void> {
+  const path = (req.url ?? '/').split('?')[0]
+  if (path === '/healthz' && req.method === 'GET') {
+    sendJson(res, 200, { ok: true, policy: ctx.policy.current.name, connections: ctx.tracker.size })
+    return
+  }
+  if (!hasBearer(req, options.token))
+    throw new HttpError(401, 'unauthorized', 'send Authorization: Bearer <admin token>')
+  const route = `${req.method ?? ''} ${path}`
+  switch (route) {
+    case 'GET /metrics': {
+      const body = ctx.log.metrics.render({
+        policy: ctx.policy.current.name,
+        ringSize: ctx.log.size,
+      })
+      res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' })
+      res.end(body)
+      return
+    }
+    case 'GET /events': {
+      const params = queryParams(req)
+      const action = params.get('action')
+      if (action !== null && action !== 'allow' && action !== 'deny')
+        throw new HttpError(400, 'invalid-action', 'action must be allow or deny')
+      const since = params.get('since') ?? undefined
+      const events = ctx.log.events({
+        ...(action ? { action } : {}),
+        limit: limitParam(params, 100, 10_000),
+        ...(since ? { since } : {}),
+      })
+      sendJson(res, 200, { events })
+      return
+    }
+    case 'GET /policy':
+      sendJson(res, 200, { spec: ctx.policy.current.spec })
+      return
+    case 'PUT /policy': {
+      const body = await readJson(req)
+      try {
+        const policy = compileSource(specFromSource(body, options.catalogue), options.operator)
+        ctx.policy.replace(policy)
+        ctx.log.operational.info(
+          {
+            policy: policy.name,
+            mode: policy.mode,
+            allow: policy.allow.size,
+            deny: policy.deny.size,
+          },
+          'policy replaced',
+        )
+        sendJson(res, 200, {
+          policy: policy.name,
+          mode: policy.mode,
+          allow: policy.allow.size,
+          deny: policy.deny.size,
+        })
+      } catch (err) {
+        if (err instanceof PolicySourceError)
+          throw new HttpError(400, 'invalid-policy', err.message)
+        throw err
+      }
+      return
+    }
+    default:
+      throw new HttpError(
+        404,
+        'not-found',
+        `no route ${route}; try GET /healthz, /metrics, /events, /policy or PUT /policy`,
+      )
+  }
+}

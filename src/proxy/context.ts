@@ -1,0 +1,86 @@
+// What every listener shares: the policy in force, the decision log, the
+// resolver and the settings. Listeners never decide on their own; they describe
+// what they saw as an EgressRequest and call the one decide().
+
+import type net from 'node:net'
+import type { Policy } from '../policy/index.js'
+import type { DecisionLog, DecisionRecord } from './decision-log.js'
+import type { Resolver } from './upstream.js'
+
+export interface ProxyTimeouts {
+  /** Connecting to an upstream address. */
+  readonly connectMs: number
+  /** Waiting for a tunnel's first client bytes (ClientHello or HTTP head). */
+  readonly firstBytesMs: number
+  /** A SOCKS handshake. */
+  readonly handshakeMs: number
+  /** An established tunnel with no traffic either way. */
+  readonly idleMs: number
+}
+
+export const DEFAULT_TIMEOUTS: ProxyTimeouts = {
+  connectMs: 10_000,
+  firstBytesMs: 15_000,
+  handshakeMs: 10_000,
+  idleMs: 15 * 60_000,
+}
+
+/** Holds the policy in force. Each connection reads it once, when it starts. */
+export class PolicyHolder {
+  constructor(private policy: Policy) {}
+
+  get current(): Policy {
+    return this.policy
+  }
+
+  replace(policy: Policy): void {
+    this.policy = policy
+  }
+}
+
+/** Open client sockets, for the active-connections gauge and for draining on shutdown. */
+export class ConnectionTracker {
+  private readonly sockets = new Set<net.Socket>()
+
+  constructor(private readonly onChange: (count: number) => void) {}
+
+  add(socket: net.Socket): void {
+    this.sockets.add(socket)
+    this.onChange(this.sockets.size)
+    socket.once('close', () => {
+      this.sockets.delete(socket)
+      this.onChange(this.sockets.size)
+    })
+  }
+
+  get size(): number {
+    return this.sockets.size
+  }
+
+  destroyAll(): void {
+    for (const socket of this.sockets) socket.destroy()
+  }
+}
+
+export interface ProxyContext {
+  readonly policy: PolicyHolder
+  readonly log: DecisionLog
+  readonly resolver: Resolver
+  readonly timeouts: ProxyTimeouts
+  /** `--upstream-proxy`: every upstream connection goes through this HTTP proxy. */
+  readonly parentProxy: URL | undefined
+  readonly tracker: ConnectionTracker
+}
+
+/** Records a decision in the log, the ring and the metrics. */
+export function record(
+  ctx: ProxyContext,
+  entry: Omit<DecisionRecord, 'profile'> & { policy: Policy },
+): void {
+  const { policy, ...rest } = entry
+  ctx.log.record({ ...rest, profile: policy.name })
+}
+
+export function clientAddress(socket: net.Socket): string | undefined {
+  return socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort ?? 0}` : undefined
+}

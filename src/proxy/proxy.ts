@@ -1,0 +1,187 @@
+// Starts the egress proxy: the listeners that are configured, the admin API,
+// the decision log. Every listener shares one context and one policy holder.
+
+import type http from 'node:http'
+import type { AddressInfo } from 'node:net'
+import type net from 'node:net'
+import type pino from 'pino'
+import type { OperatorSettings, Policy } from '../policy/index.js'
+import type { ProfileCatalogue } from '../profiles/index.js'
+import { createAdminServer } from './admin.js'
+import {
+  ConnectionTracker,
+  DEFAULT_TIMEOUTS,
+  PolicyHolder,
+  type ProxyContext,
+  type ProxyTimeouts,
+} from './context.js'
+import { DecisionLog } from './decision-log.js'
+import { startDnsListener } from './dns-listener.js'
+import type { DnsServerHandle } from './dns-server.js'
+import { HttpForwarder } from './http-forward.js'
+import { createHttpProxyServer, createTransparentHttpServer } from './http-listener.js'
+import { createSocksServer } from './socks-listener.js'
+import { createTransparentTlsServer } from './tls-listener.js'
+import { Resolver, type ResolveOverrides } from './upstream.js'
+
+export interface ListenAddress {
+  readonly host: string
+  readonly port: number
+}
+
+export interface ProxyListeners {
+  /** HTTP proxy: absolute-form requests and CONNECT. */
+  readonly http?: ListenAddress
+  readonly socks?: ListenAddress
+  /** Transparent TLS (DNS-steered port 443). */
+  readonly tls?: ListenAddress
+  /** Transparent plain HTTP (DNS-steered port 80). */
+  readonly plain?: ListenAddress
+  /** DNS over UDP and TCP. */
+  readonly dns?: ListenAddress
+  readonly admin?: ListenAddress
+}
+
+export interface ProxyOptions {
+  readonly policy: Policy
+  readonly listen: ProxyListeners
+  readonly sandboxId?: string
+  /** Operator settings, applied to every policy (also those sent to PUT /policy). */
+  readonly operator?: OperatorSettings
+  /** The catalogue `PUT /policy {"profile": …}` resolves names with. */
+  readonly catalogue?: ProfileCatalogue
+  readonly resolveOverrides?: ResolveOverrides
+  readonly parentProxy?: URL
+  readonly logAllowed?: boolean
+  readonly ringSize?: number
+  readonly timeouts?: Partial<ProxyTimeouts>
+  /** Required when an admin listener is configured. */
+  readonly adminToken?: string
+  /** The IPv4 address DNS answers carry; defaults to the DNS listener's own address. */
+  readonly dnsAnswerAddress?: string
+  /**
+   * The destination port the transparent listeners decide for. DNS steering sends
+   * clients to the proxy's 443 and 80, so these default to the listening ports.
+   */
+  readonly transparentPorts?: { readonly tls?: number; readonly plain?: number }
+  /** Where decision lines go; stdout by default. */
+  readonly logDestination?: pino.DestinationStream
+}
+
+export interface RunningProxy {
+  readonly context: ProxyContext
+  readonly addresses: { readonly [K in keyof ProxyListeners]?: AddressInfo }
+  /** Stops accepting, lets open connections finish for up to `graceMs`, then closes the rest. */
+  close(graceMs?: number): Promise<void>
+}
+
+function listen(server: net.Server | http.Server, address: ListenAddress): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject)
+    server.listen({ host: address.host, port: address.port, exclusive: true }, () => {
+      server.off('error', reject)
+      resolve(server.address() as AddressInfo)
+    })
+  })
+}
+
+function closeServer(server: net.Server): Promise<void> {
+  return new Promise((resolve) => server.close(() => resolve()))
+}
+
+export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
+  const log = new DecisionLog({
+    sandbox: options.sandboxId ?? '',
+    logAllowed: options.logAllowed ?? true,
+    ringSize: options.ringSize ?? 1000,
+    ...(options.logDestination ? { destination: options.logDestination } : {}),
+  })
+  const context: ProxyContext = {
+    policy: new PolicyHolder(options.policy),
+    log,
+    resolver: new Resolver(options.resolveOverrides),
+    timeouts: { ...DEFAULT_TIMEOUTS, ...options.timeouts },
+    parentProxy: options.parentProxy,
+    tracker: new ConnectionTracker((n) => (log.metrics.activeConnections = n)),
+  }
+  const forwarder = new HttpForwarder(context)
+  const servers: net.Server[] = []
+  const addresses: { -readonly [K in keyof ProxyListeners]?: AddressInfo } = {}
+  let dns: DnsServerHandle | undefined
+
+  const close = async (graceMs = 0): Promise<void> => {
+    // Stop accepting at once; a server's close callback only fires once its connections are gone.
+    const closed = Promise.all(servers.map((s) => closeServer(s)))
+    await dns?.close()
+    const deadline = Date.now() + graceMs
+    while (context.tracker.size > 0 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 50))
+    context.tracker.destroyAll()
+    forwarder.close()
+    await closed
+    log.flush()
+  }
+
+  try {
+    const { listen: l } = options
+    if (l.admin) {
+      if (!options.adminToken) throw new Error('an admin listener needs an admin token')
+      const admin = createAdminServer(context, {
+        token: options.adminToken,
+        operator: options.operator ?? {},
+        catalogue: options.catalogue,
+      })
+      servers.push(admin)
+      addresses.admin = await listen(admin, l.admin)
+    }
+    if (l.http) {
+      const server = createHttpProxyServer(context, forwarder)
+      servers.push(server)
+      addresses.http = await listen(server, l.http)
+    }
+    if (l.socks) {
+      const server = createSocksServer(context)
+      servers.push(server)
+      addresses.socks = await listen(server, l.socks)
+    }
+    if (l.tls) {
+      // The port is only known after listening when 0 was asked for, so create, listen, then set it.
+      const holder: { port: number } = { port: options.transparentPorts?.tls ?? l.tls.port }
+      const server = createTransparentTlsServer(context, () => holder.port)
+      servers.push(server)
+      addresses.tls = await listen(server, l.tls)
+      if (holder.port === 0) holder.port = addresses.tls.port
+    }
+    if (l.plain) {
+      const holder: { port: number } = { port: options.transparentPorts?.plain ?? l.plain.port }
+      const server = createTransparentHttpServer(context, forwarder, () => holder.port)
+      servers.push(server)
+      addresses.plain = await listen(server, l.plain)
+      if (holder.port === 0) holder.port = addresses.plain.port
+    }
+    if (l.dns) {
+      const answerAddress = options.dnsAnswerAddress ?? l.dns.host
+      if (!/^\d+\.\d+\.\d+\.\d+$/.test(answerAddress) || answerAddress === '0.0.0.0') {
+        throw new Error(
+          "DNS answers need the proxy's IPv4 address: listen on a specific IPv4 address or set the answer address (--dns-answer)",
+        )
+      }
+      dns = await startDnsListener(context, { host: l.dns.host, port: l.dns.port, answerAddress })
+      if (dns.udpAddress) addresses.dns = dns.udpAddress
+    }
+  } catch (err) {
+    await close()
+    throw err
+  }
+  log.operational.info(
+    {
+      policy: options.policy.name,
+      sandbox: options.sandboxId ?? '',
+      listeners: Object.fromEntries(
+        Object.entries(addresses).map(([k, a]) => [k, `${a.address}:${a.port}`]),
+      ),
+    },
+    'proxy started',
+  )
+  return { context, addresses, close }
+}

@@ -1,0 +1,61 @@
+// The SOCKS5 listener: CONNECT only. BIND and UDP ASSOCIATE are refused with
+// "command not supported"; a refused target gets reply 0x02 ("connection not
+// allowed by ruleset"). Domain targets are decided by name, IP targets by IP rules.
+
+import net from 'node:net'
+import type { ProxyContext } from './context.js'
+import { readSocksRequest, sendSocksReply, SocksProtocolError, SocksReplyCode } from './socks5.js'
+import { endAndClose, runTunnel, type TunnelRefusal } from './tunnel.js'
+
+function replyCodeFor(refusal: TunnelRefusal): SocksReplyCode {
+  if (refusal.kind === 'policy') return SocksReplyCode.notAllowed
+  switch (refusal.error.kind) {
+    case 'resolve':
+      return SocksReplyCode.hostUnreachable
+    case 'timeout':
+      return SocksReplyCode.ttlExpired
+    default:
+      return SocksReplyCode.connectionRefused
+  }
+}
+
+export function createSocksServer(ctx: ProxyContext): net.Server {
+  const server = net.createServer(
+    { allowHalfOpen: true, noDelay: true, pauseOnConnect: true },
+    (socket) => {
+      ctx.tracker.add(socket)
+      socket.on('error', () => socket.destroy())
+      void handle(ctx, socket).catch(() => socket.destroy())
+    },
+  )
+  return server
+}
+
+async function handle(ctx: ProxyContext, socket: net.Socket): Promise<void> {
+  let request
+  try {
+    request = await readSocksRequest(socket, { timeoutMs: ctx.timeouts.handshakeMs })
+  } catch (err) {
+    // A broken handshake is the client's problem, not a decision: close quietly.
+    if (err instanceof SocksProtocolError) endAndClose(socket)
+    else socket.destroy()
+    return
+  }
+  if (request.command !== 'connect') {
+    sendSocksReply(socket, SocksReplyCode.commandNotSupported)
+    endAndClose(socket)
+    return
+  }
+  await runTunnel(ctx, {
+    protocol: 'socks',
+    client: socket,
+    host: request.host,
+    port: request.port,
+    initial: request.rest,
+    accept: () => sendSocksReply(socket, SocksReplyCode.succeeded),
+    refuse: (refusal) => {
+      sendSocksReply(socket, replyCodeFor(refusal))
+      endAndClose(socket)
+    },
+  })
+}
