@@ -16,6 +16,10 @@ const COMMANDS: Record<string, { run: () => Promise<Command>; summary: string }>
     run: async () => checkCommand,
     summary: 'decide whether a profile allows a URL or host[:port]',
   },
+  runner: {
+    run: async () => (await import('./commands/runner.js')).runnerCommand,
+    summary: 'run the runner API (sandboxes on Docker)',
+  },
   proxy: {
     run: async () => (await import('./commands/proxy.js')).proxyCommand,
     summary: 'run the egress proxy (standalone, or as a sandbox sidecar)',

@@ -3,8 +3,10 @@
 //   GET /healthz   liveness, no token
 //   GET /metrics   Prometheus text
 //   GET /events?action=deny&limit=N&since=ISO   recent decisions, oldest first
-//   GET /policy    the policy spec in force
-//   PUT /policy    replace the policy; new connections use it, a bad one gets 400 and changes nothing
+//   GET /policy    the policy spec in force, and the source it was sent with
+//   PUT /policy    replace the policy; new connections use it, a bad one gets 400 and changes nothing.
+//                  Body: one of { profile } | { network } | { spec }, plus an optional `source`
+//                  (any JSON the sender wants back from GET /policy, e.g. the runner's request)
 
 import http from 'node:http'
 import type { OperatorSettings } from '../policy/index.js'
@@ -79,13 +81,19 @@ async function handle(
       return
     }
     case 'GET /policy':
-      sendJson(res, 200, { spec: ctx.policy.current.spec })
+      sendJson(res, 200, { spec: ctx.policy.current.spec, source: ctx.policy.source ?? null })
       return
     case 'PUT /policy': {
       const body = await readJson(req)
       try {
-        const policy = compileSource(specFromSource(body, options.catalogue), options.operator)
-        ctx.policy.replace(policy)
+        const { source, ...policySource } = (
+          typeof body === 'object' && body !== null ? body : {}
+        ) as Record<string, unknown>
+        const policy = compileSource(
+          specFromSource(policySource, options.catalogue),
+          options.operator,
+        )
+        ctx.policy.replace(policy, source)
         ctx.log.operational.info(
           {
             policy: policy.name,

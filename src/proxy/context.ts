@@ -27,14 +27,18 @@ export const DEFAULT_TIMEOUTS: ProxyTimeouts = {
 
 /** Holds the policy in force. Each connection reads it once, when it starts. */
 export class PolicyHolder {
+  /** What the policy was made from, as its sender described it (the runner keeps its request here). */
+  source: unknown = undefined
+
   constructor(private policy: Policy) {}
 
   get current(): Policy {
     return this.policy
   }
 
-  replace(policy: Policy): void {
+  replace(policy: Policy, source?: unknown): void {
     this.policy = policy
+    this.source = source
   }
 }
 

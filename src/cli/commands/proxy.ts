@@ -1,6 +1,7 @@
 // `isorun proxy`: the egress proxy, standalone or as a sandbox's sidecar.
 
 import { randomBytes } from 'node:crypto'
+import { networkInterfaces } from 'node:os'
 import {
   compilePolicy,
   PolicyError,
@@ -26,7 +27,8 @@ policy (one of):
 listeners (host:port each; default --http 127.0.0.1:3128 --socks 127.0.0.1:1080):
   --http   HTTP proxy (absolute-form and CONNECT)     --socks  SOCKS5 (CONNECT only)
   --tls    transparent TLS (DNS-steered 443)           --plain  transparent HTTP (DNS-steered 80)
-  --dns    DNS (UDP and TCP; never forwards)           --admin  admin API (token required)
+  --dns    DNS (UDP and TCP; never forwards)           --admin  admin API (token required; host "egress" =
+                                                                the address no other listener uses)
 
 options:
   --resolve NAME=IP        static resolution before the system resolver; repeatable
@@ -37,6 +39,22 @@ options:
   --admin-token TOKEN      admin API token (or ISORUN_ADMIN_TOKEN; generated and printed if unset)
   --dns-answer IP          address DNS answers carry (default: the --dns address)
   --profiles-dir DIR       more profile directories; repeatable`
+
+/**
+ * `egress` as a host: the first non-loopback IPv4 address of this machine that
+ * no other listener uses. A sidecar attached to a sandbox network and an
+ * egress network uses it to put its admin API on the egress side only.
+ */
+function egressAddress(exclude: readonly string[]): string {
+  for (const addresses of Object.values(networkInterfaces())) {
+    for (const a of addresses ?? []) {
+      if (a.family === 'IPv4' && !a.internal && !exclude.includes(a.address)) return a.address
+    }
+  }
+  throw new UsageError(
+    '--admin egress:PORT: this machine has no IPv4 address besides the ones the other listeners use',
+  )
+}
 
 function parseListen(flag: string, value: string | undefined): ListenAddress | undefined {
   if (value === undefined) return undefined
@@ -155,13 +173,19 @@ export async function proxyCommand(argv: string[]): Promise<number> {
     admin: parseListen('admin', values.admin),
   }
   const anyListener = Object.values(named).some((a) => a !== undefined && a !== named.admin)
-  const listen: ProxyListeners = anyListener
+  let listen: ProxyListeners = anyListener
     ? named
     : {
         ...named,
         http: { host: '127.0.0.1', port: 3128 },
         socks: { host: '127.0.0.1', port: 1080 },
       }
+  if (listen.admin?.host === 'egress') {
+    const others = [listen.http, listen.socks, listen.tls, listen.plain, listen.dns].flatMap((a) =>
+      a ? [a.host] : [],
+    )
+    listen = { ...listen, admin: { host: egressAddress(others), port: listen.admin.port } }
+  }
 
   let adminToken = values['admin-token'] ?? process.env.ISORUN_ADMIN_TOKEN
   if (listen.admin && !adminToken) {

@@ -1,0 +1,161 @@
+// Runner settings, from environment variables (documented in the README's
+// operator table). Every value is checked here, at start, with a message that
+// names the variable.
+
+import { randomBytes } from 'node:crypto'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { homedir } from 'node:os'
+import { delimiter, join } from 'node:path'
+import { parseSpecialAllowances, PolicyError } from '../policy/index.js'
+
+export interface SandboxDefaults {
+  readonly memoryMb: number
+  readonly cpus: number
+  readonly pids: number
+  /** 0 means no timeout. */
+  readonly timeoutMs: number
+}
+
+export interface RunnerConfig {
+  readonly listen: { readonly host: string; readonly port: number }
+  /** Undefined only when authentication is explicitly disabled (ISORUN_AUTH=none). */
+  readonly apiKey: string | undefined
+  /** Where the generated API key came from, for the start-up message. */
+  readonly apiKeySource: 'env' | 'generated' | 'file' | 'disabled'
+  readonly apiKeyFile: string | undefined
+  readonly profileDirs: readonly string[]
+  readonly proxyImage: string
+  readonly egressNetwork: string
+  /** Sandbox networks are carved out of this IPv4 block. */
+  readonly subnetPool: string
+  readonly subnetPrefix: number
+  /** Special-purpose ranges the proxies may reach (CIDRs or groups). */
+  readonly allowPrivate: readonly string[]
+  /** `name:ip` entries added to every proxy's /etc/hosts. */
+  readonly proxyExtraHosts: readonly string[]
+  readonly logAllowed: boolean
+  /** The profile of a sandbox created without networkProfile or network. */
+  readonly defaultProfile: string
+  readonly defaults: SandboxDefaults
+  readonly maxTimeoutMs: number
+  readonly pullImages: boolean
+}
+
+export class ConfigError extends Error {}
+
+function int(
+  env: NodeJS.ProcessEnv,
+  name: string,
+  fallback: number,
+  min: number,
+  max: number,
+): number {
+  const raw = env[name]
+  if (raw === undefined || raw === '') return fallback
+  const n = Number(raw)
+  if (!Number.isFinite(n) || n < min || n > max)
+    throw new ConfigError(`${name}="${raw}" must be a number from ${min} to ${max}`)
+  return n
+}
+
+function bool(env: NodeJS.ProcessEnv, name: string, fallback: boolean): boolean {
+  const raw = (env[name] ?? '').toLowerCase()
+  if (raw === '') return fallback
+  if (['1', 'true', 'yes', 'on'].includes(raw)) return true
+  if (['0', 'false', 'no', 'off'].includes(raw)) return false
+  throw new ConfigError(`${name}="${env[name]}" must be true or false`)
+}
+
+function list(env: NodeJS.ProcessEnv, name: string): string[] {
+  return (env[name] ?? '')
+    .split(/[,\s]+/)
+    .map((s) => s.trim())
+    .filter((s) => s !== '')
+}
+
+function parseListen(raw: string): { host: string; port: number } {
+  const m = /^(\[[^\]]+\]|[^:]+):([0-9]{1,5})$/.exec(raw)
+  if (!m || Number(m[2]) > 65535)
+    throw new ConfigError(`ISORUN_LISTEN="${raw}" must be host:port, e.g. 127.0.0.1:8080`)
+  return { host: (m[1] as string).replace(/^\[|\]$/g, ''), port: Number(m[2]) }
+}
+
+function stateDir(env: NodeJS.ProcessEnv): string {
+  if (env.ISORUN_STATE_DIR) return env.ISORUN_STATE_DIR
+  return existsSync('/var/lib/isorun') ? '/var/lib/isorun' : join(homedir(), '.isorun')
+}
+
+/**
+ * The API key: ISORUN_API_KEY, or one generated on first start and kept in the
+ * state directory, so that `docker compose up` works out of the box without a
+ * well-known default key. ISORUN_AUTH=none disables authentication (local development only).
+ */
+function apiKey(
+  env: NodeJS.ProcessEnv,
+): Pick<RunnerConfig, 'apiKey' | 'apiKeySource' | 'apiKeyFile'> {
+  if ((env.ISORUN_AUTH ?? '').toLowerCase() === 'none')
+    return { apiKey: undefined, apiKeySource: 'disabled', apiKeyFile: undefined }
+  if (env.ISORUN_API_KEY) {
+    if (env.ISORUN_API_KEY.length < 16)
+      throw new ConfigError(
+        'ISORUN_API_KEY must be at least 16 characters (e.g. openssl rand -hex 32)',
+      )
+    return { apiKey: env.ISORUN_API_KEY, apiKeySource: 'env', apiKeyFile: undefined }
+  }
+  const dir = stateDir(env)
+  const file = join(dir, 'api-key')
+  if (existsSync(file)) {
+    const key = readFileSync(file, 'utf8').trim()
+    if (key.length >= 16) return { apiKey: key, apiKeySource: 'file', apiKeyFile: file }
+  }
+  const key = randomBytes(32).toString('hex')
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 })
+    writeFileSync(file, `${key}\n`, { mode: 0o600 })
+  } catch (err) {
+    throw new ConfigError(
+      `ISORUN_API_KEY is not set and the generated key cannot be saved in ${dir} (${(err as Error).message}); set ISORUN_API_KEY or ISORUN_STATE_DIR`,
+    )
+  }
+  return { apiKey: key, apiKeySource: 'generated', apiKeyFile: file }
+}
+
+export function loadRunnerConfig(env: NodeJS.ProcessEnv = process.env): RunnerConfig {
+  const allowPrivate = list(env, 'ISORUN_ALLOW_PRIVATE')
+  try {
+    parseSpecialAllowances(allowPrivate)
+  } catch (err) {
+    if (err instanceof PolicyError) throw new ConfigError(`ISORUN_ALLOW_PRIVATE: ${err.message}`)
+    throw err
+  }
+  const proxyExtraHosts = list(env, 'ISORUN_PROXY_EXTRA_HOSTS')
+  for (const entry of proxyExtraHosts) {
+    if (!/^[A-Za-z0-9.-]+:[0-9a-fA-F.:]+$/.test(entry))
+      throw new ConfigError(`ISORUN_PROXY_EXTRA_HOSTS entry "${entry}" must be name:ip`)
+  }
+  const subnetPool = env.ISORUN_SUBNET_POOL || '172.29.0.0/16'
+  if (!/^\d+\.\d+\.\d+\.\d+\/\d+$/.test(subnetPool))
+    throw new ConfigError(`ISORUN_SUBNET_POOL="${subnetPool}" must be an IPv4 CIDR block`)
+  const defaultTimeout = int(env, 'ISORUN_DEFAULT_TIMEOUT_MS', 60 * 60_000, 0, 7 * 24 * 3600_000)
+  return {
+    listen: parseListen(env.ISORUN_LISTEN || '127.0.0.1:8080'),
+    ...apiKey(env),
+    profileDirs: (env.ISORUN_PROFILES_DIR ?? '').split(delimiter).filter((d) => d !== ''),
+    proxyImage: env.ISORUN_PROXY_IMAGE || 'isorun:local',
+    egressNetwork: env.ISORUN_EGRESS_NETWORK || 'isorun-egress',
+    subnetPool,
+    subnetPrefix: int(env, 'ISORUN_SUBNET_PREFIX', 28, 16, 29),
+    allowPrivate,
+    proxyExtraHosts,
+    logAllowed: bool(env, 'ISORUN_LOG_ALLOWED', true),
+    defaultProfile: env.ISORUN_DEFAULT_PROFILE || 'locked-down',
+    defaults: {
+      memoryMb: int(env, 'ISORUN_DEFAULT_MEMORY_MB', 1024, 16, 1024 * 1024),
+      cpus: int(env, 'ISORUN_DEFAULT_CPUS', 1, 0.01, 1024),
+      pids: int(env, 'ISORUN_DEFAULT_PIDS', 512, 16, 1_000_000),
+      timeoutMs: defaultTimeout,
+    },
+    maxTimeoutMs: int(env, 'ISORUN_MAX_TIMEOUT_MS', 24 * 3600_000, 1000, 30 * 24 * 3600_000),
+    pullImages: bool(env, 'ISORUN_PULL_IMAGES', true),
+  }
+}

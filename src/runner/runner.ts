@@ -1,0 +1,73 @@
+// Starts the runner: the profile catalogue (watched), the Docker backend
+// (recovering sandboxes from labels), the timeout sweeper and the HTTP API.
+
+import type { AddressInfo } from 'node:net'
+import pino from 'pino'
+import { ProfileCatalogue } from '../profiles/index.js'
+import { createApiServer } from './api.js'
+import type { RunnerConfig } from './config.js'
+import { Docker, dockerMessage } from './docker.js'
+import { SandboxManager } from './sandboxes.js'
+
+export interface RunningRunner {
+  readonly address: AddressInfo
+  readonly sandboxes: SandboxManager
+  readonly catalogue: ProfileCatalogue
+  close(): Promise<void>
+}
+
+export async function startRunner(
+  config: RunnerConfig,
+  logger = pino({ base: undefined }),
+): Promise<RunningRunner> {
+  const docker = new Docker()
+  try {
+    await docker.ping()
+  } catch (err) {
+    throw new Error(
+      `cannot reach the Docker engine (${dockerMessage(err)}); is /var/run/docker.sock mounted, or DOCKER_HOST set?`,
+    )
+  }
+  const catalogue = new ProfileCatalogue({ dirs: config.profileDirs })
+  for (const problem of catalogue.problems())
+    logger.warn({ file: problem.file, keptLastGood: problem.keptLastGood }, problem.message)
+  const sandboxes = new SandboxManager(docker, config, catalogue, logger)
+  await sandboxes.ensureEgressNetwork()
+  const recovered = await sandboxes.recover()
+  logger.info(recovered, 'recovered sandboxes from Docker labels')
+
+  catalogue.watch()
+  catalogue.on('change', ({ changed, removed }) => {
+    logger.info({ changed, removed }, 'profiles changed')
+    for (const problem of catalogue.problems())
+      logger.warn({ file: problem.file, keptLastGood: problem.keptLastGood }, problem.message)
+    void sandboxes.applyCatalogueChange(changed)
+  })
+  sandboxes.startSweeper()
+
+  const server = createApiServer(config, catalogue, sandboxes)
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(config.listen.port, config.listen.host, () => resolve())
+  })
+  const address = server.address() as AddressInfo
+  logger.info(
+    {
+      listen: `${address.address}:${address.port}`,
+      profiles: catalogue.names().length,
+      auth: config.apiKeySource,
+    },
+    'runner started',
+  )
+  return {
+    address,
+    sandboxes,
+    catalogue,
+    close: async () => {
+      sandboxes.stop()
+      catalogue.close()
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+      server.closeAllConnections()
+    },
+  }
+}

@@ -1,0 +1,637 @@
+// Sandboxes on Docker, with exactly the topology of DESIGN.md:
+//
+//   isorun-sbx-<id>          internal network, no gateway address on the host (inhibit_ipv4),
+//                            so the sandbox can reach nothing but its proxy: not the host,
+//                            not the runner, not other sandboxes
+//   isorun-sbx-<id>-proxy    the egress proxy: listeners on the sandbox network (a fixed
+//                            address), admin API on the egress network, policy pushed by us
+//   isorun-sbx-<id>          the sandbox container: only on the internal network, the proxy
+//                            as DNS, proxy variables set, no added capabilities
+//
+// The runner keeps no database: every object carries labels, and the runner's
+// view is rebuilt from them on start (removing orphans). Create is
+// all-or-nothing.
+
+import { randomBytes } from 'node:crypto'
+import {
+  compilePolicy,
+  PolicyError,
+  type OperatorSettings,
+  type PolicySpec,
+} from '../policy/index.js'
+import {
+  networkPolicySpec,
+  NetworkSpecError,
+  policySpecOf,
+  type ProfileCatalogue,
+} from '../profiles/index.js'
+import type {
+  CreateSandboxRequest,
+  ExecRequest,
+  ExecResult,
+  NetworkEvent,
+  NetworkEventsQuery,
+  NetworkPolicy,
+  SandboxInfo,
+  SandboxStatus,
+} from '../sdk/types.js'
+import type { RunnerConfig } from './config.js'
+import {
+  Docker,
+  dockerMessage,
+  ensureImage,
+  execInContainer,
+  isNotFound,
+  removeContainer,
+  removeNetwork,
+} from './docker.js'
+import { ProxyAdmin } from './proxy-admin.js'
+import { SubnetPool, type SandboxSubnet } from './subnets.js'
+
+export const LABEL = {
+  sandbox: 'isorun.sandbox',
+  role: 'isorun.role',
+  profile: 'isorun.profile',
+  network: 'isorun.network-policy',
+  created: 'isorun.created',
+  expires: 'isorun.expires',
+  image: 'isorun.image',
+  proxyIp: 'isorun.proxy-ip',
+  adminToken: 'isorun.admin-token',
+} as const
+
+export const PROXY_PORTS = {
+  http: 3128,
+  socks: 1080,
+  dns: 53,
+  tls: 443,
+  plain: 80,
+  admin: 9090,
+} as const
+
+/** What a sandbox's policy was asked for as: a profile name or an explicit network policy. */
+export type PolicyRequest =
+  { readonly networkProfile: string } | { readonly network: NetworkPolicy }
+
+/** An API-level failure: the runner's HTTP layer turns it into `{ error: { code, message } }`. */
+export class SandboxError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message)
+  }
+}
+
+interface SandboxRecord {
+  readonly id: string
+  readonly image: string
+  readonly createdAt: string
+  readonly expiresAt: string | null
+  readonly proxyIp: string
+  readonly admin: ProxyAdmin
+  policy: PolicyRequest
+}
+
+const OUTPUT_LIMIT = 10 * 1024 * 1024
+const PROXY_START_TIMEOUT_MS = 20_000
+
+export function networkName(id: string): string {
+  return `isorun-sbx-${id}`
+}
+export function proxyName(id: string): string {
+  return `isorun-sbx-${id}-proxy`
+}
+export function sandboxName(id: string): string {
+  return `isorun-sbx-${id}`
+}
+
+function policyLabel(request: PolicyRequest): Record<string, string> {
+  return 'networkProfile' in request
+    ? { [LABEL.profile]: request.networkProfile }
+    : { [LABEL.profile]: 'custom', [LABEL.network]: JSON.stringify(request.network) }
+}
+
+function policyFromLabels(labels: Record<string, string>): PolicyRequest {
+  const custom = labels[LABEL.network]
+  if (custom) return { network: JSON.parse(custom) as NetworkPolicy }
+  return { networkProfile: labels[LABEL.profile] ?? 'locked-down' }
+}
+
+/** Serialises subnet allocation: two creates must not pick the same subnet. */
+class Mutex {
+  private tail: Promise<void> = Promise.resolve()
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    const result = this.tail.then(fn)
+    this.tail = result.then(
+      () => undefined,
+      () => undefined,
+    )
+    return result
+  }
+}
+
+export interface ManagerLogger {
+  info(obj: object, msg: string): void
+  warn(obj: object, msg: string): void
+}
+
+export class SandboxManager {
+  private readonly records = new Map<string, SandboxRecord>()
+  private readonly subnets: SubnetPool
+  private readonly allocation = new Mutex()
+  private sweeper: NodeJS.Timeout | undefined
+  private readonly operator: OperatorSettings
+
+  constructor(
+    private readonly docker: Docker,
+    private readonly config: RunnerConfig,
+    private readonly catalogue: ProfileCatalogue,
+    private readonly log: ManagerLogger,
+  ) {
+    this.subnets = new SubnetPool(config.subnetPool, config.subnetPrefix)
+    this.operator = { allowSpecial: config.allowPrivate }
+  }
+
+  /** The resolved, validated policy for a request; 404 for an unknown profile, 400 for bad rules. */
+  policySpec(request: PolicyRequest): PolicySpec {
+    let spec: PolicySpec
+    if ('networkProfile' in request) {
+      const profile = this.catalogue.get(request.networkProfile)
+      if (!profile) {
+        throw new SandboxError(
+          404,
+          'unknown-profile',
+          `unknown network profile "${request.networkProfile}"; known profiles: ${this.catalogue.names().join(', ')}`,
+        )
+      }
+      spec = policySpecOf(profile)
+    } else {
+      try {
+        spec = networkPolicySpec(request.network, this.catalogue)
+      } catch (err) {
+        if (err instanceof NetworkSpecError)
+          throw new SandboxError(err.code === 'unknown-profile' ? 404 : 400, err.code, err.message)
+        throw err
+      }
+    }
+    try {
+      compilePolicy(spec, this.operator)
+    } catch (err) {
+      if (err instanceof PolicyError) throw new SandboxError(400, 'invalid-network', err.message)
+      throw err
+    }
+    return spec
+  }
+
+  /** Makes sure the egress network exists (when the runner runs outside Compose, nothing else creates it). */
+  async ensureEgressNetwork(): Promise<void> {
+    try {
+      await this.docker.getNetwork(this.config.egressNetwork).inspect()
+    } catch (err) {
+      if (!isNotFound(err)) throw err
+      await this.docker.createNetwork({
+        Name: this.config.egressNetwork,
+        Driver: 'bridge',
+        CheckDuplicate: true,
+        Labels: { 'isorun.role': 'egress' },
+      })
+      this.log.info({ network: this.config.egressNetwork }, 'created the egress network')
+    }
+  }
+
+  async create(request: CreateSandboxRequest, policy: PolicyRequest): Promise<SandboxInfo> {
+    const spec = this.policySpec(policy)
+    await ensureImage(this.docker, request.image, this.config.pullImages)
+    await ensureImage(this.docker, this.config.proxyImage, false)
+
+    const id = randomBytes(6).toString('hex')
+    const createdAt = new Date().toISOString()
+    const timeoutMs = request.timeoutMs ?? this.config.defaults.timeoutMs
+    const expiresAt = timeoutMs > 0 ? new Date(Date.now() + timeoutMs).toISOString() : null
+    const common = {
+      [LABEL.sandbox]: id,
+      [LABEL.created]: createdAt,
+      [LABEL.expires]: expiresAt ?? '',
+      ...policyLabel(policy),
+    }
+    const started = Date.now()
+    try {
+      const subnet = await this.allocation.run(() => this.createNetwork(id, common))
+      const admin = await this.startProxy(id, subnet, common)
+      await admin.setPolicy(spec, policy)
+      await this.startSandbox(id, subnet, request, common)
+      const record: SandboxRecord = {
+        id,
+        image: request.image,
+        createdAt,
+        expiresAt,
+        proxyIp: subnet.proxy,
+        admin,
+        policy,
+      }
+      this.records.set(id, record)
+      this.log.info(
+        { sandbox: id, image: request.image, policy: spec.name, ms: Date.now() - started },
+        'sandbox created',
+      )
+      return this.info(record, 'running')
+    } catch (err) {
+      await this.removeAll(id).catch(() => undefined)
+      if (err instanceof SandboxError) throw err
+      throw new SandboxError(
+        500,
+        'create-failed',
+        `creating the sandbox failed and everything made for it was removed: ${dockerMessage(err)}`,
+      )
+    }
+  }
+
+  private async createNetwork(id: string, labels: Record<string, string>): Promise<SandboxSubnet> {
+    const used = new Set<string>()
+    for (const net of await this.docker.listNetworks())
+      for (const c of net.IPAM?.Config ?? []) if (c.Subnet) used.add(c.Subnet)
+    for (const subnet of this.subnets.free(used)) {
+      try {
+        await this.docker.createNetwork({
+          Name: networkName(id),
+          Driver: 'bridge',
+          Internal: true,
+          CheckDuplicate: true,
+          IPAM: { Driver: 'default', Config: [{ Subnet: subnet.subnet, Gateway: subnet.gateway }] },
+          // No address for the bridge on the host: an internal network still lets
+          // containers reach host services on the gateway address otherwise.
+          Options: { 'com.docker.network.bridge.inhibit_ipv4': 'true' },
+          Labels: { ...labels, [LABEL.role]: 'network' },
+        })
+        return subnet
+      } catch (err) {
+        // Another network (not ours, or made since we listed) holds it: try the next one.
+        if (/overlap/i.test(dockerMessage(err))) continue
+        throw err
+      }
+    }
+    throw new SandboxError(
+      503,
+      'no-subnet',
+      `no free /${this.config.subnetPrefix} subnet left in ${this.config.subnetPool}; destroy sandboxes or set ISORUN_SUBNET_POOL`,
+    )
+  }
+
+  private async startProxy(
+    id: string,
+    subnet: SandboxSubnet,
+    labels: Record<string, string>,
+  ): Promise<ProxyAdmin> {
+    const token = randomBytes(24).toString('base64url')
+    const ip = subnet.proxy
+    const cmd = [
+      'proxy',
+      '--wait-for-policy',
+      '--sandbox-id',
+      id,
+      '--http',
+      `${ip}:${PROXY_PORTS.http}`,
+      '--socks',
+      `${ip}:${PROXY_PORTS.socks}`,
+      '--dns',
+      `${ip}:${PROXY_PORTS.dns}`,
+      '--tls',
+      `${ip}:${PROXY_PORTS.tls}`,
+      '--plain',
+      `${ip}:${PROXY_PORTS.plain}`,
+      '--admin',
+      `egress:${PROXY_PORTS.admin}`,
+      this.config.logAllowed ? '--log-allowed' : '--no-log-allowed',
+      ...(this.config.allowPrivate.length > 0
+        ? ['--allow-private', this.config.allowPrivate.join(',')]
+        : []),
+    ]
+    const container = await this.docker.createContainer({
+      name: proxyName(id),
+      Image: this.config.proxyImage,
+      Cmd: cmd,
+      Env: [`ISORUN_ADMIN_TOKEN=${token}`, 'NODE_ENV=production'],
+      Labels: { ...labels, [LABEL.role]: 'proxy', [LABEL.proxyIp]: ip, [LABEL.adminToken]: token },
+      HostConfig: {
+        NetworkMode: networkName(id),
+        // Listen on 53, 80 and 443 without root or capabilities.
+        Sysctls: { 'net.ipv4.ip_unprivileged_port_start': '0' },
+        CapDrop: ['ALL'],
+        SecurityOpt: ['no-new-privileges:true'],
+        ReadonlyRootfs: true,
+        Memory: 256 * 1024 * 1024,
+        PidsLimit: 128,
+        Init: true,
+        ExtraHosts: [...this.config.proxyExtraHosts],
+        LogConfig: { Type: 'json-file', Config: { 'max-size': '10m', 'max-file': '3' } },
+      },
+      NetworkingConfig: {
+        EndpointsConfig: { [networkName(id)]: { IPAMConfig: { IPv4Address: ip } } },
+      },
+    })
+    await this.docker.getNetwork(this.config.egressNetwork).connect({ Container: container.id })
+    await container.start()
+    const info = await container.inspect()
+    const egressIp = info.NetworkSettings.Networks[this.config.egressNetwork]?.IPAddress
+    if (!egressIp) throw new Error(`the proxy has no address on ${this.config.egressNetwork}`)
+    const admin = new ProxyAdmin(`http://${egressIp}:${PROXY_PORTS.admin}`, token)
+    await admin.waitUntilHealthy(PROXY_START_TIMEOUT_MS)
+    return admin
+  }
+
+  private async startSandbox(
+    id: string,
+    subnet: SandboxSubnet,
+    request: CreateSandboxRequest,
+    labels: Record<string, string>,
+  ): Promise<void> {
+    const d = this.config.defaults
+    const r = request.resources ?? {}
+    const proxyUrl = `http://${subnet.proxy}:${PROXY_PORTS.http}`
+    const socksUrl = `socks5h://${subnet.proxy}:${PROXY_PORTS.socks}`
+    const noProxy = 'localhost,127.0.0.1,::1'
+    const env = [
+      ...Object.entries(request.env ?? {}).map(([k, v]) => `${k}=${v}`),
+      `HTTP_PROXY=${proxyUrl}`,
+      `HTTPS_PROXY=${proxyUrl}`,
+      `ALL_PROXY=${socksUrl}`,
+      `NO_PROXY=${noProxy}`,
+      `http_proxy=${proxyUrl}`,
+      `https_proxy=${proxyUrl}`,
+      `all_proxy=${socksUrl}`,
+      `no_proxy=${noProxy}`,
+    ]
+    const container = await this.docker.createContainer({
+      name: sandboxName(id),
+      Hostname: `sbx-${id}`,
+      Image: request.image,
+      // Keep the container alive for exec, whatever the image's own command is.
+      Entrypoint: [
+        '/bin/sh',
+        '-c',
+        'trap "exit 0" TERM INT; while :; do sleep 3600 & wait $!; done',
+      ],
+      Cmd: [],
+      Env: env,
+      Labels: {
+        ...labels,
+        [LABEL.role]: 'sandbox',
+        [LABEL.image]: request.image,
+        [LABEL.proxyIp]: subnet.proxy,
+      },
+      HostConfig: {
+        NetworkMode: networkName(id),
+        Dns: [subnet.proxy],
+        DnsSearch: [],
+        // Default capabilities minus the ones a hostile workload could use against its
+        // neighbours: raw packets (forging frames to the proxy's other addresses) and devices.
+        CapDrop: ['NET_RAW', 'MKNOD', 'AUDIT_WRITE', 'SETFCAP', 'SYS_CHROOT'],
+        SecurityOpt: ['no-new-privileges:true'],
+        Memory: Math.round((r.memoryMb ?? d.memoryMb) * 1024 * 1024),
+        NanoCpus: Math.round((r.cpus ?? d.cpus) * 1e9),
+        PidsLimit: r.pids ?? d.pids,
+        Init: true,
+        LogConfig: { Type: 'json-file', Config: { 'max-size': '10m', 'max-file': '3' } },
+      },
+      NetworkingConfig: { EndpointsConfig: { [networkName(id)]: {} } },
+    })
+    await container.start()
+  }
+
+  /** Removes the sandbox, the proxy and the network; missing pieces are fine. */
+  private async removeAll(id: string): Promise<void> {
+    await Promise.all([
+      removeContainer(this.docker, sandboxName(id)),
+      removeContainer(this.docker, proxyName(id)),
+    ])
+    await removeNetwork(this.docker, networkName(id))
+  }
+
+  async destroy(id: string): Promise<void> {
+    const record = this.require(id)
+    this.records.delete(id)
+    await this.removeAll(record.id)
+    this.log.info({ sandbox: id }, 'sandbox destroyed')
+  }
+
+  private require(id: string): SandboxRecord {
+    const record = this.records.get(id)
+    if (!record) throw new SandboxError(404, 'sandbox-not-found', `no sandbox "${id}"`)
+    return record
+  }
+
+  private async status(id: string): Promise<SandboxStatus> {
+    const running = async (name: string): Promise<boolean> => {
+      try {
+        return (await this.docker.getContainer(name).inspect()).State.Running
+      } catch {
+        return false
+      }
+    }
+    const [sandbox, proxy] = await Promise.all([running(sandboxName(id)), running(proxyName(id))])
+    if (!sandbox) return 'stopped'
+    return proxy ? 'running' : 'proxy-down'
+  }
+
+  private info(record: SandboxRecord, status: SandboxStatus): SandboxInfo {
+    return {
+      id: record.id,
+      image: record.image,
+      status,
+      networkProfile: 'networkProfile' in record.policy ? record.policy.networkProfile : 'custom',
+      ...('network' in record.policy ? { network: record.policy.network } : {}),
+      createdAt: record.createdAt,
+      expiresAt: record.expiresAt,
+      proxyAddress: record.proxyIp,
+    }
+  }
+
+  async get(id: string): Promise<SandboxInfo> {
+    const record = this.require(id)
+    return this.info(record, await this.status(id))
+  }
+
+  async list(): Promise<SandboxInfo[]> {
+    const records = [...this.records.values()].sort((a, b) =>
+      a.createdAt.localeCompare(b.createdAt),
+    )
+    return Promise.all(records.map(async (r) => this.info(r, await this.status(r.id))))
+  }
+
+  async exec(id: string, request: ExecRequest): Promise<ExecResult> {
+    this.require(id)
+    const cmd = typeof request.cmd === 'string' ? ['/bin/sh', '-c', request.cmd] : request.cmd
+    const env = request.env ? Object.entries(request.env).map(([k, v]) => `${k}=${v}`) : undefined
+    try {
+      const out = await execInContainer(this.docker.getContainer(sandboxName(id)), {
+        cmd,
+        ...(env ? { env } : {}),
+        ...(request.cwd ? { cwd: request.cwd } : {}),
+        timeoutMs: request.timeoutMs ?? 10 * 60_000,
+        outputLimit: OUTPUT_LIMIT,
+      })
+      return {
+        exitCode: out.exitCode,
+        stdout: out.stdout,
+        stderr: out.stderr,
+        ...(out.timedOut ? { timedOut: true } : {}),
+        ...(out.truncated ? { truncated: true } : {}),
+      }
+    } catch (err) {
+      if (isNotFound(err))
+        throw new SandboxError(409, 'sandbox-not-running', `sandbox ${id} has no running container`)
+      const message = dockerMessage(err)
+      if (/is not running/i.test(message))
+        throw new SandboxError(409, 'sandbox-not-running', `sandbox ${id} is not running`)
+      throw new SandboxError(500, 'exec-failed', `exec in sandbox ${id} failed: ${message}`)
+    }
+  }
+
+  async networkEvents(id: string, query: NetworkEventsQuery): Promise<NetworkEvent[]> {
+    const record = this.require(id)
+    try {
+      return await record.admin.events(query)
+    } catch (err) {
+      throw new SandboxError(
+        502,
+        'proxy-unreachable',
+        `the egress proxy of sandbox ${id} does not answer (${(err as Error).message}); it may have stopped, in which case the sandbox has no network`,
+      )
+    }
+  }
+
+  async updateNetwork(id: string, policy: PolicyRequest): Promise<SandboxInfo> {
+    const record = this.require(id)
+    const spec = this.policySpec(policy)
+    try {
+      await record.admin.setPolicy(spec, policy)
+    } catch (err) {
+      throw new SandboxError(
+        502,
+        'proxy-unreachable',
+        `cannot update the egress proxy of sandbox ${id}: ${(err as Error).message}`,
+      )
+    }
+    record.policy = policy
+    this.log.info({ sandbox: id, policy: spec.name }, 'sandbox policy replaced')
+    return this.info(record, await this.status(id))
+  }
+
+  /**
+   * Rebuilds the view from Docker labels: complete sandboxes are adopted (their
+   * live policy read back from the proxy), incomplete ones removed.
+   */
+  async recover(): Promise<{ adopted: number; removed: number }> {
+    const containers = await this.docker.listContainers({
+      all: true,
+      filters: { label: [LABEL.sandbox] },
+    })
+    const networks = await this.docker.listNetworks({ filters: { label: [LABEL.sandbox] } })
+    const ids = new Set<string>([
+      ...containers.map((c) => c.Labels[LABEL.sandbox] as string),
+      ...networks.map((n) => n.Labels?.[LABEL.sandbox] as string),
+    ])
+    let adopted = 0
+    let removed = 0
+    for (const id of ids) {
+      if (this.records.has(id)) continue
+      const proxy = containers.find(
+        (c) => c.Labels[LABEL.sandbox] === id && c.Labels[LABEL.role] === 'proxy',
+      )
+      const sandbox = containers.find(
+        (c) => c.Labels[LABEL.sandbox] === id && c.Labels[LABEL.role] === 'sandbox',
+      )
+      const network = networks.find((n) => n.Labels?.[LABEL.sandbox] === id)
+      if (!proxy || !sandbox || !network) {
+        await this.removeAll(id).catch((err: unknown) =>
+          this.log.warn({ sandbox: id, error: dockerMessage(err) }, 'could not remove orphan'),
+        )
+        this.log.info({ sandbox: id }, 'removed an incomplete sandbox left from before')
+        removed++
+        continue
+      }
+      const labels = sandbox.Labels
+      const inspect = await this.docker.getContainer(proxy.Id).inspect()
+      const egressIp = inspect.NetworkSettings.Networks[this.config.egressNetwork]?.IPAddress
+      const admin = new ProxyAdmin(
+        `http://${egressIp ?? '0.0.0.0'}:${PROXY_PORTS.admin}`,
+        proxy.Labels[LABEL.adminToken] ?? '',
+      )
+      const record: SandboxRecord = {
+        id,
+        image: labels[LABEL.image] ?? sandbox.Image,
+        createdAt: labels[LABEL.created] ?? new Date(sandbox.Created * 1000).toISOString(),
+        expiresAt: labels[LABEL.expires] || null,
+        proxyIp: labels[LABEL.proxyIp] ?? '',
+        admin,
+        policy: policyFromLabels(labels),
+      }
+      // The proxy holds the live policy (it may have been replaced since creation).
+      if (inspect.State.Running) {
+        try {
+          const live = await admin.getPolicy()
+          if (live.source && typeof live.source === 'object')
+            record.policy = live.source as PolicyRequest
+          // A proxy that restarted waits for its policy (and refuses everything meanwhile).
+          if (live.spec.name === 'pending')
+            await admin.setPolicy(this.policySpec(record.policy), record.policy)
+        } catch (err) {
+          this.log.warn(
+            { sandbox: id, error: (err as Error).message },
+            'cannot read the live policy of a proxy; using its labels',
+          )
+        }
+      }
+      this.records.set(id, record)
+      adopted++
+    }
+    return { adopted, removed }
+  }
+
+  /** Pushes changed profiles to the proxies that use them, so the catalogue and enforcement agree. */
+  async applyCatalogueChange(changed: readonly string[]): Promise<void> {
+    for (const record of this.records.values()) {
+      const policy = record.policy
+      const uses =
+        'networkProfile' in policy ? [policy.networkProfile] : (policy.network.include ?? [])
+      if (!uses.some((name) => changed.includes(name))) continue
+      try {
+        await record.admin.setPolicy(this.policySpec(policy), policy)
+        this.log.info(
+          { sandbox: record.id, profiles: uses },
+          'profile changed; pushed to the sandbox proxy',
+        )
+      } catch (err) {
+        this.log.warn(
+          { sandbox: record.id, error: (err as Error).message },
+          'could not push a changed profile; the proxy keeps its previous rules',
+        )
+      }
+    }
+  }
+
+  /** Destroys sandboxes past their timeout, every few seconds. */
+  startSweeper(intervalMs = 2000): void {
+    this.sweeper = setInterval(() => {
+      const now = new Date().toISOString()
+      for (const record of this.records.values()) {
+        if (record.expiresAt && record.expiresAt <= now) {
+          this.log.info({ sandbox: record.id, expiresAt: record.expiresAt }, 'sandbox timed out')
+          void this.destroy(record.id).catch((err: unknown) =>
+            this.log.warn(
+              { sandbox: record.id, error: dockerMessage(err) },
+              'could not destroy a timed-out sandbox',
+            ),
+          )
+        }
+      }
+    }, intervalMs)
+    this.sweeper.unref()
+  }
+
+  stop(): void {
+    if (this.sweeper) clearInterval(this.sweeper)
+  }
+}

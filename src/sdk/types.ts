@@ -1,0 +1,137 @@
+// The runner API's wire types: what the SDK sends and receives. The runner
+// imports these too, so the two cannot drift apart; nothing here may import
+// server-side code.
+
+export type NetworkMode = 'allow-all' | 'deny-all' | 'allow-list'
+
+/** An explicit network policy, instead of a named profile. */
+export interface NetworkPolicy {
+  /** Default `allow-list`: only what `allow` (and the includes) name is reachable. */
+  mode?: NetworkMode
+  /** Profiles whose rules are merged in, e.g. `['pypi']`. */
+  include?: string[]
+  allow?: string[]
+  deny?: string[]
+}
+
+/** A summary in the profile catalogue. */
+export interface NetworkProfileSummary {
+  name: string
+  description: string
+  mode: NetworkMode
+}
+
+export interface ResolvedRule {
+  rule: string
+  /** The profile the rule came from (through includes). */
+  from: string
+}
+
+export interface EndpointRuleInfo {
+  methods: string[]
+  path: string
+  action: 'allow' | 'deny'
+}
+
+/** A profile with its includes resolved. */
+export interface NetworkProfileDetail extends NetworkProfileSummary {
+  includes: string[]
+  allow: ResolvedRule[]
+  deny: ResolvedRule[]
+  endpoints: { host: string; from: string; rules: EndpointRuleInfo[] }[]
+}
+
+export interface SandboxResources {
+  /** Memory limit in MiB. */
+  memoryMb?: number
+  /** CPUs, fractional allowed (e.g. 0.5). */
+  cpus?: number
+  /** Maximum number of processes. */
+  pids?: number
+}
+
+export interface CreateSandboxRequest {
+  image: string
+  /** A named profile; mutually exclusive with `network`. */
+  networkProfile?: string
+  /** An explicit policy; mutually exclusive with `networkProfile`. */
+  network?: NetworkPolicy
+  env?: Record<string, string>
+  resources?: SandboxResources
+  /** Destroy the sandbox this long after creation. */
+  timeoutMs?: number
+}
+
+export type SandboxStatus = 'running' | 'proxy-down' | 'stopped'
+
+export interface SandboxInfo {
+  id: string
+  image: string
+  status: SandboxStatus
+  /** The profile in force, or `custom` for an explicit network policy. */
+  networkProfile: string
+  network?: NetworkPolicy
+  createdAt: string
+  expiresAt: string | null
+  /** The sandbox-facing address of its egress proxy. */
+  proxyAddress: string
+}
+
+export interface ExecRequest {
+  /** A string runs under `/bin/sh -c`; an array runs as is. */
+  cmd: string | string[]
+  env?: Record<string, string>
+  cwd?: string
+  timeoutMs?: number
+}
+
+export interface ExecResult {
+  exitCode: number
+  stdout: string
+  stderr: string
+  /** True when the command ran past its timeout; exitCode is then 124. */
+  timedOut?: boolean
+  /** True when stdout or stderr was cut at the output limit. */
+  truncated?: boolean
+}
+
+/** One decision of a sandbox's egress proxy. */
+export interface NetworkEvent {
+  time: string
+  sandbox: string
+  profile: string
+  protocol: 'http' | 'connect' | 'socks' | 'tls' | 'dns'
+  host: string
+  port: number
+  sni?: string
+  method?: string
+  path?: string
+  qtype?: string
+  action: 'allow' | 'deny'
+  rule: string | null
+  reason: string
+  detail?: string
+  client?: string
+  address?: string
+  error?: string
+  bytesUp: number
+  bytesDown: number
+  durationMs: number
+}
+
+export interface NetworkEventsQuery {
+  action?: 'allow' | 'deny'
+  limit?: number
+  /** Only events after this ISO time. */
+  since?: string
+}
+
+export interface UpdateNetworkRequest {
+  networkProfile?: string
+  network?: NetworkPolicy
+}
+
+/** Every error response: `{ error: { code, message } }`. */
+export interface ApiErrorBody {
+  error: { code: string; message: string; details?: unknown }
+}
