@@ -20,6 +20,22 @@ const COMMANDS: Record<string, { run: () => Promise<Command>; summary: string }>
     run: async () => (await import('./commands/runner.js')).runnerCommand,
     summary: 'run the runner API (sandboxes on Docker)',
   },
+  run: {
+    run: async () => (await import('./commands/run.js')).runCommand,
+    summary: 'create a sandbox, run one command in it, show what was blocked, destroy it',
+  },
+  ls: {
+    run: async () => (await import('./commands/sandboxes.js')).lsCommand,
+    summary: 'list sandboxes',
+  },
+  logs: {
+    run: async () => (await import('./commands/sandboxes.js')).logsCommand,
+    summary: "a sandbox's network decisions (--blocked, --follow)",
+  },
+  rm: {
+    run: async () => (await import('./commands/sandboxes.js')).rmCommand,
+    summary: 'destroy sandboxes',
+  },
   proxy: {
     run: async () => (await import('./commands/proxy.js')).proxyCommand,
     summary: 'run the egress proxy (standalone, or as a sandbox sidecar)',

@@ -1,0 +1,41 @@
+// The SDK client for CLI commands that talk to the runner: --url and --api-key
+// flags over ISORUN_URL / ISORUN_API_KEY, and SDK errors as one-line messages.
+
+import { Isorun, IsorunError } from '../sdk/index.js'
+import type { NetworkEvent } from '../sdk/types.js'
+import { CliError } from './errors.js'
+
+export const CLIENT_OPTIONS = {
+  url: { type: 'string' },
+  'api-key': { type: 'string' },
+} as const
+
+export function clientFrom(values: { url?: string | undefined; 'api-key'?: string | undefined }): Isorun {
+  return new Isorun({
+    ...(values.url ? { url: values.url } : {}),
+    ...(values['api-key'] ? { apiKey: values['api-key'] } : {}),
+  })
+}
+
+/** Runs an SDK call; its errors become CLI errors (exit 1, or 2 for a usage problem the runner reported). */
+export async function call<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn()
+  } catch (err) {
+    if (err instanceof IsorunError) {
+      const usage = err.status === 400 || err.status === 404 || err.name === 'IsorunUsageError'
+      throw new CliError(`${err.message}${err.code ? ` [${err.code}]` : ''}`, usage ? 2 : 1)
+    }
+    throw err
+  }
+}
+
+/** One line per decision, for people. */
+export function formatEvent(e: NetworkEvent): string {
+  const target = `${e.host}${e.port ? `:${e.port}` : ''}`
+  const what = [e.method, e.path].filter(Boolean).join(' ') || e.qtype || e.sni || ''
+  const time = e.time.replace('T', ' ').replace(/\.\d+Z$/, 'Z')
+  const outcome = e.action === 'deny' ? 'BLOCKED' : 'allowed'
+  const why = e.action === 'deny' ? `${e.reason}${e.detail ? ` (${e.detail})` : ''}` : (e.rule ?? e.reason)
+  return `${time}  ${outcome.padEnd(7)}  ${e.protocol.padEnd(7)}  ${target}${what ? `  ${what}` : ''}  ${why}${e.error ? `  error: ${e.error}` : ''}`
+}
