@@ -38,6 +38,7 @@ import type {
 import type { RunnerConfig } from './config.js'
 import {
   Docker,
+  DockerError,
   dockerMessage,
   ensureImage,
   execInContainer,
@@ -203,8 +204,13 @@ export class SandboxManager {
 
   async create(request: CreateSandboxRequest, policy: PolicyRequest): Promise<SandboxInfo> {
     const spec = this.policySpec(policy)
-    await ensureImage(this.docker, request.image, this.config.pullImages)
-    await ensureImage(this.docker, this.config.proxyImage, false)
+    try {
+      await ensureImage(this.docker, request.image, this.config.pullImages)
+      await ensureImage(this.docker, this.config.proxyImage, false)
+    } catch (err) {
+      if (err instanceof DockerError) throw new SandboxError(502, err.code, err.message)
+      throw err
+    }
 
     const id = randomBytes(6).toString('hex')
     const createdAt = new Date().toISOString()

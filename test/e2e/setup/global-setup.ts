@@ -1,0 +1,266 @@
+// End-to-end set-up on a real Docker engine: builds the images locally (there
+// is no registry here), starts a stand-in for pypi.org / files.pythonhosted.org
+// on the egress network, and brings the runner stack up with `docker compose`
+// (or `docker-compose` v1) exactly as a user would, plus the operator settings
+// that point the proxies' names at the stand-in.
+//
+// Without a Docker engine the suite is skipped with a message, unless
+// ISORUN_E2E=required (as in CI), where that is an error.
+
+import { randomBytes } from 'node:crypto'
+import { chmod, copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import net from 'node:net'
+import { tmpdir } from 'node:os'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import type { TestProject } from 'vitest/node'
+import { makeCertificates } from './certs.js'
+import { docker, dockerOk, run, runVisible } from './sh.js'
+import { buildDemoWheel, DEMO_PACKAGE } from './wheel.js'
+
+export interface E2EContext {
+  readonly skip?: string
+  readonly url: string
+  readonly apiKey: string
+  readonly project: string
+  readonly compose: readonly string[]
+  readonly composeEnv: Record<string, string>
+  readonly standinIp: string
+  readonly standinName: string
+  readonly sandboxImage: string
+  readonly profilesDir: string
+  readonly caCert: string
+}
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    e2e: E2EContext
+  }
+}
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..')
+const PROJECT = 'isorun-e2e'
+const STANDIN = 'isorun-e2e-standin'
+const SANDBOX_IMAGE = 'isorun-e2e/sandbox:latest'
+
+function log(text: string): void {
+  process.stderr.write(`[e2e] ${text}\n`)
+}
+
+async function dockerUnavailable(): Promise<string | undefined> {
+  try {
+    const r = await run('docker', ['info', '--format', '{{.ServerVersion}}'], {
+      check: false,
+      timeoutMs: 20_000,
+    })
+    return r.code === 0 ? undefined : `docker info failed: ${r.stderr.trim().split('\n')[0]}`
+  } catch (err) {
+    return `no docker command: ${(err as Error).message}`
+  }
+}
+
+/** `docker compose` (v2) when present, else `docker-compose` (v1). */
+async function composeCommand(): Promise<string[]> {
+  if (await dockerOk('compose', 'version')) return ['docker', 'compose']
+  return ['docker-compose']
+}
+
+function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const server = net.createServer()
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo
+      server.close(() => res(port))
+    })
+    server.on('error', rej)
+  })
+}
+
+async function waitHealthy(container: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  let status = ''
+  while (Date.now() < deadline) {
+    status = await docker('inspect', '-f', '{{.State.Health.Status}}', container)
+    if (status === 'healthy') return
+    await new Promise((r) => setTimeout(r, 500))
+  }
+  const logs = await run('docker', ['logs', '--tail', '50', container], { check: false })
+  throw new Error(
+    `the runner did not become healthy within ${timeoutMs} ms (status ${status})\n${logs.stdout}${logs.stderr}`,
+  )
+}
+
+async function buildSandboxImage(caCert: string): Promise<void> {
+  const ctx = await mkdtemp(join(tmpdir(), 'isorun-e2e-sandbox-'))
+  await copyFile(caCert, join(ctx, 'isorun-e2e-ca.crt'))
+  await writeFile(
+    join(ctx, 'Dockerfile'),
+    [
+      'FROM isorun-ci/sandbox:bookworm',
+      '# The sandbox trusts the test CA that signed the stand-in index, as a company image trusts its internal CA.',
+      'COPY isorun-e2e-ca.crt /usr/local/share/ca-certificates/isorun-e2e-ca.crt',
+      'RUN update-ca-certificates >/dev/null',
+      '',
+    ].join('\n'),
+  )
+  await run('docker', ['build', '-q', '-t', SANDBOX_IMAGE, ctx], {
+    env: { ...process.env, DOCKER_BUILDKIT: '0' },
+  })
+  await rm(ctx, { recursive: true, force: true })
+}
+
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const unavailable = await dockerUnavailable()
+  if (unavailable) {
+    if (process.env.ISORUN_E2E === 'required')
+      throw new Error(
+        `end-to-end tests need a Docker engine: ${unavailable} (run scripts/ci/ensure-docker.sh)`,
+      )
+    log(
+      `SKIPPING the end-to-end tests: ${unavailable}. Start a Docker engine to run them (scripts/ci/ensure-docker.sh).`,
+    )
+    project.provide('e2e', { skip: unavailable } as E2EContext)
+    return async () => undefined
+  }
+  const started = Date.now()
+  log('building images (local base images, the product image, the test sandbox image)…')
+  await runVisible(
+    join(ROOT, 'scripts/ci/build-base-images.sh'),
+    ['node', 'sandbox'],
+    'base images',
+  )
+  await runVisible(join(ROOT, 'scripts/ci/build-product-image.sh'), [], 'product image')
+
+  const certs = await makeCertificates(['pypi.org', 'files.pythonhosted.org'])
+  await buildSandboxImage(certs.caCert)
+  const standinDir = await mkdtemp(join(tmpdir(), 'isorun-e2e-standin-'))
+  await copyFile(
+    join(ROOT, 'test/e2e/fixtures/pypi-standin.mjs'),
+    join(standinDir, 'pypi-standin.mjs'),
+  )
+  await copyFile(certs.serverCert, join(standinDir, 'server.crt'))
+  await copyFile(certs.serverKey, join(standinDir, 'server.key'))
+  const wheel = await buildDemoWheel(standinDir)
+  await chmod(standinDir, 0o755)
+  const profilesDir = await mkdtemp(join(tmpdir(), 'isorun-e2e-profiles-'))
+  await chmod(profilesDir, 0o755)
+
+  const compose = await composeCommand()
+  const composeArgs = [...compose.slice(1), '-p', PROJECT, '-f', join(ROOT, 'docker-compose.yml')]
+  const port = await freePort()
+  const apiKey = randomBytes(24).toString('hex')
+  const baseEnv: Record<string, string> = {
+    ISORUN_API_KEY: apiKey,
+    ISORUN_PORT: String(port),
+    ISORUN_IMAGE: 'isorun:local',
+    ISORUN_PROFILES_HOST_DIR: profilesDir,
+  }
+  const composeRun = (args: string[], env: Record<string, string>) =>
+    runVisible(compose[0] as string, [...composeArgs, ...args], 'compose', {
+      ...process.env,
+      ...env,
+    })
+
+  // Leftovers of an interrupted earlier run would hold the names.
+  await run('docker', ['rm', '-f', STANDIN], { check: false })
+  await run(compose[0] as string, [...composeArgs, 'down', '-v', '--remove-orphans'], {
+    check: false,
+    env: { ...process.env, ...baseEnv },
+  })
+
+  // Create the stack (and its egress network) first, then put the stand-in on
+  // that network, then start the runner with the stand-in's address in its settings.
+  log('creating the compose stack…')
+  await composeRun(['up', '--no-start'], baseEnv)
+  await docker(
+    'run',
+    '-d',
+    '--name',
+    STANDIN,
+    '--label',
+    'isorun-e2e=standin',
+    '--network',
+    'isorun-egress',
+    '-v',
+    `${standinDir}:/standin:ro`,
+    'isorun-ci/node:20',
+    'node',
+    '/standin/pypi-standin.mjs',
+    '/standin',
+    wheel,
+    DEMO_PACKAGE.name,
+  )
+  const standinIp = await docker(
+    'inspect',
+    '-f',
+    '{{(index .NetworkSettings.Networks "isorun-egress").IPAddress}}',
+    STANDIN,
+  )
+  const composeEnv: Record<string, string> = {
+    ...baseEnv,
+    // Only the stand-in's own address is opened, not the egress network (where the runner lives).
+    ISORUN_ALLOW_PRIVATE: `${standinIp}/32`,
+    ISORUN_PROXY_EXTRA_HOSTS: `pypi.org:${standinIp},files.pythonhosted.org:${standinIp}`,
+    ISORUN_DEFAULT_TIMEOUT_MS: String(20 * 60_000),
+  }
+  log(`starting the runner (stand-in at ${standinIp})…`)
+  await composeRun(['up', '-d'], composeEnv)
+  const runner = await docker(
+    'ps',
+    '-q',
+    '--filter',
+    `label=com.docker.compose.project=${PROJECT}`,
+    '--filter',
+    'label=com.docker.compose.service=runner',
+  )
+  await waitHealthy(runner, 120_000)
+  log(
+    `stack healthy on 127.0.0.1:${port} after ${((Date.now() - started) / 1000).toFixed(0)} s of set-up`,
+  )
+
+  project.provide('e2e', {
+    url: `http://127.0.0.1:${port}`,
+    apiKey,
+    project: PROJECT,
+    compose: [...compose, '-p', PROJECT, '-f', join(ROOT, 'docker-compose.yml')],
+    composeEnv,
+    standinIp,
+    standinName: STANDIN,
+    sandboxImage: SANDBOX_IMAGE,
+    profilesDir,
+    caCert: certs.caCert,
+  })
+
+  return async () => {
+    if (process.env.ISORUN_E2E_KEEP) {
+      log('ISORUN_E2E_KEEP is set: leaving the stack up')
+      return
+    }
+    // Sandboxes first (their proxies hold the egress network), then the stack.
+    const ids = await run('docker', ['ps', '-aq', '--filter', 'label=isorun.sandbox'], {
+      check: false,
+    })
+    const url = `http://127.0.0.1:${port}`
+    const list = await fetch(`${url}/v1/sandboxes`, {
+      headers: { Authorization: `Bearer ${apiKey}` },
+    }).then(
+      (r) => r.json() as Promise<{ id: string }[]>,
+      () => [],
+    )
+    for (const s of Array.isArray(list) ? list : [])
+      await fetch(`${url}/v1/sandboxes/${s.id}`, {
+        method: 'DELETE',
+        headers: { Authorization: `Bearer ${apiKey}` },
+      }).catch(() => undefined)
+    if (ids.stdout.trim() !== '' && Array.isArray(list) && list.length === 0)
+      log('note: sandboxes from another runner exist on this engine; left alone')
+    await run('docker', ['rm', '-f', STANDIN], { check: false })
+    await run(compose[0] as string, [...composeArgs, 'down', '-v', '--remove-orphans'], {
+      check: false,
+      env: { ...process.env, ...composeEnv },
+    })
+    await rm(standinDir, { recursive: true, force: true })
+    await rm(profilesDir, { recursive: true, force: true })
+    await rm(certs.dir, { recursive: true, force: true })
+  }
+}
