@@ -80,6 +80,9 @@ COPY --from=build /src/package.json ./package.json
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/profiles ./profiles
 COPY --from=build /src/dist/src ./dist/src
+# `isorun` on the PATH, so `docker compose exec runner isorun ls` works.
+RUN printf '#!/bin/sh\nexec node /app/dist/src/cli/main.js "$@"\n' >/usr/local/bin/isorun \
+ && chmod 0755 /usr/local/bin/isorun
 
 # Labels last: they change on every commit and should not bust layer caches.
 ARG BASE_IMAGE

@@ -19,10 +19,8 @@ export function openCatalogue(flagDirs: readonly string[] | undefined): ProfileC
   const catalogue = new ProfileCatalogue({ dirs: profileDirsFrom(flagDirs) })
   const problems = catalogue.problems()
   if (problems.length > 0) {
-    throw new UsageError(
-      problems.map((p) => p.message).join('\n'),
-      'fix the profile files above and run the command again',
-    )
+    // One line per problem; each already says where and what to fix.
+    throw new UsageError(problems.map((p) => p.message).join('\n'))
   }
   return catalogue
 }

@@ -1,6 +1,8 @@
 // The SDK client for CLI commands that talk to the runner: --url and --api-key
 // flags over ISORUN_URL / ISORUN_API_KEY, and SDK errors as one-line messages.
 
+import { readFileSync } from 'node:fs'
+import { generatedKeyFile } from '../runner/config.js'
 import { Isorun, IsorunError } from '../sdk/index.js'
 import type { NetworkEvent } from '../sdk/types.js'
 import { CliError } from './errors.js'
@@ -10,10 +12,29 @@ export const CLIENT_OPTIONS = {
   'api-key': { type: 'string' },
 } as const
 
-export function clientFrom(values: { url?: string | undefined; 'api-key'?: string | undefined }): Isorun {
+/**
+ * The API key: --api-key, ISORUN_API_KEY, or the key a runner on this machine
+ * generated (so `docker compose exec runner isorun ls` needs no setup).
+ */
+function apiKeyFrom(flag: string | undefined): string | undefined {
+  if (flag) return flag
+  if (process.env.ISORUN_API_KEY) return process.env.ISORUN_API_KEY
+  try {
+    const key = readFileSync(generatedKeyFile(), 'utf8').trim()
+    return key === '' ? undefined : key
+  } catch {
+    return undefined
+  }
+}
+
+export function clientFrom(values: {
+  url?: string | undefined
+  'api-key'?: string | undefined
+}): Isorun {
+  const apiKey = apiKeyFrom(values['api-key'])
   return new Isorun({
     ...(values.url ? { url: values.url } : {}),
-    ...(values['api-key'] ? { apiKey: values['api-key'] } : {}),
+    ...(apiKey ? { apiKey } : {}),
   })
 }
 
@@ -36,6 +57,7 @@ export function formatEvent(e: NetworkEvent): string {
   const what = [e.method, e.path].filter(Boolean).join(' ') || e.qtype || e.sni || ''
   const time = e.time.replace('T', ' ').replace(/\.\d+Z$/, 'Z')
   const outcome = e.action === 'deny' ? 'BLOCKED' : 'allowed'
-  const why = e.action === 'deny' ? `${e.reason}${e.detail ? ` (${e.detail})` : ''}` : (e.rule ?? e.reason)
+  const why =
+    e.action === 'deny' ? `${e.reason}${e.detail ? ` (${e.detail})` : ''}` : (e.rule ?? e.reason)
   return `${time}  ${outcome.padEnd(7)}  ${e.protocol.padEnd(7)}  ${target}${what ? `  ${what}` : ''}  ${why}${e.error ? `  error: ${e.error}` : ''}`
 }

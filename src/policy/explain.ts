@@ -42,13 +42,18 @@ const FIX: Partial<Record<Reason, (d: Decision, profile: string) => string>> = {
   'ech-refused': () => 'Disable Encrypted Client Hello in the client.',
   'host-mismatch': () => 'Send a Host header that names the host you connect to.',
   'not-inspectable': (d) =>
-    `To allow a non-TLS, non-HTTP protocol, add a rule that names the port, e.g. "${d.host}:${d.port}".`,
+    `To allow a non-TLS, non-HTTP protocol, add a rule that names the port, e.g. "${hostPort(d)}".`,
   'no-endpoint-match': (_d, p) => `Add an endpoint rule for this method and path to profile ${p}.`,
 }
 
 function hostRule(d: Decision): string {
   const needsPort = d.port !== 0 && d.port !== 80 && d.port !== 443
-  return needsPort ? `${d.host}:${d.port}` : d.host
+  return needsPort ? hostPort(d) : d.host
+}
+
+/** `host:port` as the rule grammar reads it: an IPv6 address needs brackets before a port. */
+function hostPort(d: Decision): string {
+  return d.host.includes(':') ? `[${d.host}]:${d.port}` : `${d.host}:${d.port}`
 }
 
 /** One line: `denied: no allow rule matches` plus the rule and specifics. */

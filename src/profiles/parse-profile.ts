@@ -105,10 +105,25 @@ function keyOf(pair: Pair): string | undefined {
   return isScalar(pair.key) && typeof pair.key.value === 'string' ? pair.key.value : undefined
 }
 
+/** Edit distance, for "did you mean" on misspelled field names. */
+function distance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i]
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(
+        (previous[j] ?? 0) + 1,
+        (current[j - 1] ?? 0) + 1,
+        (previous[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1),
+      )
+    }
+    previous = current
+  }
+  return previous[b.length] ?? 0
+}
+
 function suggest(word: string, options: readonly string[]): string {
-  const close = options.find(
-    (o) => o.startsWith(word.slice(0, 3)) || word.startsWith(o.slice(0, 3)),
-  )
+  const close = options.find((o) => distance(word.toLowerCase(), o) <= 2)
   return close ? ` (did you mean "${close}"?)` : ''
 }
 
@@ -191,7 +206,7 @@ export function parseProfile(text: string, file: string, expectedName?: string):
   const reader: Reader = new Reader(file, lines)
   const syntax = doc.errors[0]
   if (syntax) {
-    const pos = syntax.linePos?.[0] ?? { line: 1, col: 1 }
+    const pos = lines.linePos(syntax.pos[0])
     const message =
       syntax.message.split('\n')[0]?.replace(/ at line \d+, column \d+:?$/, '') ?? 'syntax error'
     throw new ProfileError(file, pos.line, pos.col, undefined, `YAML syntax error: ${message}`)

@@ -78,6 +78,17 @@ export function parseAbsoluteTarget(url: string): ForwardTarget {
   return { host, port, path }
 }
 
+/** The size of a request's head as the client sent it (request line, headers, blank line). */
+function requestHeadBytes(req: http.IncomingMessage): number {
+  let n = Buffer.byteLength(
+    `${req.method ?? ''} ${req.url ?? ''} HTTP/${req.httpVersion}\r\n`,
+    'latin1',
+  )
+  for (let i = 0; i + 1 < req.rawHeaders.length; i += 2)
+    n += Buffer.byteLength(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}\r\n`, 'latin1')
+  return n + 2
+}
+
 /** A request may carry exactly one Host header; Node keeps only the first, so count the raw ones. */
 function hostHeaderCount(req: http.IncomingMessage): number {
   let n = 0
@@ -145,7 +156,7 @@ export class HttpForwarder {
   private readonly agents = new AgentPool()
 
   constructor(private readonly ctx: ProxyContext) {
-    this.proxy.on('proxyReq', (proxyReq, req) => stripRequestHeaders(proxyReq, req))
+    // Plain requests are stripped in handleRequest, before http-proxy builds the upstream request.
     this.proxy.on('proxyReqWs', (proxyReq, req) => stripRequestHeaders(proxyReq, req, true))
     this.proxy.on('proxyRes', (proxyRes) => stripResponseHeaders(proxyRes.headers))
   }
@@ -242,7 +253,12 @@ export class HttpForwarder {
     if (!approved) return
     const { target, address, decision, policy, startedAt, request } = approved
     const socket = req.socket
-    const readBefore = socket.bytesRead
+    // Bytes up are counted from the request itself, not from socket.bytesRead: the head (and,
+    // for a small body, the body too) was read before this point, and on a kept-alive or
+    // pipelined connection the next request may be read while this one runs. Without this a
+    // POST's upload was logged as 0 bytes up.
+    let bytesUp = requestHeadBytes(req)
+    req.on('data', (chunk: Buffer) => (bytesUp += chunk.length))
     const writtenBefore = socket.bytesWritten
     let error: string | undefined
     res.once('close', () => {
@@ -255,7 +271,7 @@ export class HttpForwarder {
         client: clientAddress(socket),
         address: address ?? `via ${this.ctx.parentProxy?.host ?? '?'}`,
         startedAt,
-        bytesUp: socket.bytesRead - readBefore,
+        bytesUp,
         bytesDown: socket.bytesWritten - writtenBefore,
         ...(error
           ? { error }
@@ -264,25 +280,34 @@ export class HttpForwarder {
             : {}),
       })
     })
-    this.proxy.web(
-      req,
-      res,
-      this.optionsFor(req, target, address),
-      (err: NodeJS.ErrnoException) => {
-        error = `upstream: ${err.code ?? err.message}`
-        if (res.headersSent) {
-          res.destroy()
-          return
-        }
-        const timedOut = err.code === 'ETIMEDOUT' || err.code === 'ESOCKETTIMEDOUT'
-        const body = `isorun: ${timedOut ? 'upstream timed out' : 'cannot reach upstream'}: ${target.host}:${target.port} (${err.code ?? err.message})\n`
-        res.writeHead(timedOut ? 504 : 502, {
-          'Content-Type': 'text/plain; charset=utf-8',
-          'Content-Length': String(Buffer.byteLength(body)),
-        })
-        res.end(body)
-      },
-    )
+    // http-proxy copies req.headers into the upstream request synchronously inside web(), so
+    // hand it the stripped set for that call only (its response passes still read the client's
+    // Connection header). Stripping in the 'proxyReq' event instead was unsafe: that event
+    // fires on the upstream socket, after the body may already have been written (all pooled
+    // sockets busy), where removeHeader throws ERR_HTTP_HEADERS_SENT, an uncaught exception;
+    // and it never fires for a request with an Expect header, whose Proxy-Authorization and
+    // other hop-by-hop headers then went upstream.
+    const clientHeaders = req.headers
+    req.headers = forwardableHeaders(clientHeaders)
+    try {
+      this.proxy.web(req, res, this.optionsFor(req, target, address), onError)
+    } finally {
+      req.headers = clientHeaders
+    }
+    function onError(err: NodeJS.ErrnoException): void {
+      error = `upstream: ${err.code ?? err.message}`
+      if (res.headersSent) {
+        res.destroy()
+        return
+      }
+      const timedOut = err.code === 'ETIMEDOUT' || err.code === 'ESOCKETTIMEDOUT'
+      const body = `isorun: ${timedOut ? 'upstream timed out' : 'cannot reach upstream'}: ${target.host}:${target.port} (${err.code ?? err.message})\n`
+      res.writeHead(timedOut ? 504 : 502, {
+        'Content-Type': 'text/plain; charset=utf-8',
+        'Content-Length': String(Buffer.byteLength(body)),
+      })
+      res.end(body)
+    }
   }
 
   /** WebSocket (and other) upgrades: decided like any request, then spliced after the upstream's 101. */
@@ -358,6 +383,22 @@ export class HttpForwarder {
   }
 }
 
+/** The headers to send upstream: the client's minus hop-by-hop ones and those its Connection names. */
+function forwardableHeaders(headers: http.IncomingHttpHeaders): http.IncomingHttpHeaders {
+  const drop = new Set([...HOP_BY_HOP, ...connectionTokens(headers.connection)])
+  return Object.fromEntries(
+    Object.entries(headers).filter(([name]) => !drop.has(name) && !isProxyHeader(name)),
+  )
+}
+
+/**
+ * Proxy-* headers address this hop (credentials for the sandbox's proxy, its status), never the
+ * origin; HOP_BY_HOP names the standard ones, this catches the rest (e.g. Proxy-Authentication-Info).
+ */
+function isProxyHeader(name: string): boolean {
+  return name.toLowerCase().startsWith('proxy-')
+}
+
 function stripRequestHeaders(
   proxyReq: http.ClientRequest,
   req: http.IncomingMessage,
@@ -368,9 +409,11 @@ function stripRequestHeaders(
     if (keepUpgrade && (name === 'connection' || name === 'upgrade')) continue
     proxyReq.removeHeader(name)
   }
+  for (const name of proxyReq.getHeaderNames()) if (isProxyHeader(name)) proxyReq.removeHeader(name)
 }
 
 function stripResponseHeaders(headers: http.IncomingHttpHeaders): void {
   for (const name of connectionTokens(headers.connection)) delete headers[name]
   for (const name of HOP_BY_HOP) if (name !== 'upgrade') delete headers[name]
+  for (const name of Object.keys(headers)) if (isProxyHeader(name)) delete headers[name]
 }

@@ -143,9 +143,18 @@ function splice(
   upstream.on('error', fail('upstream'))
   client.once('close', done)
   upstream.once('close', done)
-  // When one side is fully gone, let the other flush what it has and finish.
-  client.once('close', () => upstream.end())
-  upstream.once('close', () => client.end())
+  // When one side is fully gone, let the other flush what it has and finish. The survivor is
+  // unpiped by then; keep reading (and dropping) what it still sends, or it never reads its
+  // peer's FIN: a client's TLS close_notify after the server closed held the tunnel, and its
+  // log line, until the idle timeout.
+  client.once('close', () => {
+    upstream.end()
+    upstream.resume()
+  })
+  upstream.once('close', () => {
+    client.end()
+    client.resume()
+  })
   for (const socket of [client, upstream]) {
     socket.setTimeout(idleMs, () => {
       error ??= 'idle timeout'

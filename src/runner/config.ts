@@ -80,7 +80,8 @@ function parseListen(raw: string): { host: string; port: number } {
   return { host: (m[1] as string).replace(/^\[|\]$/g, ''), port: Number(m[2]) }
 }
 
-function stateDir(env: NodeJS.ProcessEnv): string {
+/** Where a generated API key is kept: ISORUN_STATE_DIR, /var/lib/isorun if it exists, else ~/.isorun. */
+export function stateDir(env: NodeJS.ProcessEnv = process.env): string {
   if (env.ISORUN_STATE_DIR) return env.ISORUN_STATE_DIR
   return existsSync('/var/lib/isorun') ? '/var/lib/isorun' : join(homedir(), '.isorun')
 }
@@ -103,7 +104,7 @@ function apiKey(
     return { apiKey: env.ISORUN_API_KEY, apiKeySource: 'env', apiKeyFile: undefined }
   }
   const dir = stateDir(env)
-  const file = join(dir, 'api-key')
+  const file = generatedKeyFile(env)
   if (existsSync(file)) {
     const key = readFileSync(file, 'utf8').trim()
     if (key.length >= 16) return { apiKey: key, apiKeySource: 'file', apiKeyFile: file }
@@ -118,6 +119,10 @@ function apiKey(
     )
   }
   return { apiKey: key, apiKeySource: 'generated', apiKeyFile: file }
+}
+
+export function generatedKeyFile(env: NodeJS.ProcessEnv = process.env): string {
+  return join(stateDir(env), 'api-key')
 }
 
 export function loadRunnerConfig(env: NodeJS.ProcessEnv = process.env): RunnerConfig {

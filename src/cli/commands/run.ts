@@ -62,14 +62,18 @@ export async function runCommand(argv: string[]): Promise<number> {
   const timeoutSeconds = values.timeout === undefined ? 600 : Number(values.timeout)
   if (!(timeoutSeconds > 0)) throw new UsageError('--timeout must be a number of seconds above 0')
   const network: NetworkPolicy | undefined =
-    allow.length + deny.length > 0 ? { mode: allow.length > 0 ? 'allow-list' : 'allow-all', allow, deny } : undefined
+    allow.length + deny.length > 0
+      ? { mode: allow.length > 0 ? 'allow-list' : 'allow-all', allow, deny }
+      : undefined
 
   const isorun = clientFrom(values)
   const progress = (text: string): void => {
     if (!values.json) process.stderr.write(`isorun: ${text}\n`)
   }
   const started = Date.now()
-  progress(`creating a sandbox from ${values.image} (${values.profile ?? (network ? 'custom network' : 'default profile')})…`)
+  progress(
+    `creating a sandbox from ${values.image} (${values.profile ?? (network ? 'custom network' : 'default profile')})…`,
+  )
   const sandbox = await call(() =>
     isorun.create({
       image: values.image as string,
@@ -78,10 +82,14 @@ export async function runCommand(argv: string[]): Promise<number> {
       ...(Object.keys(env).length > 0 ? { env } : {}),
     }),
   )
-  progress(`sandbox ${sandbox.id} ready in ${((Date.now() - started) / 1000).toFixed(1)} s; running ${JSON.stringify(command.join(' '))}`)
+  progress(
+    `sandbox ${sandbox.id} ready in ${((Date.now() - started) / 1000).toFixed(1)} s; running ${JSON.stringify(command.join(' '))}`,
+  )
   try {
     const result = await call(() => sandbox.exec(command, { timeoutMs: timeoutSeconds * 1000 }))
-    const blocked = await call(() => sandbox.networkEvents({ action: 'deny', limit: 100 })).catch(() => [])
+    const blocked = await call(() => sandbox.networkEvents({ action: 'deny', limit: 100 })).catch(
+      () => [],
+    )
     if (values.json) {
       printJson({ sandbox: sandbox.id, ...result, blocked })
     } else {
