@@ -10,6 +10,7 @@
 
 import { minimatch } from 'minimatch'
 import { canonicalHost, HostError } from './host.js'
+import { SuffixTable } from './suffix-table.js'
 
 export type EndpointAction = 'allow' | 'deny'
 
@@ -113,16 +114,22 @@ export function matchEndpoint(set: EndpointSet, method: string, path: string): E
 /** Endpoint sets by host: exact names, then the longest wildcard suffix. */
 export class EndpointIndex {
   private readonly exact = new Map<string, EndpointSet>()
-  private readonly wildcard = new Map<string, EndpointSet>()
+  private readonly wildcard = new SuffixTable<EndpointSet>()
 
   constructor(sets: readonly EndpointSet[]) {
+    // Sets arrive in precedence order (a profile's own before its includes'); for the
+    // same host, the rules of a later set are tried after those of an earlier one.
+    const merged = new Map<string, EndpointSet>()
     for (const set of sets) {
-      const target = set.host.startsWith('*.') ? this.wildcard : this.exact
-      const key = set.host.startsWith('*.') ? set.host.slice(2) : set.host
-      const existing = target.get(key)
-      // Sets arrive in precedence order (a profile's own before its includes'); for the
-      // same host, the rules of a later set are tried after those of an earlier one.
-      target.set(key, existing ? { ...existing, rules: [...existing.rules, ...set.rules] } : set)
+      const existing = merged.get(set.host)
+      merged.set(
+        set.host,
+        existing ? { ...existing, rules: [...existing.rules, ...set.rules] } : set,
+      )
+    }
+    for (const [host, set] of merged) {
+      if (host.startsWith('*.')) this.wildcard.add(host.slice(2), set)
+      else this.exact.set(host, set)
     }
   }
 
@@ -130,15 +137,8 @@ export class EndpointIndex {
     return this.exact.size + this.wildcard.size
   }
 
+  /** The set for a name: its exact host, else the longest matching wildcard. */
   lookup(name: string): EndpointSet | undefined {
-    const exact = this.exact.get(name)
-    if (exact) return exact
-    let dot = name.indexOf('.')
-    while (dot >= 0) {
-      const found = this.wildcard.get(name.slice(dot + 1))
-      if (found) return found
-      dot = name.indexOf('.', dot + 1)
-    }
-    return undefined
+    return this.exact.get(name) ?? this.wildcard.longestMatch(name, (sets) => sets[0])
   }
 }

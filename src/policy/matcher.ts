@@ -7,6 +7,7 @@ import { CidrTable } from './cidr.js'
 import type { CanonicalHost } from './host.js'
 import type { IP } from './ip.js'
 import { portMatches, type Rule } from './rule.js'
+import { SuffixTable } from './suffix-table.js'
 
 /** A rule together with the profile it came from. */
 export interface SourcedRule extends Rule {
@@ -30,7 +31,7 @@ function push<K, V>(map: Map<K, V[]>, key: K, value: V): void {
 
 export class RuleIndex {
   private readonly exact = new Map<string, SourcedRule[]>()
-  private readonly wildcard = new Map<string, SourcedRule[]>()
+  private readonly wildcard = new SuffixTable<SourcedRule>()
   private readonly any: SourcedRule[] = []
   private readonly cidrs = new CidrTable<SourcedRule>()
   readonly rules: readonly SourcedRule[]
@@ -44,7 +45,7 @@ export class RuleIndex {
           push(this.exact, host.name, rule)
           break
         case 'wildcard':
-          push(this.wildcard, host.suffix, rule)
+          this.wildcard.add(host.suffix, rule)
           break
         case 'any':
           this.any.push(rule)
@@ -67,14 +68,8 @@ export class RuleIndex {
   matchName(name: string, port: number | undefined): SourcedRule | undefined {
     const exact = firstForPort(this.exact.get(name), port)
     if (exact) return exact
-    if (this.wildcard.size > 0) {
-      let dot = name.indexOf('.')
-      while (dot >= 0) {
-        const found = firstForPort(this.wildcard.get(name.slice(dot + 1)), port)
-        if (found) return found
-        dot = name.indexOf('.', dot + 1)
-      }
-    }
+    const wildcard = this.wildcard.longestMatch(name, (rules) => firstForPort(rules, port))
+    if (wildcard) return wildcard
     return firstForPort(this.any, port)
   }
 

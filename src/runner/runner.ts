@@ -16,9 +16,18 @@ export interface RunningRunner {
   close(): Promise<void>
 }
 
+/** JSON lines like the proxy's: level names and ISO times, for people reading `docker compose logs`. */
+function defaultLogger(): pino.Logger {
+  return pino({
+    base: undefined,
+    timestamp: pino.stdTimeFunctions.isoTime,
+    formatters: { level: (label) => ({ level: label }) },
+  })
+}
+
 export async function startRunner(
   config: RunnerConfig,
-  logger = pino({ base: undefined }),
+  logger = defaultLogger(),
 ): Promise<RunningRunner> {
   const docker = new Docker()
   try {
