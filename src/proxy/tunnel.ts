@@ -233,11 +233,14 @@ export async function runTunnel(ctx: ProxyContext, t: TunnelRequest): Promise<vo
   early?.catch(() => undefined) // handled below
   const serverFirst = early ? watchServerFirst(early) : undefined
   serverFirst?.spoke.catch(() => undefined) // an upstream error surfaces in the splice
+  // An early upstream that fails (the dial, or the socket before it spoke) ends the wait too;
+  // otherwise a client waiting for a banner hung until the idle timeout with nothing logged.
+  // The failure is logged and the client closed below, where the upstream is awaited.
   const outcome = await peekClient(
     t.client,
     t.initial,
     eager ? ctx.timeouts.idleMs : ctx.timeouts.firstBytesMs,
-    serverFirst?.spoke,
+    serverFirst?.spoke.catch(() => undefined),
   )
   serverFirst?.stop()
   const closeEarly = (): void => {
@@ -296,6 +299,12 @@ export async function runTunnel(ctx: ProxyContext, t: TunnelRequest): Promise<vo
   let upstream: Upstream
   try {
     upstream = await (early ?? dial(ctx, host, t.port, addresses))
+    if (upstream.socket.destroyed) {
+      throw new UpstreamError(
+        `${upstream.address}:${t.port} closed before the tunnel opened`,
+        'connect',
+      )
+    }
   } catch (err) {
     log(decision, { ...seen, error: (err as Error).message })
     t.client.destroy()
