@@ -16,7 +16,7 @@ export { compilePolicy, isMode, MODES, parseSpecialAllowances, PolicyError } fro
 export type { Mode, OperatorSettings, Policy, PolicySpec, RuleSource } from './policy.js'
 export { canonicalHost, hostText, HostError, tryCanonicalHost } from './host.js'
 export type { CanonicalHost } from './host.js'
-export { formatIP, parseIP, parseIPv4, parseIPv6, unwrapIP } from './ip.js'
+export { formatIP, ipv6, parseIP, parseIPv4, parseIPv6, unwrapIP } from './ip.js'
 export type { IP } from './ip.js'
 export { parseRule, RuleError, DEFAULT_PORTS } from './rule.js'
 export type { Rule, PortSpec, HostPattern } from './rule.js'

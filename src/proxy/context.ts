@@ -66,6 +66,13 @@ export class ConnectionTracker {
   }
 }
 
+/** The target of a CONNECT or SOCKS tunnel. */
+export interface TunnelTarget {
+  readonly protocol: 'connect' | 'socks'
+  readonly host: string
+  readonly port: number
+}
+
 export interface ProxyContext {
   readonly policy: PolicyHolder
   readonly log: DecisionLog
@@ -74,6 +81,11 @@ export interface ProxyContext {
   /** `--upstream-proxy`: every upstream connection goes through this HTTP proxy. */
   readonly parentProxy: URL | undefined
   readonly tracker: ConnectionTracker
+  /**
+   * Takes over a tunnel whose client speaks plain HTTP, so that every request on
+   * it is decided on its own (with its Host checked against the tunnel's target).
+   */
+  readonly serveHttpInTunnel: (socket: net.Socket, buffered: Buffer, target: TunnelTarget) => void
 }
 
 /** Records a decision in the log, the ring and the metrics. */

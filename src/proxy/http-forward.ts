@@ -89,6 +89,12 @@ function requestHeadBytes(req: http.IncomingMessage): number {
   return n + 2
 }
 
+/** `host:port` as a Host header or URL authority writes it (IPv6 in brackets). */
+function authorityOf(target: { host: string; port: number }): string {
+  const host = target.host.includes(':') ? `[${target.host}]` : target.host
+  return target.port === 80 ? host : `${host}:${target.port}`
+}
+
 /** A request may carry exactly one Host header; Node keeps only the first, so count the raw ones. */
 function hostHeaderCount(req: http.IncomingMessage): number {
   let n = 0
@@ -136,6 +142,16 @@ export type ForwardMode =
   | { readonly kind: 'proxy' }
   /** The transparent listener: origin-form targets, the Host header names the target. */
   | { readonly kind: 'transparent'; readonly port: () => number }
+  /**
+   * Plain HTTP inside a CONNECT or SOCKS tunnel to `host:port`: every request on
+   * it is decided on its own, and its Host must name the tunnel's target.
+   */
+  | {
+      readonly kind: 'tunnel'
+      readonly protocol: 'connect' | 'socks'
+      readonly host: string
+      readonly port: number
+    }
 
 interface Approved {
   readonly decision: Decision
@@ -179,6 +195,10 @@ export class HttpForwarder {
       if (hostHeaderCount(req) > 1) throw new BadProxyRequest('more than one Host header')
       if (mode.kind === 'proxy') {
         target = parseAbsoluteTarget(req.url ?? '')
+      } else if (mode.kind === 'tunnel') {
+        const url = req.url ?? ''
+        const path = url.startsWith('/') ? url : parseAbsoluteTarget(url).path
+        target = { host: mode.host, port: mode.port, path }
       } else {
         const url = req.url ?? ''
         if (!url.startsWith('/'))
@@ -192,8 +212,11 @@ export class HttpForwarder {
       refuse(400, `isorun: bad request: ${err.message}\n`)
       return undefined
     }
+    // HTTP/1.0 may omit Host; the target names the host then, and upstream gets it as Host.
+    if (req.headers.host === undefined && mode.kind !== 'transparent')
+      req.headers.host = authorityOf(target)
     const request: EgressRequest = {
-      protocol: 'http',
+      protocol: mode.kind === 'tunnel' ? mode.protocol : 'http',
       host: target.host,
       port: target.port,
       method: req.method ?? 'GET',
@@ -203,7 +226,7 @@ export class HttpForwarder {
     const log = (decision: Decision, extra: { address?: string; error?: string } = {}): void =>
       record(this.ctx, {
         policy,
-        protocol: 'http',
+        protocol: request.protocol,
         decision,
         method: request.method,
         path: request.path,
@@ -264,7 +287,7 @@ export class HttpForwarder {
     res.once('close', () => {
       record(this.ctx, {
         policy,
-        protocol: 'http',
+        protocol: request.protocol,
         decision,
         method: request.method,
         path: request.path,
@@ -318,6 +341,8 @@ export class HttpForwarder {
     mode: ForwardMode,
   ): Promise<void> {
     socket.on('error', () => socket.destroy())
+    // http-proxy sets no timeout on upgraded connections; an abandoned one must not stay forever.
+    socket.setTimeout(this.ctx.timeouts.idleMs, () => socket.destroy())
     const approved = await this.approve(req, mode, (status, text, decision, policy) => {
       if (decision && policy) endAndClose(socket, refusalResponse(decision, policy.name))
       else
@@ -334,7 +359,7 @@ export class HttpForwarder {
     socket.once('close', () =>
       record(this.ctx, {
         policy,
-        protocol: 'http',
+        protocol: request.protocol,
         decision,
         method: request.method,
         path: request.path,
@@ -368,10 +393,7 @@ export class HttpForwarder {
     const parent = this.ctx.parentProxy
     if (parent) {
       // Through a parent proxy: send it the absolute-form request for the checked target.
-      const authority = target.host.includes(':')
-        ? `[${target.host}]:${target.port}`
-        : `${target.host}:${target.port}`
-      req.url = `http://${authority}${target.path}`
+      req.url = `http://${authorityOf(target)}${target.path}`
       return { target: parent.href, toProxy: true, prependPath: false, agent: false }
     }
     const ip = address as string

@@ -4,7 +4,7 @@
 
 import http from 'node:http'
 import type net from 'node:net'
-import type { ProxyContext } from './context.js'
+import type { ProxyContext, TunnelTarget } from './context.js'
 import { HttpForwarder, type ForwardMode } from './http-forward.js'
 import { refusalResponse, upstreamFailureResponse } from './refusal.js'
 import { endAndClose, runTunnel } from './tunnel.js'
@@ -108,4 +108,43 @@ export function createTransparentHttpServer(
     badRequest(socket, 'CONNECT is served on the HTTP proxy port, not here'),
   )
   return server
+}
+
+/**
+ * Plain HTTP that arrives inside a CONNECT or SOCKS tunnel is served here
+ * rather than spliced, so a second request on the tunnel cannot name another
+ * host unseen. The server never listens: tunnels are handed to it.
+ */
+export function createTunnelHttpServer(
+  ctx: ProxyContext,
+  forwarder: HttpForwarder,
+): {
+  server: http.Server
+  handOff: (socket: net.Socket, buffered: Buffer, target: TunnelTarget) => void
+} {
+  const server = createServer(ctx)
+  const modes = new WeakMap<net.Socket, ForwardMode>()
+  const modeOf = (socket: net.Socket): ForwardMode | undefined => modes.get(socket)
+  server.on('request', (req, res) => {
+    const mode = modeOf(req.socket)
+    if (!mode) return res.destroy()
+    void forwarder.handleRequest(req, res, mode).catch(() => res.destroy())
+  })
+  server.on('upgrade', (req, socket: net.Socket, head: Buffer) => {
+    const mode = modeOf(socket)
+    if (!mode) return socket.destroy()
+    void forwarder.handleUpgrade(req, socket, head, mode).catch(() => socket.destroy())
+  })
+  server.on('connect', (_req, socket: net.Socket) =>
+    badRequest(socket, 'CONNECT inside a tunnel is not supported'),
+  )
+  return {
+    server,
+    handOff: (socket, buffered, target) => {
+      modes.set(socket, { kind: 'tunnel', ...target })
+      if (buffered.length > 0) socket.unshift(buffered)
+      server.emit('connection', socket)
+      socket.resume()
+    },
+  }
 }

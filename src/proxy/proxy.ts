@@ -19,7 +19,11 @@ import { DecisionLog } from './decision-log.js'
 import { startDnsListener } from './dns-listener.js'
 import type { DnsServerHandle } from './dns-server.js'
 import { HttpForwarder } from './http-forward.js'
-import { createHttpProxyServer, createTransparentHttpServer } from './http-listener.js'
+import {
+  createHttpProxyServer,
+  createTransparentHttpServer,
+  createTunnelHttpServer,
+} from './http-listener.js'
 import { createSocksServer } from './socks-listener.js'
 import { createTransparentTlsServer } from './tls-listener.js'
 import { Resolver, type ResolveOverrides } from './upstream.js'
@@ -103,8 +107,10 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     timeouts: { ...DEFAULT_TIMEOUTS, ...options.timeouts },
     parentProxy: options.parentProxy,
     tracker: new ConnectionTracker((n) => (log.metrics.activeConnections = n)),
+    serveHttpInTunnel: (socket, buffered, target) => tunnelHttp.handOff(socket, buffered, target),
   }
   const forwarder = new HttpForwarder(context)
+  const tunnelHttp = createTunnelHttpServer(context, forwarder)
   const servers: net.Server[] = []
   const addresses: { -readonly [K in keyof ProxyListeners]?: AddressInfo } = {}
   let dns: DnsServerHandle | undefined

@@ -24,6 +24,7 @@
 
 import type * as net from 'node:net'
 import { isIPv4, isIPv6 } from 'node:net'
+import { formatIP, ipv6, parseIPv6 } from '../policy/index.js'
 
 export type SocksCommand = 'connect' | 'bind' | 'udp-associate'
 export type SocksAddressType = 'ipv4' | 'ipv6' | 'domain'
@@ -390,7 +391,7 @@ function encodeReply(code: SocksReplyCode, bound?: { host: string; port: number 
     atyp = ATYP_IPV4
     addr = Buffer.from(host.split('.').map(Number))
   } else if (isIPv6(host)) {
-    const bytes = parseIPv6(host)
+    const bytes = parseIPv6Bytes(host)
     if (!bytes) return fallback
     atyp = ATYP_IPV6
     addr = bytes
@@ -430,58 +431,14 @@ function hex(n: number | undefined): string {
   return (n ?? 0).toString(16).padStart(2, '0')
 }
 
-/** RFC 5952 section 4: lowercase, no leading zeros, longest (first on a tie) run of 2+ zero groups as `::`. */
+/** RFC 5952 text of a 16-byte IPv6 address (the policy's formatter, from bytes). */
 export function formatIPv6(bytes: Uint8Array): string {
   if (bytes.length !== 16) throw new RangeError('an IPv6 address is 16 bytes')
-  const groups: number[] = []
-  for (let i = 0; i < 16; i += 2) groups.push(((bytes[i] ?? 0) << 8) | (bytes[i + 1] ?? 0))
-  let bestStart = -1
-  let bestLen = 1
-  for (let i = 0; i < 8;) {
-    if (groups[i] !== 0) {
-      i++
-      continue
-    }
-    let j = i
-    while (j < 8 && groups[j] === 0) j++
-    if (j - i > bestLen) {
-      bestStart = i
-      bestLen = j - i
-    }
-    i = j
-  }
-  const text = groups.map((g) => g.toString(16))
-  if (bestStart < 0) return text.join(':')
-  return `${text.slice(0, bestStart).join(':')}::${text.slice(bestStart + bestLen).join(':')}`
+  return formatIP(ipv6(BigInt(`0x${Buffer.from(bytes).toString('hex')}`)))
 }
 
-/** IPv6 text (as accepted by net.isIPv6, zone id ignored) to its 16 bytes. */
-function parseIPv6(text: string): Buffer | undefined {
-  const addr = text.split('%')[0] ?? ''
-  const halves = addr.split('::')
-  if (halves.length > 2) return undefined
-  const groupsOf = (s: string): number[] | undefined => {
-    if (s === '') return []
-    const out: number[] = []
-    for (const part of s.split(':')) {
-      if (part.includes('.')) {
-        if (!isIPv4(part)) return undefined
-        const [a = 0, b = 0, c = 0, d = 0] = part.split('.').map(Number)
-        out.push((a << 8) | b, (c << 8) | d)
-      } else {
-        if (!/^[0-9a-f]{1,4}$/i.test(part)) return undefined
-        out.push(parseInt(part, 16))
-      }
-    }
-    return out
-  }
-  const head = groupsOf(halves[0] ?? '')
-  const tail = halves.length === 2 ? groupsOf(halves[1] ?? '') : []
-  if (!head || !tail) return undefined
-  const missing = 8 - head.length - tail.length
-  if (halves.length === 2 ? missing < 1 : missing !== 0) return undefined
-  const groups = [...head, ...new Array<number>(halves.length === 2 ? missing : 0).fill(0), ...tail]
-  const out = Buffer.alloc(16)
-  groups.forEach((g, i) => out.writeUInt16BE(g, i * 2))
-  return out
+/** IPv6 text (zone id ignored) to its 16 bytes, with the policy's parser. */
+function parseIPv6Bytes(text: string): Buffer | undefined {
+  const ip = parseIPv6(text.split('%')[0] ?? '')
+  return ip ? Buffer.from(ip.value.toString(16).padStart(32, '0'), 'hex') : undefined
 }

@@ -256,6 +256,16 @@ export async function runTunnel(ctx: ProxyContext, t: TunnelRequest): Promise<vo
     return // nothing was sent, nothing to decide
   }
   const peeked = outcome.kind === 'client' ? outcome.result : undefined
+  // Plain HTTP in a named tunnel: every request on it is decided on its own, not just the first.
+  if (peeked?.http && t.accept && t.protocol !== 'tls') {
+    closeEarly()
+    ctx.serveHttpInTunnel(t.client, peeked.buffered, {
+      protocol: t.protocol,
+      host: t.host,
+      port: t.port,
+    })
+    return
+  }
   const facts: Partial<EgressRequest> = peeked
     ? factsOf(peeked)
     : { payload: outcome.kind === 'server-first' ? 'server-first' : 'other' }

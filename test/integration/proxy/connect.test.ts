@@ -412,6 +412,29 @@ describe('ports and protocols', () => {
     const denied = await proxy.waitForEvent((e) => e.path === '/smuggle')
     expect(denied).toMatchObject({ action: 'deny', reason: 'host-mismatch' })
   })
+
+  it('every request of plain HTTP on a kept-alive tunnel is decided on its own', async () => {
+    const client = await RawClient.connect(P)
+    client.write(`CONNECT allowed.test:${H} HTTP/1.1\r\nHost: allowed.test:${H}\r\n\r\n`)
+    await client.waitForText('\r\n\r\n')
+    // Pipelined: an allowed request, one naming another host, then another allowed one.
+    client.write(
+      `GET /first HTTP/1.1\r\nHost: allowed.test:${H}\r\n\r\n` +
+        `GET /second HTTP/1.1\r\nHost: evil.test\r\n\r\n` +
+        `GET /third HTTP/1.1\r\nHost: allowed.test:${H}\r\nConnection: close\r\n\r\n`,
+    )
+    await client.waitForClose()
+    const { connectStatus, responses } = tunnelResponses(client.data)
+    expect(connectStatus).toBe(200)
+    expect(responses[0]?.status).toBe(200)
+    expect(echoed(responses[0] as HttpResult).url).toBe('/first')
+    expect(responses[1]?.status).toBe(403)
+    expect(responses[1]?.headers['x-isorun-error']).toBe('blocked-by-policy')
+    const second = await proxy.waitForEvent((e) => e.path === '/second')
+    expect(second).toMatchObject({ protocol: 'connect', action: 'deny', reason: 'host-mismatch' })
+    // The refusal closes the connection (Connection: close), so the third request never runs.
+    expect(proxy.events.some((e) => e.path === '/third')).toBe(false)
+  })
 })
 
 describe('IP literal targets', () => {

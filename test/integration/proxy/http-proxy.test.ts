@@ -382,6 +382,14 @@ describe('each request on a connection is decided on its own', () => {
     expect(echo.connections()).toBe(before)
   })
 
+  it('an HTTP/1.0 request without Host is decided by its URI, and the upstream gets the name as Host', async () => {
+    const { responses } = await rawExchange(`GET http://allowed.test:${H}/no-host HTTP/1.0\r\n\r\n`)
+    expect(responses[0]?.status).toBe(200)
+    const body = JSON.parse(responses[0]?.body ?? '{}') as EchoBody
+    expect(body.url).toBe('/no-host')
+    expect(body.headers.host).toBe(`allowed.test:${H}`)
+  })
+
   it('no pooled upstream connection serves two hosts, even at the same address', async () => {
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
     try {
