@@ -274,7 +274,7 @@ export class HttpForwarder {
       res.end(text)
     })
     if (!approved) return
-    const { target, address, decision, policy, startedAt, request } = approved
+    const { target, address } = approved
     const socket = req.socket
     // Bytes up are counted from the request itself, not from socket.bytesRead: the head (and,
     // for a small body, the body too) was read before this point, and on a kept-alive or
@@ -285,15 +285,7 @@ export class HttpForwarder {
     const writtenBefore = socket.bytesWritten
     let error: string | undefined
     res.once('close', () => {
-      record(this.ctx, {
-        policy,
-        protocol: request.protocol,
-        decision,
-        method: request.method,
-        path: request.path,
-        client: clientAddress(socket),
-        address: address ?? `via ${this.ctx.parentProxy?.host ?? '?'}`,
-        startedAt,
+      this.logForwarded(approved, socket, {
         bytesUp,
         bytesDown: socket.bytesWritten - writtenBefore,
         ...(error
@@ -352,20 +344,12 @@ export class HttpForwarder {
         )
     })
     if (!approved) return
-    const { target, address, decision, policy, startedAt, request } = approved
+    const { target, address } = approved
     const readBefore = socket.bytesRead
     const writtenBefore = socket.bytesWritten
     let error: string | undefined
     socket.once('close', () =>
-      record(this.ctx, {
-        policy,
-        protocol: request.protocol,
-        decision,
-        method: request.method,
-        path: request.path,
-        client: clientAddress(socket),
-        address: address ?? `via ${this.ctx.parentProxy?.host ?? '?'}`,
-        startedAt,
+      this.logForwarded(approved, socket, {
         bytesUp: socket.bytesRead - readBefore,
         bytesDown: socket.bytesWritten - writtenBefore,
         ...(error ? { error } : {}),
@@ -382,6 +366,26 @@ export class HttpForwarder {
             `cannot reach upstream ${target.host}:${target.port} (${err.code ?? err.message})`,
           ),
         )
+    })
+  }
+
+  /** The log line of a forwarded request or upgrade, when it ends. */
+  private logForwarded(
+    approved: Approved,
+    socket: net.Socket,
+    outcome: { bytesUp: number; bytesDown: number; error?: string },
+  ): void {
+    const { policy, decision, request, address, startedAt } = approved
+    record(this.ctx, {
+      policy,
+      protocol: request.protocol,
+      decision,
+      method: request.method,
+      path: request.path,
+      client: clientAddress(socket),
+      address: address ?? `via ${this.ctx.parentProxy?.host ?? '?'}`,
+      startedAt,
+      ...outcome,
     })
   }
 
