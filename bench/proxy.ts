@@ -1,0 +1,737 @@
+// npm run bench:proxy — isorun's egress proxy against direct access (the
+// baseline) and squid (the reference), in one run, against the same local
+// upstreams. Loopback only: names such as bench.test are mapped to 127.0.0.1
+// (isorun: --resolve; squid: its own hosts_file); nothing real is resolved.
+//
+// Figures, each a table with isorun, squid and direct, and isorun/squid:
+//   1. small requests over keep-alive through the HTTP proxy: requests/s and
+//      proxy CPU µs per request (utime+stime from /proc/PID/stat)
+//   2. CONNECT + TLS handshake churn at concurrency 16: tunnels/s and proxy
+//      CPU µs per tunnel
+//   3. bulk download through a TLS tunnel: MB/s, and % of direct
+//   4. proxy RSS idle (after start) and under load (peak), MiB
+//
+// The upstreams and the load generators run in child processes (bench/lib/
+// upstream.ts, bench/lib/load.ts, or wrk), so the CPU counted for a proxy is
+// its own. Squid is Debian's squid-openssl with ssl_bump peek + splice; it is
+// installed when missing (root) or skipped with a message.
+//
+// Options:
+//   --duration MS         measured time per rate figure (default 5000)
+//   --bulk-mb N           bulk download size (default 512)
+//   --rounds N            rounds of every figure; the best counts (default 2)
+//   --connections N       keep-alive connections for figure 1 (default 8)
+//   --figures LIST        which loads to run: keepalive,churn,bulk (default all; memory is always shown)
+//   --node-load           use the Node keep-alive generator even when wrk is installed
+//   --no-squid            skip squid
+//   --also-cli P1,P2      also measure other builds of the CLI (paths to their cli/main.js), to A/B a change
+//   --node-flags "F"      also measure isorun run as `node F …` (e.g. "--max-semi-space-size=2")
+//   --cpu-prof [DIR]      instead of the comparison: run isorun under node --cpu-prof, one
+//                         proxy per load, and print where its time goes during the measured
+//                         load (profiles kept in DIR, default $TMPDIR/isorun-bench-profiles)
+//   --isorun-args "A"     with --cpu-prof: extra proxy arguments (e.g. "--no-log-allowed")
+
+import { fork, spawn, spawnSync } from 'node:child_process'
+import {
+  chmodSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import {
+  callers,
+  formatSummary,
+  summarize,
+  type CpuProfile,
+  type Window,
+} from './lib/cpuprofile.js'
+import type { LoadResult, LoadSpec } from './lib/load.js'
+import { formatNumber } from './lib/measure.js'
+import { freePort, waitForPort } from './lib/net.js'
+import { cpuSeconds, memory, RssSampler } from './lib/procstat.js'
+import { ensureSquid, startSquid } from './lib/squid.js'
+
+const NAME = 'bench.test'
+const LOOPBACK = '127.0.0.1'
+const HERE = fileURLToPath(new URL('.', import.meta.url)) // dist/bench/
+const CLI = resolve(HERE, '../src/cli/main.js')
+const LOAD = join(HERE, 'lib/load.js')
+const UPSTREAM = join(HERE, 'lib/upstream.js')
+
+// ---------------------------------------------------------------- options
+
+/** `--name value` or `--name=value`; '' for a flag given without a value; undefined when absent. */
+function option(name: string, takesValue = true): string | undefined {
+  const args = process.argv.slice(2)
+  const eq = args.find((a) => a.startsWith(`${name}=`))
+  if (eq !== undefined) return eq.slice(name.length + 1)
+  const at = args.indexOf(name)
+  if (at < 0) return undefined
+  const next = args[at + 1]
+  // Values may start with "--" (node flags): a value option takes the next argument as it is.
+  return takesValue && next !== undefined ? next : ''
+}
+const DURATION_MS = Number(option('--duration') || 5000)
+const BULK_BYTES = Number(option('--bulk-mb') || 512) * 1024 * 1024
+const ROUNDS = Math.max(1, Number(option('--rounds') || 2))
+const CONNECTIONS = Number(option('--connections') || 8)
+const FIGURES = (option('--figures') || 'keepalive,churn,bulk')
+  .split(',')
+  .filter((f): f is Figure => ['keepalive', 'churn', 'bulk'].includes(f))
+const CHURN_CONCURRENCY = 16
+const NODE_LOAD = option('--node-load', false) !== undefined
+const NO_SQUID = option('--no-squid', false) !== undefined
+const CPU_PROF = ((): string | undefined => {
+  const v = option('--cpu-prof')
+  return v === undefined ? undefined : v.startsWith('--') ? '' : v
+})()
+const NODE_FLAGS = (option('--node-flags') ?? '').split(' ').filter(Boolean)
+const ISORUN_ARGS = (option('--isorun-args') ?? '').split(' ').filter(Boolean)
+/** Other builds of the CLI to measure alongside (A/B a change): paths to their cli/main.js. */
+const ALSO_CLI = (option('--also-cli') ?? '').split(',').filter(Boolean)
+
+// ---------------------------------------------------------------- setup
+
+function sh(cmd: string, args: string[], cwd: string): void {
+  const r = spawnSync(cmd, args, { cwd, encoding: 'utf8' })
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed: ${r.stderr || r.error}`)
+}
+
+/** A throwaway CA (squid's ssl-bump needs one even to peek) and a bench.test certificate it signs. */
+function makeCertificates(dir: string): { ca: string; caKey: string; cert: string; key: string } {
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes']
+  sh(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      ...ec,
+      '-keyout',
+      'ca.key',
+      '-out',
+      'ca.pem',
+      '-days',
+      '2',
+      '-subj',
+      '/CN=isorun bench throwaway CA',
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign',
+    ],
+    dir,
+  )
+  sh(
+    'openssl',
+    ['req', ...ec, '-keyout', 'server.key', '-out', 'server.csr', '-subj', `/CN=${NAME}`],
+    dir,
+  )
+  writeFileSync(join(dir, 'server.ext'), `subjectAltName=DNS:${NAME}\n`)
+  sh(
+    'openssl',
+    [
+      'x509',
+      '-req',
+      '-in',
+      'server.csr',
+      '-CA',
+      'ca.pem',
+      '-CAkey',
+      'ca.key',
+      '-CAcreateserial',
+      '-out',
+      'server.pem',
+      '-days',
+      '2',
+      '-extfile',
+      'server.ext',
+    ],
+    dir,
+  )
+  return {
+    ca: join(dir, 'ca.pem'),
+    caKey: join(dir, 'ca.key'),
+    cert: join(dir, 'server.pem'),
+    key: join(dir, 'server.key'),
+  }
+}
+
+interface Upstreams {
+  readonly httpPort: number
+  readonly tlsPort: number
+  stop(): void
+}
+
+function startUpstreams(cert: string, key: string): Promise<Upstreams> {
+  return new Promise((resolvePorts, reject) => {
+    const child = fork(UPSTREAM, [cert, key], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+    child.once('error', reject)
+    child.once('exit', (code) => reject(new Error(`upstream servers exited with ${code}`)))
+    child.once('message', (m: { httpPort: number; tlsPort: number }) =>
+      resolvePorts({ ...m, stop: () => child.disconnect() }),
+    )
+  })
+}
+
+// ---------------------------------------------------------------- proxies under test
+
+interface RunningProxy {
+  readonly pid: number
+  readonly port: number
+  stop(): Promise<void>
+}
+
+interface Contender {
+  readonly label: string
+  /** Absent for direct access. */
+  readonly start?: () => Promise<RunningProxy>
+}
+
+async function startIsorun(
+  extra: string[],
+  nodeFlags: string[] = [],
+  cli = CLI,
+): Promise<RunningProxy> {
+  const port = await freePort()
+  const args = [
+    ...nodeFlags,
+    cli,
+    'proxy',
+    '--http',
+    `${LOOPBACK}:${port}`,
+    '--allow',
+    `${NAME}:*`,
+    '--resolve',
+    `${NAME}=${LOOPBACK}`,
+    '--allow-private',
+    'loopback',
+    ...extra,
+  ]
+  // The decision log goes to stdout: /dev/null here ('ignore').
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] })
+  let stderr = ''
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()))
+  await waitForPort(port, 15_000, () =>
+    child.exitCode !== null ? `isorun proxy exited with ${child.exitCode}: ${stderr}` : undefined,
+  )
+  const exited = new Promise<void>((r) => child.once('exit', () => r()))
+  return {
+    pid: child.pid as number,
+    port,
+    stop: async () => {
+      if (child.exitCode !== null) return
+      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000)
+      child.kill('SIGTERM')
+      await exited
+      clearTimeout(timer)
+    },
+  }
+}
+
+// ---------------------------------------------------------------- loads
+
+function runNodeLoad(spec: LoadSpec): Promise<LoadResult> {
+  return new Promise((resolveResult, reject) => {
+    const child = spawn(process.execPath, [LOAD, JSON.stringify(spec)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
+    let out = ''
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()))
+    child.once('error', reject)
+    child.once('exit', (code) => {
+      const line = out.trim().split('\n').pop() ?? ''
+      try {
+        resolveResult(JSON.parse(line) as LoadResult)
+      } catch {
+        reject(new Error(`load generator exited with ${code}: ${out}`))
+      }
+    })
+  })
+}
+
+const HAVE_WRK = !NODE_LOAD && spawnSync('wrk', ['-v']).error === undefined
+
+/** wrk: small GETs over keep-alive connections; absolute-form through a proxy (a Lua script sets the path). */
+function runWrk(spec: LoadSpec, scriptDir: string): Promise<LoadResult> {
+  const authority = `${NAME}:${spec.upstream.port}`
+  const script = join(scriptDir, 'wrk-proxy.lua')
+  writeFileSync(
+    script,
+    `wrk.path = "http://${authority}/small"\nwrk.headers["Host"] = "${authority}"\n`,
+  )
+  const target = spec.proxy ?? spec.upstream
+  const args = [
+    '-t1',
+    `-c${spec.concurrency ?? CONNECTIONS}`,
+    `-d${Math.max(1, Math.round((spec.durationMs ?? DURATION_MS) / 1000))}s`,
+    ...(spec.proxy ? ['-s', script] : []),
+    `http://${target.host}:${target.port}/small`,
+  ]
+  return new Promise((resolveResult, reject) => {
+    const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()))
+    child.stderr.on('data', (c: Buffer) => (out += c.toString()))
+    child.once('error', reject)
+    child.once('exit', () => {
+      const m = /(\d+) requests in ([\d.]+)(ms|s|m)/.exec(out)
+      if (!m) return reject(new Error(`wrk: ${out}`))
+      const seconds = Number(m[2]) * (m[3] === 'ms' ? 0.001 : m[3] === 'm' ? 60 : 1)
+      const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0)
+      const sockErr = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(
+        out,
+      )
+      const errors = non2xx + (sockErr ? sockErr.slice(1).reduce((a, b) => a + Number(b), 0) : 0)
+      resolveResult({
+        ops: Number(m[1]) - non2xx,
+        seconds,
+        bytes: 0,
+        errors,
+        ...(errors > 0 ? { firstError: out.trim().split('\n').slice(-4).join(' | ') } : {}),
+      })
+    })
+  })
+}
+
+interface Measured extends LoadResult {
+  /** Proxy CPU seconds during the measured load; undefined for direct access. */
+  readonly cpu?: number
+  /** The measured load's time window, µs on the monotonic clock (for --cpu-prof). */
+  readonly window: Window
+}
+
+let scratch = ''
+/** Why squid is not in the comparison, once known. */
+let squidSkip: string | undefined
+
+async function measure(
+  spec: LoadSpec,
+  proxyPid: number | undefined,
+  warmup: Partial<LoadSpec> | undefined,
+): Promise<Measured> {
+  const run = (s: LoadSpec): Promise<LoadResult> =>
+    s.mode === 'keepalive' && HAVE_WRK ? runWrk(s, scratch) : runNodeLoad(s)
+  if (warmup) await run({ ...spec, ...warmup })
+  const before = proxyPid ? cpuSeconds(proxyPid) : 0
+  const fromUs = Number(process.hrtime.bigint() / 1000n)
+  const result = await run(spec)
+  const toUs = Number(process.hrtime.bigint() / 1000n)
+  const after = proxyPid ? cpuSeconds(proxyPid) : 0
+  if (result.errors > 0)
+    process.stderr.write(
+      `bench: ${spec.mode}: ${result.errors} errors (first: ${result.firstError})\n`,
+    )
+  return { ...result, window: { fromUs, toUs }, ...(proxyPid ? { cpu: after - before } : {}) }
+}
+
+interface Row {
+  readonly label: string
+  readonly keepalive?: Measured
+  readonly churn?: Measured
+  readonly bulk?: Measured
+  readonly idleKiB?: number
+  readonly peakKiB?: number
+}
+
+type Figure = 'keepalive' | 'churn' | 'bulk'
+
+/** The load for one figure, and its warm-up (first round only). */
+function loadFor(
+  figure: Figure,
+  up: Upstreams,
+  proxy: RunningProxy | undefined,
+): [LoadSpec, Partial<LoadSpec>] {
+  const via = proxy ? { proxy: { host: LOOPBACK, port: proxy.port } } : {}
+  const caFile = join(scratch, 'ca.pem')
+  const tlsUp = { host: LOOPBACK, port: up.tlsPort }
+  if (figure === 'keepalive')
+    return [
+      {
+        mode: 'keepalive',
+        ...via,
+        upstream: { host: LOOPBACK, port: up.httpPort },
+        name: NAME,
+        concurrency: CONNECTIONS,
+        durationMs: DURATION_MS,
+      },
+      { durationMs: 2000 },
+    ]
+  if (figure === 'churn')
+    return [
+      {
+        mode: 'churn',
+        ...via,
+        upstream: tlsUp,
+        name: NAME,
+        concurrency: CHURN_CONCURRENCY,
+        durationMs: DURATION_MS,
+        caFile,
+      },
+      { durationMs: 1500 },
+    ]
+  return [
+    { mode: 'bulk', ...via, upstream: tlsUp, name: NAME, bytes: BULK_BYTES, caFile },
+    { bytes: 64 * 1024 * 1024 },
+  ]
+}
+
+/** The better of two runs of one figure: higher rate, and (independently) lower proxy CPU per op. */
+function better(a: Measured | undefined, b: Measured): Measured {
+  if (!a) return b
+  const best = (a.ops / a.seconds >= b.ops / b.seconds ? a : b) as Measured
+  const cpu = (m: Measured): number => (m.cpu ?? 0) / Math.max(1, m.bytes || m.ops)
+  const leanest = cpu(a) <= cpu(b) ? a : b
+  // Keep the best run's rate and the leanest run's CPU per op (scaled to the best run's ops).
+  return {
+    ...best,
+    ...(best.cpu === undefined ? {} : { cpu: cpu(leanest) * Math.max(1, best.bytes || best.ops) }),
+    errors: a.errors + b.errors,
+  }
+}
+
+/**
+ * All proxies run at once (idle ones cost nothing), so each figure measures the
+ * contenders back to back, in a rotating order, for ROUNDS rounds; the best
+ * round counts. That keeps a busy machine's drift from favouring whoever ran first.
+ */
+async function compare(contenders: Contender[], up: Upstreams): Promise<Row[]> {
+  const running: { c: Contender; proxy?: RunningProxy; idleKiB?: number; sampler?: RssSampler }[] =
+    []
+  try {
+    for (const c of contenders) {
+      let proxy: RunningProxy | undefined
+      try {
+        proxy = c.start ? await c.start() : undefined
+      } catch (err) {
+        if (c.label !== 'squid') throw err
+        squidSkip = `failed to start: ${(err as Error).message}`
+        continue
+      }
+      running.push({ c, ...(proxy ? { proxy } : {}) })
+    }
+    await new Promise((r) => setTimeout(r, 1000)) // settle after start
+    for (const r of running) {
+      if (!r.proxy) continue
+      r.idleKiB = memory(r.proxy.pid)?.rssKiB
+      r.sampler = new RssSampler(r.proxy.pid)
+    }
+    const results = new Map<string, Partial<Record<Figure, Measured>>>()
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const figure of FIGURES) {
+        for (let i = 0; i < running.length; i++) {
+          const r = running[(i + round) % running.length] as (typeof running)[number]
+          process.stderr.write(`bench: round ${round + 1}/${ROUNDS}: ${figure}: ${r.c.label}\n`)
+          const [spec, warmup] = loadFor(figure, up, r.proxy)
+          const m = await measure(spec, r.proxy?.pid, round === 0 ? warmup : undefined)
+          const so = results.get(r.c.label) ?? {}
+          so[figure] = better(so[figure], m)
+          results.set(r.c.label, so)
+        }
+      }
+    }
+    return contenders.flatMap((c) => {
+      const r = running.find((x) => x.c === c)
+      const m = results.get(c.label)
+      if (!r || !m) return []
+      return [{ label: c.label, ...m, idleKiB: r.idleKiB, peakKiB: r.sampler?.stop() }]
+    })
+  } finally {
+    for (const r of running) await r.proxy?.stop()
+  }
+}
+
+// ---------------------------------------------------------------- report
+
+function table(title: string, header: string[], rows: (string | number | undefined)[][]): string {
+  const cells = rows.map((r) =>
+    r.map((v) =>
+      v === undefined
+        ? '–'
+        : typeof v === 'number'
+          ? Number.isInteger(v)
+            ? v.toLocaleString('en-US')
+            : formatNumber(v)
+          : v,
+    ),
+  )
+  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((r) => (r[i] ?? '').length)))
+  const line = (r: string[]): string =>
+    r
+      .map((v, i) => (i === 0 ? v.padEnd(widths[i] as number) : v.padStart(widths[i] as number)))
+      .join('  ')
+  return [title, '-'.repeat(title.length), line(header), ...cells.map(line)].join('\n')
+}
+
+const ratio = (a: number | undefined, b: number | undefined): string | undefined =>
+  a === undefined || b === undefined || b === 0 ? undefined : `${(a / b).toFixed(2)}x`
+
+const rate = (m: Measured | undefined): number | undefined =>
+  m === undefined ? undefined : m.ops / m.seconds
+const cpuPer = (m: Measured | undefined): number | undefined =>
+  m?.cpu === undefined || m.ops === 0 ? undefined : (m.cpu * 1e6) / m.ops
+const cores = (m: Measured | undefined): string | undefined =>
+  m?.cpu === undefined ? undefined : (m.cpu / m.seconds).toFixed(2)
+const mbps = (m: Measured | undefined): number | undefined =>
+  m === undefined ? undefined : m.bytes / 1e6 / m.seconds
+const cpuPerMB = (m: Measured | undefined): number | undefined =>
+  m?.cpu === undefined || m.bytes === 0 ? undefined : (m.cpu * 1e6) / (m.bytes / 1e6)
+const mib = (kib: number | undefined): number | undefined =>
+  kib === undefined ? undefined : kib / 1024
+
+/** a ≥ b (or a ≤ b when `lower`), undefined when either is missing. */
+function atLeast(a: number | undefined, b: number | undefined, lower = false): boolean | undefined {
+  if (a === undefined || b === undefined) return undefined
+  return lower ? a <= b : a >= b
+}
+
+function report(rows: Row[]): string {
+  const direct = rows.find((r) => r.label === 'direct')
+  const squid = rows.find((r) => r.label === 'squid')
+  const isorun = rows.find((r) => r.label === 'isorun')
+  const proxies = rows.filter((r) => r !== direct)
+  const out: string[] = []
+  const vsSquid = (f: (r: Row) => number | undefined): string | undefined =>
+    isorun && squid ? ratio(f(isorun), f(squid)) : undefined
+  const gen = HAVE_WRK ? 'wrk -t1' : 'Node load generator'
+
+  if (FIGURES.includes('keepalive'))
+    out.push(
+      table(
+        `Figure 1 — small GETs over keep-alive (${CONNECTIONS} connections, ${gen}, ${DURATION_MS / 1000} s)`,
+        ['', 'requests/s', 'proxy CPU µs/request', 'proxy CPU (cores)', 'errors'],
+        [
+          ...rows.map((r) => [
+            r.label,
+            rate(r.keepalive),
+            cpuPer(r.keepalive),
+            cores(r.keepalive),
+            r.keepalive?.errors,
+          ]),
+          [
+            'isorun / squid',
+            vsSquid((r) => rate(r.keepalive)),
+            vsSquid((r) => cpuPer(r.keepalive)),
+            undefined,
+            undefined,
+          ],
+        ],
+      ),
+    )
+  if (FIGURES.includes('churn'))
+    out.push(
+      table(
+        `Figure 2 — CONNECT + TLS handshake churn (concurrency ${CHURN_CONCURRENCY}, ${DURATION_MS / 1000} s; each tunnel: CONNECT, handshake, one GET, close)`,
+        ['', 'tunnels/s', 'proxy CPU µs/tunnel', 'proxy CPU (cores)', 'errors'],
+        [
+          ...rows.map((r) => [
+            r.label,
+            rate(r.churn),
+            cpuPer(r.churn),
+            cores(r.churn),
+            r.churn?.errors,
+          ]),
+          [
+            'isorun / squid',
+            vsSquid((r) => rate(r.churn)),
+            vsSquid((r) => cpuPer(r.churn)),
+            undefined,
+            undefined,
+          ],
+        ],
+      ),
+    )
+  if (FIGURES.includes('bulk')) {
+    const pctDirect = (r: Row): string | undefined => {
+      const base = mbps(direct?.bulk)
+      const own = mbps(r.bulk)
+      return base && own !== undefined ? `${((100 * own) / base).toFixed(0)}%` : undefined
+    }
+    out.push(
+      table(
+        `Figure 3 — bulk download through a TLS tunnel (${BULK_BYTES / 1024 / 1024} MiB, one connection)`,
+        ['', 'MB/s', '% of direct', 'proxy CPU s', 'proxy CPU µs/MB', 'errors'],
+        [
+          ...rows.map((r) => [
+            r.label,
+            mbps(r.bulk),
+            pctDirect(r),
+            r.bulk?.cpu?.toFixed(2),
+            cpuPerMB(r.bulk),
+            r.bulk?.errors,
+          ]),
+          [
+            'isorun / squid',
+            vsSquid((r) => mbps(r.bulk)),
+            undefined,
+            undefined,
+            vsSquid((r) => cpuPerMB(r.bulk)),
+            undefined,
+          ],
+        ],
+      ),
+    )
+  }
+  out.push(
+    table(
+      'Figure 4 — proxy memory (RSS, MiB; idle = 1 s after start, load = peak of samples and VmHWM)',
+      ['', 'RSS idle', 'RSS under load'],
+      [
+        ...proxies.map((r) => [r.label, mib(r.idleKiB), mib(r.peakKiB)]),
+        ['isorun / squid', vsSquid((r) => r.idleKiB), vsSquid((r) => r.peakKiB)],
+      ],
+    ),
+  )
+  if (isorun) {
+    const goals: [string, boolean | undefined][] = [
+      ['requests/s ≥ squid', atLeast(rate(isorun.keepalive), rate(squid?.keepalive))],
+      ['CPU µs/request ≤ squid', atLeast(cpuPer(isorun.keepalive), cpuPer(squid?.keepalive), true)],
+      ['tunnels/s ≥ squid', atLeast(rate(isorun.churn), rate(squid?.churn))],
+      ['CPU µs/tunnel ≤ squid', atLeast(cpuPer(isorun.churn), cpuPer(squid?.churn), true)],
+      ['bulk MB/s ≥ squid', atLeast(mbps(isorun.bulk), mbps(squid?.bulk))],
+      ['RSS under load ≤ squid', atLeast(isorun.peakKiB, squid?.peakKiB, true)],
+      ['RSS idle ≤ 48 MiB', atLeast(isorun.idleKiB, 48 * 1024, true)],
+    ]
+    out.push(
+      [
+        'Goals (isorun with default flags, this run)',
+        '-------------------------------------------',
+        ...goals.map(([g, ok]) => `${ok === undefined ? 'n/a ' : ok ? 'met ' : 'MISS'}  ${g}`),
+      ].join('\n'),
+    )
+  }
+  return `${out.join('\n\n')}\n`
+}
+
+// ---------------------------------------------------------------- profiling
+
+async function profile(up: Upstreams, dir: string): Promise<void> {
+  for (const figure of FIGURES) {
+    const out = join(dir, figure)
+    rmSync(out, { recursive: true, force: true })
+    mkdirSync(out, { recursive: true })
+    const proxy = await startIsorun(ISORUN_ARGS, [
+      ...NODE_FLAGS,
+      '--cpu-prof',
+      '--cpu-prof-dir',
+      out,
+    ])
+    let result: Measured
+    try {
+      process.stderr.write(`bench: profiling isorun under the ${figure} load…\n`)
+      const [spec, warmup] = loadFor(figure, up, proxy)
+      result = await measure(spec, proxy.pid, warmup)
+    } finally {
+      await proxy.stop()
+    }
+    const file = readdirSync(out).find((f) => f.endsWith('.cpuprofile'))
+    if (!file) throw new Error(`no .cpuprofile written in ${out}`)
+    const path = join(out, file)
+    const p = JSON.parse(readFileSync(path, 'utf8')) as CpuProfile
+    // Only the measured load counts: start-up and warm-up are cut off.
+    const summary = summarize(p, result.window)
+    const perOp = figure === 'bulk' ? result.bytes / 1e6 : result.ops
+    const unit = figure === 'bulk' ? 'MB' : figure === 'churn' ? 'tunnel' : 'request'
+    const cpuPerOp = result.cpu === undefined ? undefined : (result.cpu * 1e6) / Math.max(1, perOp)
+    process.stdout.write(
+      [
+        '',
+        formatSummary(`isorun, ${figure} load (${path})`, summary, 30, perOp, unit),
+        `  measured: ${formatNumber(figure === 'bulk' ? result.bytes / 1e6 / result.seconds : result.ops / result.seconds)} ${unit === 'MB' ? 'MB' : `${unit}s`}/s, ` +
+          `${cpuPerOp === undefined ? '–' : formatNumber(cpuPerOp)} µs CPU per ${unit} (all threads, from /proc, under the profiler).`,
+        '  The profile samples the main thread by wall clock: a native call that wakes another',
+        '  process or thread (socket and fs writes) also carries the time the proxy was preempted.',
+        ' heaviest call paths into the top native/self functions:',
+        ...summary.byFunction
+          .filter(
+            (f) => !f.name.startsWith('(garbage collector)') && !f.name.startsWith('(program)'),
+          )
+          .slice(0, 4)
+          .map((f) => callers(p, f.name, 2, 7, result.window)),
+        '',
+      ].join('\n'),
+    )
+  }
+}
+
+// ---------------------------------------------------------------- main
+
+async function main(): Promise<void> {
+  if (process.platform !== 'linux') throw new Error('bench:proxy reads /proc: Linux only')
+  scratch = mkdtempSync(join(tmpdir(), 'isorun-bench-proxy-'))
+  chmodSync(scratch, 0o755) // squid runs as its own user (proxy) and reads its files under here
+  const certs = makeCertificates(scratch)
+  const up = await startUpstreams(certs.cert, certs.key)
+  try {
+    if (CPU_PROF !== undefined) {
+      await profile(up, resolve(CPU_PROF || join(tmpdir(), 'isorun-bench-profiles')))
+      return
+    }
+    squidSkip = NO_SQUID ? 'skipped (--no-squid)' : ensureSquid()
+    const contenders: Contender[] = [{ label: 'direct' }]
+    if (!squidSkip) {
+      contenders.push({
+        label: 'squid',
+        start: async () => {
+          const port = await freePort()
+          return {
+            port,
+            ...(await startSquid({
+              dir: join(scratch, 'squid'),
+              port,
+              names: [NAME],
+              hosts: new Map([[NAME, LOOPBACK]]),
+              caCert: certs.ca,
+              caKey: certs.caKey,
+            })),
+          }
+        },
+      })
+    }
+    contenders.push(
+      { label: 'isorun', start: () => startIsorun([]) },
+      { label: 'isorun --no-log-allowed', start: () => startIsorun(['--no-log-allowed']) },
+    )
+    for (const cli of ALSO_CLI)
+      contenders.push({ label: `isorun (${cli})`, start: () => startIsorun([], [], resolve(cli)) })
+    if (NODE_FLAGS.length > 0)
+      contenders.push({
+        label: `isorun (node ${NODE_FLAGS.join(' ')})`,
+        start: () => startIsorun([], NODE_FLAGS),
+      })
+    const loadBefore = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
+    const rows = await compare(contenders, up)
+    const loadAfter = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
+    const squidVersion = squidSkip
+      ? undefined
+      : /Version (\S+)/.exec(spawnSync('squid', ['-v'], { encoding: 'utf8' }).stdout)?.[1]
+    process.stdout.write(
+      [
+        `bench:proxy — node ${process.version}, ${readFileSync('/proc/cpuinfo', 'utf8').match(/^processor/gm)?.length ?? '?'} CPUs, loopback upstreams (${NAME} → ${LOOPBACK})`,
+        `squid: ${squidSkip ? `SKIPPED — ${squidSkip}` : `${squidVersion} (squid-openssl, ssl_bump peek + splice, access_log to /dev/null)`}`,
+        'isorun: node dist/src/cli/main.js proxy --allow bench.test:* (decision log on stdout → /dev/null)',
+        `${ROUNDS} round(s) per figure, contenders back to back in rotating order; the best round counts`,
+        `load average before/after: ${loadBefore} / ${loadAfter} (other work on the machine skews rates and CPU)`,
+        '',
+        '',
+      ].join('\n'),
+    )
+    process.stdout.write(report(rows))
+  } finally {
+    up.stop()
+    rmSync(scratch, { recursive: true, force: true })
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`bench:proxy failed: ${(err as Error).stack ?? String(err)}\n`)
+    process.exit(1)
+  },
+)
