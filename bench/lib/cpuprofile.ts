@@ -32,7 +32,7 @@ const AREAS: readonly [string, (f: CallFrame) => boolean][] = [
   ['GC', (f) => f.functionName === '(garbage collector)'],
   ['idle', (f) => f.functionName === '(idle)'],
   ['V8/native (program)', (f) => f.functionName === '(program)'],
-  ['http-proxy (npm)', (f) => f.url.includes('node_modules/http-proxy/')],
+  ['undici (npm)', (f) => f.url.includes('node_modules/undici/')],
   [
     'pino / sonic-boom (npm)',
     (f) =>

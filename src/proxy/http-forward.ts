@@ -1,13 +1,18 @@
-// Plain-HTTP forwarding for absolute-form proxy requests and for the
-// transparent HTTP listener. Every request on a kept-alive client connection
-// is decided on its own; the upstream connection pool is keyed by host, port
-// and checked address, so a connection is never reused for another host.
-// Forwarding itself is done by http-proxy, with hop-by-hop and Proxy-* headers
-// stripped both ways.
+// Plain-HTTP forwarding for absolute-form proxy requests, the transparent HTTP
+// listener and plain HTTP inside tunnels. Every request on a kept-alive client
+// connection is decided on its own; upstream connections are pooled per host,
+// port and checked address, so one is never reused for another host.
+//
+// The client side is Node's strict HTTP server; the upstream side is undici
+// (the Node.js project's HTTP client), which replaced http-proxy: that package
+// is unmaintained, stripped headers too late (a crash under load, leaked
+// Proxy-* headers with Expect), and cost about twice the CPU per request.
+// Upgrades (WebSocket) are spliced by hand after the request head is sent.
 
-import http from 'node:http'
+import type http from 'node:http'
 import type net from 'node:net'
-import httpProxy from 'http-proxy'
+import { Readable } from 'node:stream'
+import type { Dispatcher, Pool } from 'undici'
 import {
   canonicalHost,
   decide,
@@ -16,29 +21,10 @@ import {
   type Policy,
 } from '../policy/index.js'
 import { clientAddress, record, type ProxyContext } from './context.js'
+import { countHeader, endToEndHeaders, hasHeader } from './http-headers.js'
 import { refusalHeaders, refusalResponse, refusalText, upstreamFailureResponse } from './refusal.js'
 import { endAndClose } from './tunnel.js'
-import { UpstreamError } from './upstream.js'
-
-/** Headers that describe one hop, never forwarded (RFC 9110 §7.6.1), plus the proxy's own. */
-const HOP_BY_HOP = [
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'proxy-authorization',
-  'proxy-authenticate',
-  'te',
-  'trailer',
-  'upgrade',
-]
-
-function connectionTokens(value: string | string[] | undefined): string[] {
-  const text = Array.isArray(value) ? value.join(',') : (value ?? '')
-  return text
-    .split(',')
-    .map((t) => t.trim().toLowerCase())
-    .filter((t) => t !== '' && t !== 'close' && t !== 'keep-alive' && t !== 'upgrade')
-}
+import { connectToAny, connectViaParent, UpstreamError } from './upstream.js'
 
 export interface ForwardTarget {
   readonly host: string
@@ -78,63 +64,10 @@ export function parseAbsoluteTarget(url: string): ForwardTarget {
   return { host, port, path }
 }
 
-/** The size of a request's head as the client sent it (request line, headers, blank line). */
-function requestHeadBytes(req: http.IncomingMessage): number {
-  let n = Buffer.byteLength(
-    `${req.method ?? ''} ${req.url ?? ''} HTTP/${req.httpVersion}\r\n`,
-    'latin1',
-  )
-  for (let i = 0; i + 1 < req.rawHeaders.length; i += 2)
-    n += Buffer.byteLength(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}\r\n`, 'latin1')
-  return n + 2
-}
-
 /** `host:port` as a Host header or URL authority writes it (IPv6 in brackets). */
 function authorityOf(target: { host: string; port: number }): string {
   const host = target.host.includes(':') ? `[${target.host}]` : target.host
   return target.port === 80 ? host : `${host}:${target.port}`
-}
-
-/** A request may carry exactly one Host header; Node keeps only the first, so count the raw ones. */
-function hostHeaderCount(req: http.IncomingMessage): number {
-  let n = 0
-  for (let i = 0; i < req.rawHeaders.length; i += 2)
-    if ((req.rawHeaders[i] as string).toLowerCase() === 'host') n++
-  return n
-}
-
-class AgentPool {
-  private readonly agents = new Map<string, http.Agent>()
-  constructor(private readonly limit = 512) {}
-
-  /** One keep-alive agent per (host, port, checked address): pooled sockets never serve another host. */
-  get(host: string, port: number, address: string): http.Agent {
-    const key = `${host}\u0000${port}\u0000${address}`
-    let agent = this.agents.get(key)
-    if (agent) {
-      this.agents.delete(key) // re-insert: most recently used last
-    } else {
-      agent = new http.Agent({
-        keepAlive: true,
-        maxSockets: 64,
-        maxFreeSockets: 16,
-        timeout: 60_000,
-        scheduling: 'lifo',
-      })
-      if (this.agents.size >= this.limit) {
-        const [oldestKey, oldest] = this.agents.entries().next().value as [string, http.Agent]
-        oldest.destroy()
-        this.agents.delete(oldestKey)
-      }
-    }
-    this.agents.set(key, agent)
-    return agent
-  }
-
-  destroy(): void {
-    for (const agent of this.agents.values()) agent.destroy()
-    this.agents.clear()
-  }
 }
 
 export type ForwardMode =
@@ -162,24 +95,95 @@ interface Approved {
   readonly request: EgressRequest
 }
 
+/** The headers an upgrade request keeps beyond the end-to-end ones. */
+const UPGRADE_KEEPS: ReadonlySet<string> = new Set(['connection', 'upgrade'])
+
+// undici is loaded on the first plain-HTTP request: a sidecar that only
+// tunnels TLS (the common case) never pays its memory.
+let undici: Promise<typeof import('undici')> | undefined
+function loadUndici(): Promise<typeof import('undici')> {
+  undici ??= import('undici')
+  return undici
+}
+
+/** One undici pool per (host, port, checked address), least recently used evicted past a bound. */
+class PoolSet {
+  private readonly pools = new Map<string, Pool>()
+
+  constructor(
+    private readonly ctx: ProxyContext,
+    private readonly limit = 512,
+  ) {}
+
+  async get(origin: string, key: string): Promise<Pool> {
+    const { Pool } = await loadUndici()
+    let pool = this.pools.get(key)
+    if (pool) {
+      this.pools.delete(key) // re-inserted below: most recently used last
+    } else {
+      const t = this.ctx.timeouts
+      pool = new Pool(origin, {
+        connections: 64,
+        pipelining: 1,
+        keepAliveTimeout: 30_000,
+        headersTimeout: t.idleMs,
+        bodyTimeout: t.idleMs,
+        connect: { timeout: t.connectMs },
+      })
+      if (this.pools.size >= this.limit) {
+        const [oldestKey, oldest] = this.pools.entries().next().value as [string, Pool]
+        void oldest.close().catch(() => undefined)
+        this.pools.delete(oldestKey)
+      }
+    }
+    this.pools.set(key, pool)
+    return pool
+  }
+
+  destroy(): void {
+    for (const pool of this.pools.values()) void pool.destroy().catch(() => undefined)
+    this.pools.clear()
+  }
+}
+
+/** Bytes of a request head as the client sent it, for the log's bytes up. */
+function requestHeadBytes(req: http.IncomingMessage): number {
+  let n = (req.method?.length ?? 0) + (req.url?.length ?? 0) + 13 // "M U HTTP/1.1\r\n"
+  for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) {
+    n += (req.rawHeaders[i] as string).length + (req.rawHeaders[i + 1] as string).length + 4
+  }
+  return n + 2
+}
+
+function hasBody(req: http.IncomingMessage): boolean {
+  const length = req.headers['content-length']
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')
+}
+
+/** The request body as undici reads it, counting bytes for the log. */
+async function* countedBody(
+  req: http.IncomingMessage,
+  count: (n: number) => void,
+): AsyncGenerator<Buffer> {
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    count(chunk.length)
+    yield chunk
+  }
+}
+
+function isTimeout(err: Error & { code?: string }): boolean {
+  return /TIMEOUT/i.test(err.code ?? '') || err.name === 'ConnectTimeoutError'
+}
+
 export class HttpForwarder {
-  private readonly proxy = httpProxy.createProxyServer({
-    xfwd: false,
-    changeOrigin: false,
-    ws: true,
-    proxyTimeout: 0,
-  })
-  private readonly agents = new AgentPool()
+  private readonly pools: PoolSet
 
   constructor(private readonly ctx: ProxyContext) {
-    // Plain requests are stripped in handleRequest, before http-proxy builds the upstream request.
-    this.proxy.on('proxyReqWs', (proxyReq, req) => stripRequestHeaders(proxyReq, req, true))
-    this.proxy.on('proxyRes', (proxyRes) => stripResponseHeaders(proxyRes.headers))
+    this.pools = new PoolSet(ctx)
   }
 
   close(): void {
-    this.agents.destroy()
-    this.proxy.close()
+    this.pools.destroy()
   }
 
   /** Target, decision and checked address for a request, or a refusal already sent. */
@@ -192,7 +196,8 @@ export class HttpForwarder {
     const policy = this.ctx.policy.current
     let target: ForwardTarget
     try {
-      if (hostHeaderCount(req) > 1) throw new BadProxyRequest('more than one Host header')
+      if (countHeader(req.rawHeaders, 'host') > 1)
+        throw new BadProxyRequest('more than one Host header')
       if (mode.kind === 'proxy') {
         target = parseAbsoluteTarget(req.url ?? '')
       } else if (mode.kind === 'tunnel') {
@@ -276,15 +281,12 @@ export class HttpForwarder {
     if (!approved) return
     const { target, address } = approved
     const socket = req.socket
-    // Bytes up are counted from the request itself, not from socket.bytesRead: the head (and,
-    // for a small body, the body too) was read before this point, and on a kept-alive or
-    // pipelined connection the next request may be read while this one runs. Without this a
-    // POST's upload was logged as 0 bytes up.
     let bytesUp = requestHeadBytes(req)
-    req.on('data', (chunk: Buffer) => (bytesUp += chunk.length))
     const writtenBefore = socket.bytesWritten
     let error: string | undefined
+    let controller: Dispatcher.DispatchController | undefined
     res.once('close', () => {
+      if (!res.writableFinished) controller?.abort(new Error('the client closed the connection'))
       this.logForwarded(approved, socket, {
         bytesUp,
         bytesDown: socket.bytesWritten - writtenBefore,
@@ -295,37 +297,85 @@ export class HttpForwarder {
             : {}),
       })
     })
-    // http-proxy copies req.headers into the upstream request synchronously inside web(), so
-    // hand it the stripped set for that call only (its response passes still read the client's
-    // Connection header). Stripping in the 'proxyReq' event instead was unsafe: that event
-    // fires on the upstream socket, after the body may already have been written (all pooled
-    // sockets busy), where removeHeader throws ERR_HTTP_HEADERS_SENT, an uncaught exception;
-    // and it never fires for a request with an Expect header, whose Proxy-Authorization and
-    // other hop-by-hop headers then went upstream.
-    const clientHeaders = req.headers
-    req.headers = forwardableHeaders(clientHeaders)
-    try {
-      this.proxy.web(req, res, this.optionsFor(req, target, address), onError)
-    } finally {
-      req.headers = clientHeaders
+
+    const parent = this.ctx.parentProxy
+    const headers = endToEndHeaders(req.rawHeaders)
+    // HTTP/1.0 may omit Host (approve() checked the target); upstream always gets one.
+    if (!hasHeader(headers, 'host')) headers.push('Host', req.headers.host ?? authorityOf(target))
+    if (parent?.username) {
+      const credentials = `${decodeURIComponent(parent.username)}:${decodeURIComponent(parent.password)}`
+      headers.push('Proxy-Authorization', `Basic ${Buffer.from(credentials).toString('base64')}`)
     }
-    function onError(err: NodeJS.ErrnoException): void {
+    const pool = await (parent
+      ? this.pools.get(parent.origin, `parent\u0000${target.host}\u0000${target.port}`)
+      : this.pools.get(
+          `http://${(address as string).includes(':') ? `[${address}]` : address}:${target.port}`,
+          `${target.host}\u0000${target.port}\u0000${address}`,
+        ))
+    const body = hasBody(req) ? Readable.from(countedBody(req, (n) => (bytesUp += n))) : null
+    const fail = (err: Error & { code?: string }): void => {
       error = `upstream: ${err.code ?? err.message}`
       if (res.headersSent) {
         res.destroy()
         return
       }
-      const timedOut = err.code === 'ETIMEDOUT' || err.code === 'ESOCKETTIMEDOUT'
-      const body = `isorun: ${timedOut ? 'upstream timed out' : 'cannot reach upstream'}: ${target.host}:${target.port} (${err.code ?? err.message})\n`
+      const timedOut = isTimeout(err)
+      const text = `isorun: ${timedOut ? 'upstream timed out' : 'cannot reach upstream'}: ${target.host}:${target.port} (${err.code ?? err.message})\n`
       res.writeHead(timedOut ? 504 : 502, {
         'Content-Type': 'text/plain; charset=utf-8',
-        'Content-Length': String(Buffer.byteLength(body)),
+        'Content-Length': String(Buffer.byteLength(text)),
       })
-      res.end(body)
+      res.end(text)
+    }
+    try {
+      pool.dispatch(
+        {
+          // Through a parent proxy, the request line carries the absolute URI of the checked target.
+          path: parent ? `http://${authorityOf(target)}${target.path}` : target.path,
+          method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
+          headers,
+          body,
+          // Never retried: the proxy cannot know whether a failed request had effects.
+          idempotent: false,
+        },
+        {
+          onRequestStart: (c) => {
+            controller = c
+          },
+          onResponseStart: (c, statusCode, _parsed, statusMessage) => {
+            if (statusCode < 200) return
+            const raw = (c.rawHeaders ?? []) as Buffer[]
+            const names: string[] = []
+            for (let i = 0; i + 1 < raw.length; i += 2) {
+              names.push(
+                (raw[i] as Buffer).toString('latin1'),
+                (raw[i + 1] as Buffer).toString('latin1'),
+              )
+            }
+            res.writeHead(statusCode, statusMessage ?? '', endToEndHeaders(names))
+          },
+          onResponseData: (c, chunk) => {
+            if (!res.write(chunk)) {
+              c.pause()
+              res.once('drain', () => c.resume())
+            }
+          },
+          onResponseEnd: () => {
+            res.end()
+          },
+          onResponseError: (_c, err) => fail(err as Error & { code?: string }),
+        },
+      )
+    } catch (err) {
+      fail(err as Error)
     }
   }
 
-  /** WebSocket (and other) upgrades: decided like any request, then spliced after the upstream's 101. */
+  /**
+   * Upgrades (WebSocket and others): decided like any request, then the head is
+   * sent to a checked address and the two connections are spliced, so the
+   * upstream's 101 and everything after it flow back unchanged.
+   */
   async handleUpgrade(
     req: http.IncomingMessage,
     socket: net.Socket,
@@ -333,7 +383,6 @@ export class HttpForwarder {
     mode: ForwardMode,
   ): Promise<void> {
     socket.on('error', () => socket.destroy())
-    // http-proxy sets no timeout on upgraded connections; an abandoned one must not stay forever.
     socket.setTimeout(this.ctx.timeouts.idleMs, () => socket.destroy())
     const approved = await this.approve(req, mode, (status, text, decision, policy) => {
       if (decision && policy) endAndClose(socket, refusalResponse(decision, policy.name))
@@ -355,18 +404,51 @@ export class HttpForwarder {
         ...(error ? { error } : {}),
       }),
     )
-    const options = { ...this.optionsFor(req, target, address), agent: false }
-    this.proxy.ws(req, socket, head, options, (err: NodeJS.ErrnoException) => {
-      error = `upstream: ${err.code ?? err.message}`
-      if (!socket.destroyed)
-        endAndClose(
-          socket,
-          upstreamFailureResponse(
-            502,
-            `cannot reach upstream ${target.host}:${target.port} (${err.code ?? err.message})`,
-          ),
-        )
-    })
+    let upstream: net.Socket
+    try {
+      const parent = this.ctx.parentProxy
+      const host = canonicalHost(target.host)
+      upstream = parent
+        ? await connectViaParent(
+            parent,
+            host.kind === 'name' ? host.name : host.text,
+            target.port,
+            this.ctx.timeouts.connectMs,
+          )
+        : (await connectToAny([address as string], target.port, this.ctx.timeouts.connectMs)).socket
+    } catch (err) {
+      error = `upstream: ${(err as Error).message}`
+      endAndClose(
+        socket,
+        upstreamFailureResponse(
+          502,
+          `cannot reach upstream ${target.host}:${target.port} (${(err as Error).message})`,
+        ),
+      )
+      return
+    }
+    if (socket.destroyed) {
+      upstream.destroy()
+      return
+    }
+    const headers = endToEndHeaders(req.rawHeaders, UPGRADE_KEEPS)
+    if (!hasHeader(headers, 'host')) headers.push('Host', req.headers.host ?? authorityOf(target))
+    let text = `${req.method ?? 'GET'} ${target.path} HTTP/1.1\r\n`
+    for (let i = 0; i + 1 < headers.length; i += 2) text += `${headers[i]}: ${headers[i + 1]}\r\n`
+    upstream.write(`${text}\r\n`)
+    if (head.length > 0) upstream.write(head)
+    const fail = (which: string) => (err: NodeJS.ErrnoException) => {
+      error ??= `${which}: ${err.code ?? err.message}`
+      socket.destroy()
+      upstream.destroy()
+    }
+    upstream.on('error', fail('upstream'))
+    socket.on('error', fail('client'))
+    upstream.once('close', () => socket.end())
+    socket.once('close', () => upstream.destroy())
+    upstream.setTimeout(this.ctx.timeouts.idleMs, () => upstream.destroy())
+    upstream.pipe(socket)
+    socket.pipe(upstream)
   }
 
   /** The log line of a forwarded request or upgrade, when it ends. */
@@ -388,58 +470,4 @@ export class HttpForwarder {
       ...outcome,
     })
   }
-
-  private optionsFor(
-    req: http.IncomingMessage,
-    target: ForwardTarget,
-    address: string | undefined,
-  ): httpProxy.ServerOptions {
-    const parent = this.ctx.parentProxy
-    if (parent) {
-      // Through a parent proxy: send it the absolute-form request for the checked target.
-      req.url = `http://${authorityOf(target)}${target.path}`
-      return { target: parent.href, toProxy: true, prependPath: false, agent: false }
-    }
-    const ip = address as string
-    return {
-      target: { protocol: 'http:', host: ip, port: target.port },
-      agent: this.agents.get(target.host, target.port, ip),
-      proxyTimeout: this.ctx.timeouts.idleMs,
-    }
-  }
-}
-
-/** The headers to send upstream: the client's minus hop-by-hop ones and those its Connection names. */
-function forwardableHeaders(headers: http.IncomingHttpHeaders): http.IncomingHttpHeaders {
-  const drop = new Set([...HOP_BY_HOP, ...connectionTokens(headers.connection)])
-  return Object.fromEntries(
-    Object.entries(headers).filter(([name]) => !drop.has(name) && !isProxyHeader(name)),
-  )
-}
-
-/**
- * Proxy-* headers address this hop (credentials for the sandbox's proxy, its status), never the
- * origin; HOP_BY_HOP names the standard ones, this catches the rest (e.g. Proxy-Authentication-Info).
- */
-function isProxyHeader(name: string): boolean {
-  return name.toLowerCase().startsWith('proxy-')
-}
-
-function stripRequestHeaders(
-  proxyReq: http.ClientRequest,
-  req: http.IncomingMessage,
-  keepUpgrade = false,
-): void {
-  for (const name of connectionTokens(req.headers.connection)) proxyReq.removeHeader(name)
-  for (const name of HOP_BY_HOP) {
-    if (keepUpgrade && (name === 'connection' || name === 'upgrade')) continue
-    proxyReq.removeHeader(name)
-  }
-  for (const name of proxyReq.getHeaderNames()) if (isProxyHeader(name)) proxyReq.removeHeader(name)
-}
-
-function stripResponseHeaders(headers: http.IncomingHttpHeaders): void {
-  for (const name of connectionTokens(headers.connection)) delete headers[name]
-  for (const name of HOP_BY_HOP) if (name !== 'upgrade') delete headers[name]
-  for (const name of Object.keys(headers)) if (isProxyHeader(name)) delete headers[name]
 }
