@@ -44,9 +44,10 @@ function makeRules(count: number, random: () => number): string[] {
   for (let i = 0; i < count; i++) {
     const word = WORDS[Math.floor(random() * WORDS.length)] as string
     const tld = TLDS[Math.floor(random() * TLDS.length)] as string
-    const kind = random()
-    if (kind < 0.6) rules.push(`${word}${i}.example${i % 97}.${tld}`)
-    else if (kind < 0.9) rules.push(`*.svc${i}.example${i % 89}.${tld}`)
+    // The same mix at every size: 6 in 10 exact names, 3 wildcards, 1 CIDR block.
+    const kind = i % 10
+    if (kind < 6) rules.push(`${word}${i}.example${i % 97}.${tld}`)
+    else if (kind < 9) rules.push(`*.svc${i}.example${i % 89}.${tld}`)
     else rules.push(`10.${(i >> 8) & 255}.${i & 255}.0/24`)
   }
   return rules

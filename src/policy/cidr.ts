@@ -112,6 +112,16 @@ export class CidrTable<T> {
     return this.count
   }
 
+  /** The value of the most specific block containing an address, without building a list. */
+  first(ip: IP): T | undefined {
+    for (const slot of this.order) {
+      if (slot.version !== ip.version) continue
+      const list = slot.map.get(networkOf(ip, slot.prefix))
+      if (list) return list[0]
+    }
+    return undefined
+  }
+
   lookup(ip: IP): T[] {
     const out: T[] = []
     for (const slot of this.order) {

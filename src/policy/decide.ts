@@ -5,11 +5,10 @@
 // resolved addresses); each answer covers everything seen so far.
 
 import { matchEndpoint, pathProblem, requestPath } from './endpoint.js'
-import { canonicalHost, HostError, type CanonicalHost } from './host.js'
+import { parseHost, type CanonicalHost } from './host.js'
 import { formatIP, parseIP, type IP } from './ip.js'
-import type { SourcedRule } from './matcher.js'
+import { RuleMatch } from './matcher.js'
 import type { Policy } from './policy.js'
-import { portIsExplicit } from './rule.js'
 import { classifyIP } from './special.js'
 
 export type Protocol = 'http' | 'connect' | 'socks' | 'tls' | 'dns'
@@ -84,7 +83,7 @@ function allow(
   host: string,
   port: number,
   reason: AllowReason,
-  rule: SourcedRule | null,
+  rule: RuleMatch | null,
   mode: string,
 ): Decision {
   return {
@@ -110,34 +109,36 @@ function deny(
     : { action: 'deny', reason, rule, from, host, port, detail }
 }
 
-interface HostVerdict {
-  readonly decision: Decision
-  readonly rule: SourcedRule | null
-}
-
-/** Deny rules first, then the mode. */
-function hostVerdict(policy: Policy, host: CanonicalHost, text: string, port: number): HostVerdict {
+/**
+ * Deny rules first, then the mode: the refusal, or what allows the host (the
+ * matching allow rule, or null when the allow-all mode does).
+ */
+function hostVerdict(
+  policy: Policy,
+  host: CanonicalHost,
+  text: string,
+  port: number,
+): Decision | RuleMatch | null {
   const denied = policy.deny.match(host, port)
-  if (denied)
-    return {
-      decision: deny(text, port, 'denied-by-rule', denied.canonical, denied.from),
-      rule: denied,
-    }
+  if (denied) return deny(text, port, 'denied-by-rule', denied.canonical, denied.from)
   switch (policy.mode) {
     case 'allow-all':
-      return { decision: allow(text, port, 'allowed-by-mode', null, policy.mode), rule: null }
+      return null
     case 'deny-all':
-      return { decision: deny(text, port, 'denied-by-mode', `mode:${policy.mode}`), rule: null }
-    case 'allow-list': {
-      const allowed = policy.allow.match(host, port)
-      if (allowed)
-        return {
-          decision: allow(text, port, 'allowed-by-rule', allowed, policy.mode),
-          rule: allowed,
-        }
-      return { decision: deny(text, port, 'not-in-allow-list'), rule: null }
-    }
+      return deny(text, port, 'denied-by-mode', `mode:${policy.mode}`)
+    case 'allow-list':
+      return policy.allow.match(host, port) ?? deny(text, port, 'not-in-allow-list')
   }
+}
+
+function isRefusal(verdict: Decision | RuleMatch | null): verdict is Decision {
+  return verdict !== null && !(verdict instanceof RuleMatch)
+}
+
+function allowedBy(verdict: RuleMatch | null, text: string, port: number, mode: string): Decision {
+  return verdict === null
+    ? allow(text, port, 'allowed-by-mode', null, mode)
+    : allow(text, port, 'allowed-by-rule', verdict, mode)
 }
 
 /** A refusal when an address is special-purpose and the operator has not allowed its range. */
@@ -149,7 +150,7 @@ function specialAddressRefusal(
 ): Decision | undefined {
   const range = classifyIP(ip)
   if (!range) return undefined
-  if (policy.allowSpecial.size > 0 && policy.allowSpecial.lookup(ip).length > 0) return undefined
+  if (policy.allowSpecial.size > 0 && policy.allowSpecial.first(ip) !== undefined) return undefined
   return deny(
     host,
     port,
@@ -172,12 +173,8 @@ function tlsRefusal(
   if (tls.kind === 'invalid') return deny(text, port, 'bad-client-hello', null, null, tls.error)
   if (tls.ech) return deny(text, port, 'ech-refused')
   if (tls.sni === null) return host.kind === 'name' ? deny(text, port, 'no-sni') : undefined
-  let sni: CanonicalHost
-  try {
-    sni = canonicalHost(tls.sni)
-  } catch {
-    return deny(text, port, 'sni-mismatch', null, null, tls.sni)
-  }
+  const sni = parseHost(tls.sni)
+  if (sni.kind === 'invalid') return deny(text, port, 'sni-mismatch', null, null, tls.sni)
   if (host.kind === 'name') {
     return sni.kind === 'name' && sni.name === host.name
       ? undefined
@@ -185,10 +182,9 @@ function tlsRefusal(
   }
   // An IP target allowed by an IP rule: a name in the SNI must be allowed in its own right.
   if (sni.kind !== 'name') return deny(text, port, 'sni-mismatch', null, null, tls.sni)
-  const verdict = hostVerdict(policy, sni, sni.name, port)
-  return verdict.decision.action === 'allow'
-    ? undefined
-    : deny(text, port, 'sni-mismatch', null, null, tls.sni)
+  return isRefusal(hostVerdict(policy, sni, sni.name, port))
+    ? deny(text, port, 'sni-mismatch', null, null, tls.sni)
+    : undefined
 }
 
 function hostHeaderRefusal(
@@ -201,12 +197,8 @@ function hostHeaderRefusal(
   if (header === undefined) return undefined
   const m = /^(\[[^\]]*\]|[^:]*)(?::([0-9]{1,5}))?$/.exec(header)
   if (!m || m[1] === '') return deny(text, port, 'host-mismatch', null, null, header)
-  let seen: CanonicalHost
-  try {
-    seen = canonicalHost(m[1] as string)
-  } catch {
-    return deny(text, port, 'host-mismatch', null, null, header)
-  }
+  const seen = parseHost(m[1] as string)
+  if (seen.kind === 'invalid') return deny(text, port, 'host-mismatch', null, null, header)
   const sameHost =
     seen.kind === 'name'
       ? host.kind === 'name' && seen.name === host.name
@@ -287,14 +279,12 @@ export function decide(req: EgressRequest, policy: Policy): Decision {
   const port = req.protocol === 'dns' ? 0 : req.port
   if (req.host === '' && req.tls?.kind === 'client-hello' && req.tls.sni === null)
     return deny('', port, 'no-sni')
-  let host: CanonicalHost
-  try {
-    host = canonicalHost(req.host)
-  } catch (err) {
-    if (err instanceof HostError)
-      return deny(req.host, port, 'invalid-host', null, null, err.message)
-    throw err
+  const parsed = parseHost(req.host)
+  if (parsed.kind === 'invalid') {
+    const shown = req.host.length > 64 ? `${req.host.slice(0, 64)}…` : req.host
+    return deny(shown, port, 'invalid-host', null, null, `invalid host "${shown}": ${parsed.why}`)
   }
+  const host: CanonicalHost = parsed
   const text = host.kind === 'name' ? host.name : host.text
 
   if (req.protocol === 'dns') {
@@ -303,9 +293,9 @@ export function decide(req: EgressRequest, policy: Policy): Decision {
       return deny(text, 0, 'dns-type-refused', null, null, `${req.queryType} query`)
     }
     // DNS answers steer a client to the transparent listeners, which serve 443 and 80.
-    const https = hostVerdict(policy, host, text, 443)
-    const verdict = https.decision.action === 'allow' ? https : hostVerdict(policy, host, text, 80)
-    return { ...verdict.decision, port: 0 }
+    let verdict = hostVerdict(policy, host, text, 443)
+    if (isRefusal(verdict)) verdict = hostVerdict(policy, host, text, 80)
+    return { ...(isRefusal(verdict) ? verdict : allowedBy(verdict, text, 443, policy.mode)), port: 0 }
   }
 
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
@@ -319,7 +309,7 @@ export function decide(req: EgressRequest, policy: Policy): Decision {
     )
   }
   const verdict = hostVerdict(policy, host, text, port)
-  if (verdict.decision.action === 'deny') return verdict.decision
+  if (isRefusal(verdict)) return verdict
   if (host.kind === 'ip') {
     const special = specialAddressRefusal(policy, host.ip, text, port)
     if (special) return special
@@ -330,7 +320,7 @@ export function decide(req: EgressRequest, policy: Policy): Decision {
     opaqueRefusal(policy, req, verdict, text, port) ??
     resolvedRefusal(policy, req, text, port)
   if (refusal) return refusal
-  return endpointVerdict(policy, req, host, text, port) ?? verdict.decision
+  return endpointVerdict(policy, req, host, text, port) ?? allowedBy(verdict, text, port, policy.mode)
 }
 
 /**
@@ -340,19 +330,19 @@ export function decide(req: EgressRequest, policy: Policy): Decision {
 function opaqueRefusal(
   policy: Policy,
   req: EgressRequest,
-  verdict: HostVerdict,
+  verdict: RuleMatch | null,
   text: string,
   port: number,
 ): Decision | undefined {
   if (req.payload !== 'other' && req.payload !== 'server-first') return undefined
   if (policy.mode === 'allow-all') return undefined
-  if (verdict.rule && portIsExplicit(verdict.rule.ports)) return undefined
+  if (verdict?.explicitPort) return undefined
   return deny(
     text,
     port,
     'not-inspectable',
-    verdict.rule?.canonical ?? null,
-    verdict.rule?.from ?? null,
+    verdict?.canonical ?? null,
+    verdict?.from ?? null,
     req.payload === 'server-first'
       ? 'the server spoke first'
       : 'the client sent neither TLS nor HTTP',

@@ -10,6 +10,12 @@ export type CanonicalHost =
   | { readonly kind: 'name'; readonly name: string }
   | { readonly kind: 'ip'; readonly ip: IP; readonly text: string }
 
+/** Why a host is not valid; parseHost returns it instead of throwing (decide() stays cheap). */
+export interface InvalidHost {
+  readonly kind: 'invalid'
+  readonly why: string
+}
+
 export class HostError extends Error {}
 
 const MAX_NAME_LENGTH = 253
@@ -22,8 +28,8 @@ const LDH_NAME = /^[a-z0-9_-]+(?:\.[a-z0-9_-]+)*$/
 // would cut the name at some of them ("a/b" becomes "a") instead of failing.
 const RAW_HOST = /^[A-Za-z0-9._\-\u0080-\uffff]+$/
 
-function fail(raw: string, why: string): never {
-  throw new HostError(`invalid host "${raw}": ${why}`)
+function invalid(why: string): InvalidHost {
+  return { kind: 'invalid', why }
 }
 
 function ipHost(ip: IP): CanonicalHost {
@@ -31,13 +37,14 @@ function ipHost(ip: IP): CanonicalHost {
   return { kind: 'ip', ip: unwrapped, text: formatIP(unwrapped) }
 }
 
-function checkLabels(raw: string, name: string): void {
-  if (name.length > MAX_NAME_LENGTH) fail(raw, `longer than ${MAX_NAME_LENGTH} characters`)
+/** Why a name's labels or length are not valid, or undefined when they are. */
+function labelProblem(name: string): string | undefined {
+  if (name.length > MAX_NAME_LENGTH) return `longer than ${MAX_NAME_LENGTH} characters`
   for (const label of name.split('.')) {
-    if (label === '') fail(raw, 'empty label')
-    if (label.length > MAX_LABEL_LENGTH)
-      fail(raw, `label longer than ${MAX_LABEL_LENGTH} characters`)
+    if (label === '') return 'empty label'
+    if (label.length > MAX_LABEL_LENGTH) return `label longer than ${MAX_LABEL_LENGTH} characters`
   }
+  return undefined
 }
 
 /**
@@ -46,39 +53,49 @@ function checkLabels(raw: string, name: string): void {
  * - IPv4 in any inet_aton spelling to its dotted quad; a name whose last label is
  *   numeric must be such an address;
  * - names lowercased, one trailing dot removed, IDNA (UTS 46) to punycode, empty labels refused.
- * Throws HostError with a message that says what is wrong.
+ * Returns why the host is invalid instead of throwing.
  */
-export function canonicalHost(raw: string): CanonicalHost {
-  if (raw.length === 0) fail(raw, 'empty')
-  if (raw.length > 1024) fail(raw.slice(0, 64) + '…', 'too long')
+export function parseHost(raw: string): CanonicalHost | InvalidHost {
+  if (raw.length === 0) return invalid('empty')
+  if (raw.length > 1024) return invalid('too long')
 
   if (raw.startsWith('[') || raw.includes(':')) {
-    const inner = raw.startsWith('[')
-      ? raw.endsWith(']')
-        ? raw.slice(1, -1)
-        : fail(raw, 'unclosed "["')
-      : raw
-    if (inner.includes('%')) fail(raw, 'IPv6 zone ids are not accepted')
+    if (raw.startsWith('[') && !raw.endsWith(']')) return invalid('unclosed "["')
+    const inner = raw.startsWith('[') ? raw.slice(1, -1) : raw
+    if (inner.includes('%')) return invalid('IPv6 zone ids are not accepted')
     const ip = parseIPv6(inner)
-    if (!ip) fail(raw, 'not a valid IPv6 address')
-    return ipHost(ip)
+    return ip ? ipHost(ip) : invalid('not a valid IPv6 address')
   }
 
   let host = raw.endsWith('.') ? raw.slice(0, -1) : raw
-  if (host === '') fail(raw, 'empty')
+  if (host === '') return invalid('empty')
 
   // Fast path: most hosts are plain ASCII letters, digits and hyphens, checked in one pass.
   const scan = scanAsciiName(host)
-  if (scan === SCAN_NOT_PLAIN) host = idnaToAscii(raw, host)
-  else if (scan === SCAN_UPPERCASE) host = host.toLowerCase()
+  if (scan === SCAN_NOT_PLAIN) {
+    const ascii = idnaToAscii(host)
+    if (typeof ascii !== 'string') return ascii
+    host = ascii
+  } else if (scan === SCAN_UPPERCASE) {
+    host = host.toLowerCase()
+  }
   if (endsInNumber(host)) {
     const ip = parseIPv4(host)
-    if (!ip) fail(raw, 'looks like an IPv4 address but is not a valid one')
-    return ipHost(ip)
+    return ip ? ipHost(ip) : invalid('looks like an IPv4 address but is not a valid one')
   }
   // The scan already checked label and name lengths of plain names.
-  if (scan === SCAN_NOT_PLAIN) checkLabels(raw, host)
-  return { kind: 'name', name: host }
+  const problem = scan === SCAN_NOT_PLAIN ? labelProblem(host) : undefined
+  return problem ? invalid(problem) : { kind: 'name', name: host }
+}
+
+/** parseHost, throwing HostError (with the host and why) for an invalid one. */
+export function canonicalHost(raw: string): CanonicalHost {
+  const host = parseHost(raw)
+  if (host.kind === 'invalid') {
+    const shown = raw.length > 64 ? `${raw.slice(0, 64)}…` : raw
+    throw new HostError(`invalid host "${shown}": ${host.why}`)
+  }
+  return host
 }
 
 const SCAN_PLAIN = 0
@@ -125,15 +142,15 @@ function scanAsciiName(host: string): number {
   return lastLabel === 0 || lastLabel > MAX_LABEL_LENGTH ? SCAN_NOT_PLAIN : result
 }
 
-function idnaToAscii(raw: string, host: string): string {
-  if (!RAW_HOST.test(host)) fail(raw, 'contains characters that cannot appear in a host name')
-  if (host.split('.').includes('')) fail(raw, 'empty label')
+function idnaToAscii(host: string): string | InvalidHost {
+  if (!RAW_HOST.test(host)) return invalid('contains characters that cannot appear in a host name')
+  if (host.split('.').includes('')) return invalid('empty label')
   const ascii = domainToASCII(host.toLowerCase())
-  if (ascii === '') fail(raw, 'not a valid internationalised domain name')
+  if (ascii === '') return invalid('not a valid internationalised domain name')
   const name = ascii.endsWith('.') ? ascii.slice(0, -1) : ascii
   if (!LDH_NAME.test(name)) {
-    if (name.split('.').includes('')) fail(raw, 'empty label')
-    fail(raw, 'contains characters that cannot appear in a host name')
+    if (name.split('.').includes('')) return invalid('empty label')
+    return invalid('contains characters that cannot appear in a host name')
   }
   return name
 }
@@ -143,12 +160,8 @@ export function hostText(host: CanonicalHost): string {
   return host.kind === 'name' ? host.name : host.text
 }
 
-/** Canonical host text, or undefined when the input is not a valid host. */
+/** Canonical host, or undefined when the input is not a valid host. */
 export function tryCanonicalHost(raw: string): CanonicalHost | undefined {
-  try {
-    return canonicalHost(raw)
-  } catch (err) {
-    if (err instanceof HostError) return undefined
-    throw err
-  }
+  const host = parseHost(raw)
+  return host.kind === 'invalid' ? undefined : host
 }

@@ -109,7 +109,7 @@ for (const range of SPECIAL_RANGES) SPECIAL_TABLE.add(parseCidr(range.cidr), ran
 
 /** The most specific special-purpose range an address is in, or undefined for an ordinary address. */
 export function classifyIP(ip: IP): SpecialRange | undefined {
-  return SPECIAL_TABLE.lookup(unwrapIP(ip))[0]
+  return SPECIAL_TABLE.first(unwrapIP(ip))
 }
 
 export function isSpecialGroup(name: string): name is SpecialGroup {
