@@ -4,8 +4,10 @@
 // the candidates, and a plain comparison confirms them. The cost depends on
 // the name's length, not on the number of suffixes stored.
 
+// Kept within 30 bits so the hash stays a small integer in V8 (a larger value
+// would be boxed as a heap number on every step and every map lookup).
 function step(hash: number, code: number): number {
-  return (Math.imul(hash, 31) + code) | 0
+  return (Math.imul(hash, 31) + code) & 0x3fffffff
 }
 
 /** The hash `longestMatch` computes for a suffix: its characters from last to first. */
