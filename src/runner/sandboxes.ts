@@ -96,6 +96,8 @@ interface SandboxRecord {
 }
 
 const OUTPUT_LIMIT = 10 * 1024 * 1024
+/** How old an incomplete sandbox must be before recovery removes it as an orphan. */
+const INCOMPLETE_GRACE_MS = 60_000
 const PROXY_START_TIMEOUT_MS = 20_000
 
 export function networkName(id: string): string {
@@ -226,8 +228,12 @@ export class SandboxManager {
     try {
       const subnet = await this.allocation.run(() => this.createNetwork(id, common))
       const admin = await this.startProxy(id, subnet, common)
-      await admin.setPolicy(spec, policy)
-      await this.startSandbox(id, subnet, request, common)
+      // The sandbox container starts while the proxy boots: until the policy arrives the
+      // proxy refuses everything, and nothing runs in the sandbox before create returns.
+      await Promise.all([
+        admin.waitUntilHealthy(PROXY_START_TIMEOUT_MS).then(() => admin.setPolicy(spec, policy)),
+        this.startSandbox(id, subnet, request, common),
+      ])
       const record: SandboxRecord = {
         id,
         image: request.image,
@@ -337,14 +343,19 @@ export class SandboxManager {
         EndpointsConfig: { [networkName(id)]: { IPAMConfig: { IPv4Address: ip } } },
       },
     })
-    await this.docker.getNetwork(this.config.egressNetwork).connect({ Container: container.id })
+    try {
+      await this.docker.getNetwork(this.config.egressNetwork).connect({ Container: container.id })
+    } catch (err) {
+      // Someone removed the egress network while we were running: make it again, once.
+      if (!isNotFound(err)) throw err
+      await this.ensureEgressNetwork()
+      await this.docker.getNetwork(this.config.egressNetwork).connect({ Container: container.id })
+    }
     await container.start()
     const info = await container.inspect()
     const egressIp = info.NetworkSettings.Networks[this.config.egressNetwork]?.IPAddress
     if (!egressIp) throw new Error(`the proxy has no address on ${this.config.egressNetwork}`)
-    const admin = new ProxyAdmin(`http://${egressIp}:${PROXY_PORTS.admin}`, token)
-    await admin.waitUntilHealthy(PROXY_START_TIMEOUT_MS)
-    return admin
+    return new ProxyAdmin(`http://${egressIp}:${PROXY_PORTS.admin}`, token)
   }
 
   private async startSandbox(
@@ -551,6 +562,12 @@ export class SandboxManager {
       )
       const network = networks.find((n) => n.Labels?.[LABEL.sandbox] === id)
       if (!proxy || !sandbox || !network) {
+        // A create still in progress (another runner on this engine, or one that raced our
+        // start) is incomplete too: leave pieces younger than a minute alone.
+        const created =
+          [proxy, sandbox].map((c) => c?.Labels[LABEL.created]).find(Boolean) ??
+          network?.Labels?.[LABEL.created]
+        if (created && Date.now() - Date.parse(created) < INCOMPLETE_GRACE_MS) continue
         await this.removeAll(id).catch((err: unknown) =>
           this.log.warn({ sandbox: id, error: dockerMessage(err) }, 'could not remove orphan'),
         )
