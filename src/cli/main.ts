@@ -1,19 +1,20 @@
 #!/usr/bin/env node
 // The `isorun` command.
 
-import { checkCommand } from './commands/check.js'
-import { profilesCommand } from './commands/profiles.js'
 import { CliError, UsageError } from './errors.js'
 
 type Command = (argv: string[]) => number | Promise<number>
 
+// Each command's modules load when it runs: `isorun proxy`, a long-lived sidecar,
+// must not hold the profile parser (YAML) and the rest in memory for nothing.
+
 const COMMANDS: Record<string, { run: () => Promise<Command>; summary: string }> = {
   profiles: {
-    run: async () => profilesCommand,
+    run: async () => (await import('./commands/profiles.js')).profilesCommand,
     summary: "list profiles, or show one profile's resolved rules",
   },
   check: {
-    run: async () => checkCommand,
+    run: async () => (await import('./commands/check.js')).checkCommand,
     summary: 'decide whether a profile allows a URL or host[:port]',
   },
   runner: {

@@ -295,7 +295,10 @@ export function decide(req: EgressRequest, policy: Policy): Decision {
     // DNS answers steer a client to the transparent listeners, which serve 443 and 80.
     let verdict = hostVerdict(policy, host, text, 443)
     if (isRefusal(verdict)) verdict = hostVerdict(policy, host, text, 80)
-    return { ...(isRefusal(verdict) ? verdict : allowedBy(verdict, text, 443, policy.mode)), port: 0 }
+    return {
+      ...(isRefusal(verdict) ? verdict : allowedBy(verdict, text, 443, policy.mode)),
+      port: 0,
+    }
   }
 
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
@@ -320,7 +323,9 @@ export function decide(req: EgressRequest, policy: Policy): Decision {
     opaqueRefusal(policy, req, verdict, text, port) ??
     resolvedRefusal(policy, req, text, port)
   if (refusal) return refusal
-  return endpointVerdict(policy, req, host, text, port) ?? allowedBy(verdict, text, port, policy.mode)
+  return (
+    endpointVerdict(policy, req, host, text, port) ?? allowedBy(verdict, text, port, policy.mode)
+  )
 }
 
 /**

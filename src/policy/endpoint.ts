@@ -8,9 +8,28 @@
 // instead of normalised, so no rule can be sidestepped by a path the upstream
 // server would resolve elsewhere.
 
-import { minimatch } from 'minimatch'
+import { createRequire } from 'node:module'
 import { canonicalHost, HostError } from './host.js'
 import { SuffixTable } from './suffix-table.js'
+
+/**
+ * minimatch, loaded when a policy with endpoint rules is compiled: most policies
+ * have none, and a proxy should not hold the module for nothing. Loaded
+ * synchronously (its CommonJS build).
+ */
+let globs: typeof import('minimatch') | undefined
+function loadMinimatch(): typeof import('minimatch') {
+  globs ??= createRequire(import.meta.url)('minimatch') as typeof import('minimatch')
+  return globs
+}
+
+function minimatch(
+  path: string,
+  pattern: string,
+  options: import('minimatch').MinimatchOptions,
+): boolean {
+  return (globs ?? loadMinimatch()).minimatch(path, pattern, options)
+}
 
 export type EndpointAction = 'allow' | 'deny'
 
@@ -117,6 +136,7 @@ export class EndpointIndex {
   private readonly wildcard = new SuffixTable<EndpointSet>()
 
   constructor(sets: readonly EndpointSet[]) {
+    if (sets.length > 0) loadMinimatch()
     // Sets arrive in precedence order (a profile's own before its includes'); for the
     // same host, the rules of a later set are tried after those of an earlier one.
     const merged = new Map<string, EndpointSet>()

@@ -39,11 +39,43 @@ function parseIPv4Part(part: string): number | undefined {
 }
 
 /**
+ * The value of the canonical spelling, four decimal parts of 0 to 255 without
+ * leading zeros (what resolvers return, so decide() meets it on every request),
+ * in one pass; undefined for any other text, which the general parser handles.
+ */
+function plainDottedQuad(text: string): number | undefined {
+  if (text.length < 7 || text.length > 15) return undefined
+  let value = 0
+  let part = 0
+  let digits = 0
+  let dots = 0
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c >= 48 && c <= 57) {
+      if (digits === 1 && part === 0) return undefined // a leading zero: octal in inet_aton
+      part = part * 10 + (c - 48)
+      if (++digits > 3 || part > 255) return undefined
+    } else if (c === 46 && digits > 0 && dots < 3) {
+      value = value * 256 + part
+      part = 0
+      digits = 0
+      dots++
+    } else {
+      return undefined
+    }
+  }
+  if (dots !== 3 || digits === 0) return undefined
+  return value * 256 + part
+}
+
+/**
  * Parses every spelling `inet_aton(3)` accepts: `a.b.c.d`, `a.b.c` (c is 16 bits),
  * `a.b` (b is 24 bits) and `a` (32 bits), each part decimal, octal or hex.
  * Returns undefined when the text is not an IPv4 address at all.
  */
 export function parseIPv4(text: string): IPv4 | undefined {
+  const plain = plainDottedQuad(text)
+  if (plain !== undefined) return ipv4(plain)
   const parts = text.split('.')
   if (parts.length > 4) return undefined
   const numbers: number[] = []

@@ -41,12 +41,18 @@ export class RuleMatch {
 
   /** `port` undefined matches rules for any port. */
   coversPort(port: number | undefined): boolean {
-    return port === undefined || (this.lo === -1 ? port === 80 || port === 443 : port >= this.lo && port <= this.hi)
+    return (
+      port === undefined ||
+      (this.lo === -1 ? port === 80 || port === 443 : port >= this.lo && port <= this.hi)
+    )
   }
 }
 
 /** The first rule of a list that covers the port. */
-function firstForPort(head: RuleMatch | undefined, port: number | undefined): RuleMatch | undefined {
+function firstForPort(
+  head: RuleMatch | undefined,
+  port: number | undefined,
+): RuleMatch | undefined {
   for (let m = head; m !== undefined; m = m.next) if (m.coversPort(port)) return m
   return undefined
 }
@@ -114,7 +120,9 @@ export class RuleIndex {
 
   /** The most specific CIDR rule containing an address, then `*`. */
   matchIP(ip: IP, port: number | undefined): RuleMatch | undefined {
-    return this.matchAddress(ip, port) ?? (this.any.length > 0 ? firstInList(this.any, port) : undefined)
+    return (
+      this.matchAddress(ip, port) ?? (this.any.length > 0 ? firstInList(this.any, port) : undefined)
+    )
   }
 
   match(host: CanonicalHost, port: number | undefined): RuleMatch | undefined {

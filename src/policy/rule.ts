@@ -9,9 +9,20 @@
 // Rules are parsed once, when a profile loads, into the same canonical form
 // that requests are turned into.
 
-import { parse as parsePublicSuffix } from 'tldts'
+import { createRequire } from 'node:module'
 import { CidrError, cidrOf, formatCidr, parseCidr, type Cidr } from './cidr.js'
 import { HostError, canonicalHost } from './host.js'
+
+/**
+ * tldts, loaded when the first wildcard rule is parsed: its public-suffix list is
+ * the largest part of the policy engine's memory, and many policies have no
+ * wildcard. Loaded synchronously (its CommonJS build, the one an import gets too).
+ */
+let tldts: typeof import('tldts') | undefined
+function publicSuffixes(): typeof import('tldts') {
+  tldts ??= createRequire(import.meta.url)('tldts') as typeof import('tldts')
+  return tldts
+}
 
 export type PortSpec =
   | { readonly kind: 'default' }
@@ -118,7 +129,7 @@ function parseHostPattern(text: string, hostText: string): HostPattern {
     }
     if (host.kind !== 'name')
       fail(text, 'a wildcard cannot apply to an IP address; write a CIDR block such as 10.0.0.0/8')
-    if (parsePublicSuffix(host.name, { allowPrivateDomains: false }).domain === null) {
+    if (publicSuffixes().parse(host.name, { allowPrivateDomains: false }).domain === null) {
       fail(
         text,
         `"${host.name}" is a public suffix, so *.${host.name} would match every site under it; list the domains you need, e.g. *.example.${host.name}`,

@@ -10,7 +10,6 @@
 
 import http from 'node:http'
 import type { OperatorSettings } from '../policy/index.js'
-import type { ProfileCatalogue } from '../profiles/index.js'
 import {
   hasBearer,
   HttpError,
@@ -21,15 +20,29 @@ import {
   sendJson,
 } from '../lib/http-json.js'
 import type { ProxyContext } from './context.js'
-import { compileSource, PolicySourceError, specFromSource } from './policy-source.js'
+import {
+  catalogueOnce,
+  compileSource,
+  PolicySourceError,
+  specFromSource,
+  type CatalogueSource,
+} from './policy-source.js'
 
 export interface AdminOptions {
   readonly token: string
   readonly operator: OperatorSettings
-  readonly catalogue: ProfileCatalogue | undefined
+  /** The catalogue, or what opens it when a PUT /policy first names a profile. */
+  readonly catalogue: CatalogueSource | undefined
 }
 
-export function createAdminServer(ctx: ProxyContext, options: AdminOptions): http.Server {
+interface AdminState {
+  readonly token: string
+  readonly operator: OperatorSettings
+  readonly catalogue: ReturnType<typeof catalogueOnce>
+}
+
+export function createAdminServer(ctx: ProxyContext, adminOptions: AdminOptions): http.Server {
+  const options: AdminState = { ...adminOptions, catalogue: catalogueOnce(adminOptions.catalogue) }
   const server = http.createServer(
     { headersTimeout: 10_000, requestTimeout: 30_000 },
     (req, res) => {
@@ -44,7 +57,7 @@ export function createAdminServer(ctx: ProxyContext, options: AdminOptions): htt
 
 async function handle(
   ctx: ProxyContext,
-  options: AdminOptions,
+  options: AdminState,
   req: http.IncomingMessage,
   res: http.ServerResponse,
 ): Promise<void> {
@@ -90,7 +103,7 @@ async function handle(
           typeof body === 'object' && body !== null ? body : {}
         ) as Record<string, unknown>
         const policy = compileSource(
-          specFromSource(policySource, options.catalogue),
+          await specFromSource(policySource, options.catalogue),
           options.operator,
         )
         ctx.policy.replace(policy, source)

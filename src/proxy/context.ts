@@ -5,6 +5,7 @@
 import type net from 'node:net'
 import type { Policy } from '../policy/index.js'
 import type { DecisionLog, DecisionRecord } from './decision-log.js'
+import type { Sweeper } from './sweeper.js'
 import type { Resolver } from './upstream.js'
 
 export interface ProxyTimeouts {
@@ -81,6 +82,8 @@ export interface ProxyContext {
   /** `--upstream-proxy`: every upstream connection goes through this HTTP proxy. */
   readonly parentProxy: URL | undefined
   readonly tracker: ConnectionTracker
+  /** Deadlines that need no exact timer: idle tunnels, CONNECT heads that never end. */
+  readonly sweeper: Sweeper
   /**
    * Takes over a tunnel whose client speaks plain HTTP, so that every request on
    * it is decided on its own (with its Host checked against the tunnel's target).
@@ -88,13 +91,9 @@ export interface ProxyContext {
   readonly serveHttpInTunnel: (socket: net.Socket, buffered: Buffer, target: TunnelTarget) => void
 }
 
-/** Records a decision in the log, the ring and the metrics. */
-export function record(
-  ctx: ProxyContext,
-  entry: Omit<DecisionRecord, 'profile'> & { policy: Policy },
-): void {
-  const { policy, ...rest } = entry
-  ctx.log.record({ ...rest, profile: policy.name })
+/** Records a decision in the log, the ring and the metrics, under the policy's name. */
+export function record(ctx: ProxyContext, entry: DecisionRecord & { policy: Policy }): void {
+  ctx.log.record(entry, entry.policy.name)
 }
 
 export function clientAddress(socket: net.Socket): string | undefined {

@@ -1,11 +1,18 @@
-// The decision log: one pino JSON line per decision on stdout, a bounded ring
-// of recent decisions for the admin API (and through it the runner, the SDK
-// and the CLI), and the metrics counters. Blocked decisions are always logged;
+// The decision log: one JSON line per decision on stdout, a bounded ring of
+// recent decisions for the admin API (and through it the runner, the SDK and
+// the CLI), and the metrics counters. Blocked decisions are always logged;
 // allowed ones unless the operator turns them off.
+//
+// Every request makes a line, so this is on the hot path: the event is built
+// with fixed fields in one object literal, and its line is written by a
+// fixed-key writer (each string through JSON.stringify) rather than a generic
+// logger. The line has the fields of the event, between "level" and "msg".
 
-import pino, { type Logger } from 'pino'
 import type { Decision, Protocol } from '../policy/index.js'
+import { FdLineWriter, type LogDestination } from './line-writer.js'
 import { ProxyMetrics } from './metrics.js'
+
+export type { LogDestination } from './line-writer.js'
 
 export interface DecisionEvent {
   readonly time: string
@@ -44,15 +51,14 @@ export interface DecisionLogOptions {
   readonly sandbox: string
   readonly logAllowed: boolean
   readonly ringSize: number
-  /** A pino destination; stdout (buffered, flushed on exit) by default. */
-  readonly destination?: pino.DestinationStream
+  /** Where lines go; stdout (batched per event-loop turn, flushed on exit) by default. */
+  readonly destination?: LogDestination
 }
 
-/** What a listener knows when it records a decision. */
+/** What a listener knows when it records a decision (the profile is passed alongside). */
 export interface DecisionRecord {
   readonly protocol: Protocol
   readonly decision: Decision
-  readonly profile: string
   readonly sni?: string | null
   readonly method?: string
   readonly path?: string
@@ -65,48 +71,92 @@ export interface DecisionRecord {
   readonly startedAt: number
 }
 
+/** Operational messages (start, stop, policy changes): rare, so plain JSON.stringify. */
+export interface OperationalLog {
+  info(fields: Record<string, unknown>, msg: string): void
+  warn(fields: Record<string, unknown>, msg: string): void
+  error(fields: Record<string, unknown>, msg: string): void
+}
+
+const MAX_PATH = 512
+
+/** `time` for an event: toISOString() once per millisecond, not once per event. */
+let isoMs = -1
+let isoText = ''
+function isoNow(): string {
+  const now = Date.now()
+  if (now !== isoMs) {
+    isoMs = now
+    isoText = new Date(now).toISOString()
+  }
+  return isoText
+}
+
+/** A JSON number; non-finite numbers are null, as JSON.stringify writes them. */
+function num(n: number): string {
+  return Number.isFinite(n) ? String(n) : 'null'
+}
+
+/** The log line of an event; the same fields in the same order as the event. */
+function lineOf(e: DecisionEvent, level: string, msg: string): string {
+  let s = `{"level":"${level}","time":"${e.time}","sandbox":${JSON.stringify(e.sandbox)},"profile":${JSON.stringify(e.profile)},"protocol":"${e.protocol}","host":${JSON.stringify(e.host)},"port":${num(e.port)}`
+  if (e.sni !== undefined) s += `,"sni":${JSON.stringify(e.sni)}`
+  if (e.method !== undefined) s += `,"method":${JSON.stringify(e.method)}`
+  if (e.path !== undefined) s += `,"path":${JSON.stringify(e.path)}`
+  if (e.qtype !== undefined) s += `,"qtype":${JSON.stringify(e.qtype)}`
+  s += `,"action":"${e.action}","rule":${e.rule === null ? 'null' : JSON.stringify(e.rule)},"reason":${JSON.stringify(e.reason)}`
+  if (e.detail !== undefined) s += `,"detail":${JSON.stringify(e.detail)}`
+  if (e.client !== undefined) s += `,"client":${JSON.stringify(e.client)}`
+  if (e.address !== undefined) s += `,"address":${JSON.stringify(e.address)}`
+  if (e.error !== undefined) s += `,"error":${JSON.stringify(e.error)}`
+  return `${s},"bytesUp":${num(e.bytesUp)},"bytesDown":${num(e.bytesDown)},"durationMs":${num(e.durationMs)},"msg":"${msg}"}\n`
+}
+
 export class DecisionLog {
   readonly metrics = new ProxyMetrics()
-  private readonly logger: Logger
+  readonly operational: OperationalLog
+  private readonly destination: LogDestination
   private readonly ring: DecisionEvent[] = []
   private ringStart = 0
   private readonly listeners = new Set<(event: DecisionEvent) => void>()
 
   constructor(private readonly options: DecisionLogOptions) {
-    const destination = options.destination ?? pino.destination({ fd: 1, sync: false })
-    this.logger = pino(
-      {
-        base: undefined,
-        timestamp: false,
-        messageKey: 'msg',
-        formatters: { level: (label) => ({ level: label }) },
-      },
-      destination,
-    )
+    const destination = options.destination ?? new FdLineWriter(1)
+    this.destination = destination
+    const say =
+      (level: string) =>
+      (fields: Record<string, unknown>, msg: string): void =>
+        void destination.write(`${JSON.stringify({ level, ...fields, msg })}\n`)
+    this.operational = { info: say('info'), warn: say('warn'), error: say('error') }
   }
 
-  record(r: DecisionRecord): DecisionEvent {
+  record(r: DecisionRecord, profile: string): DecisionEvent {
     const d = r.decision
+    const path = r.path
+    // One literal with every field (absent ones undefined): one shape for every event.
     const event: DecisionEvent = {
-      time: new Date().toISOString(),
+      time: isoNow(),
       sandbox: this.options.sandbox,
-      profile: r.profile,
+      profile,
       protocol: r.protocol,
       host: d.host,
       port: d.port,
-      ...(r.sni ? { sni: r.sni } : {}),
-      ...(r.method ? { method: r.method } : {}),
-      ...(r.path !== undefined
-        ? { path: r.path.length > 512 ? `${r.path.slice(0, 512)}…` : r.path }
-        : {}),
-      ...(r.qtype ? { qtype: r.qtype } : {}),
+      sni: r.sni || undefined,
+      method: r.method || undefined,
+      path:
+        path === undefined
+          ? undefined
+          : path.length > MAX_PATH
+            ? `${path.slice(0, MAX_PATH)}…`
+            : path,
+      qtype: r.qtype || undefined,
       action: d.action,
       rule: d.rule,
       reason: d.reason,
-      ...(d.detail ? { detail: d.detail } : {}),
-      ...(r.client ? { client: r.client } : {}),
-      ...(r.address ? { address: r.address } : {}),
-      ...(r.error ? { error: r.error } : {}),
+      detail: d.detail || undefined,
+      client: r.client || undefined,
+      address: r.address || undefined,
+      error: r.error || undefined,
       bytesUp: r.bytesUp ?? 0,
       bytesDown: r.bytesDown ?? 0,
       durationMs: Math.round((performance.now() - r.startedAt) * 10) / 10,
@@ -114,9 +164,9 @@ export class DecisionLog {
     this.metrics.countDecision(d.action, d.reason, r.protocol)
     this.metrics.countBytes(event.bytesUp, event.bytesDown)
     this.remember(event)
-    if (d.action === 'deny') this.logger.warn(event, 'blocked')
-    else if (this.options.logAllowed) this.logger.info(event, 'allowed')
-    for (const listener of this.listeners) listener(event)
+    if (d.action === 'deny') this.destination.write(lineOf(event, 'warn', 'blocked'))
+    else if (this.options.logAllowed) this.destination.write(lineOf(event, 'info', 'allowed'))
+    if (this.listeners.size > 0) for (const listener of this.listeners) listener(event)
     return event
   }
 
@@ -149,12 +199,8 @@ export class DecisionLog {
     return () => this.listeners.delete(listener)
   }
 
-  /** Operational messages (start, stop, policy changes), on the same stream. */
-  get operational(): Logger {
-    return this.logger
-  }
-
+  /** Starts writing what stdout's writer holds now rather than when its next write is due. */
   flush(): void {
-    this.logger.flush()
+    if (this.destination instanceof FdLineWriter) this.destination.flush()
   }
 }

@@ -12,22 +12,34 @@ import {
   type Policy,
   type PolicySpec,
 } from '../policy/index.js'
-import {
-  networkPolicySpec,
-  NetworkSpecError,
-  policySpecOf,
-  type ProfileCatalogue,
-} from '../profiles/index.js'
+import type { ProfileCatalogue } from '../profiles/index.js'
 
 export class PolicySourceError extends Error {}
+
+/**
+ * A catalogue, or what opens one when a request first needs it: the profiles
+ * module (and its YAML parser) is loaded only by a proxy that resolves profiles.
+ */
+export type CatalogueSource =
+  ProfileCatalogue | (() => ProfileCatalogue | Promise<ProfileCatalogue>)
+
+/** Opens a lazily given catalogue once; later calls get the same one. */
+export function catalogueOnce(
+  source: CatalogueSource | undefined,
+): (() => Promise<ProfileCatalogue>) | undefined {
+  if (source === undefined) return undefined
+  if (typeof source !== 'function') return () => Promise.resolve(source)
+  let opened: Promise<ProfileCatalogue> | undefined
+  return () => (opened ??= Promise.resolve().then(source))
+}
 
 export type PolicySource =
   { readonly profile: string } | { readonly network: unknown } | { readonly spec: unknown }
 
-export function specFromSource(
+export async function specFromSource(
   source: unknown,
-  catalogue: ProfileCatalogue | undefined,
-): PolicySpec {
+  openCatalogue: (() => Promise<ProfileCatalogue>) | undefined,
+): Promise<PolicySpec> {
   if (typeof source !== 'object' || source === null || Array.isArray(source)) {
     throw new PolicySourceError(
       'expected { "profile": NAME }, { "network": { allow, deny } } or { "spec": { name, mode, allow, deny } }',
@@ -39,12 +51,22 @@ export function specFromSource(
       `give exactly one of profile, network or spec (got ${keys.join(', ') || 'nothing'})`,
     )
   const body = source as Record<string, unknown>
+  if ('spec' in body) {
+    try {
+      return parsePolicySpecJson(body.spec)
+    } catch (err) {
+      if (err instanceof SpecError) throw new PolicySourceError(err.message)
+      throw err
+    }
+  }
+  if (!('profile' in body) && !('network' in body))
+    throw new PolicySourceError(`unknown field "${keys[0]}"; give profile, network or spec`)
+  if (!openCatalogue)
+    throw new PolicySourceError('this proxy has no profile catalogue; send a resolved spec instead')
+  const catalogue = await openCatalogue()
+  const { networkPolicySpec, NetworkSpecError, policySpecOf } = await import('../profiles/index.js')
   try {
     if ('profile' in body) {
-      if (!catalogue)
-        throw new PolicySourceError(
-          'this proxy has no profile catalogue; send a resolved spec instead',
-        )
       const name = body.profile
       const profile = typeof name === 'string' ? catalogue.get(name) : undefined
       if (!profile)
@@ -53,20 +75,12 @@ export function specFromSource(
         )
       return policySpecOf(profile)
     }
-    if ('network' in body) {
-      if (!catalogue)
-        throw new PolicySourceError(
-          'this proxy has no profile catalogue; send a resolved spec instead',
-        )
-      return networkPolicySpec(body.network, catalogue)
-    }
-    if ('spec' in body) return parsePolicySpecJson(body.spec)
+    return networkPolicySpec(body.network, catalogue)
   } catch (err) {
     if (err instanceof SpecError || err instanceof NetworkSpecError)
       throw new PolicySourceError(err.message)
     throw err
   }
-  throw new PolicySourceError(`unknown field "${keys[0]}"; give profile, network or spec`)
 }
 
 /** Compiles a spec with the operator's settings; every problem becomes a PolicySourceError. */

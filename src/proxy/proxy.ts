@@ -4,10 +4,7 @@
 import type http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type net from 'node:net'
-import type pino from 'pino'
 import type { OperatorSettings, Policy } from '../policy/index.js'
-import type { ProfileCatalogue } from '../profiles/index.js'
-import { createAdminServer } from './admin.js'
 import {
   ConnectionTracker,
   DEFAULT_TIMEOUTS,
@@ -15,8 +12,7 @@ import {
   type ProxyContext,
   type ProxyTimeouts,
 } from './context.js'
-import { DecisionLog } from './decision-log.js'
-import { startDnsListener } from './dns-listener.js'
+import { DecisionLog, type LogDestination } from './decision-log.js'
 import type { DnsServerHandle } from './dns-server.js'
 import { HttpForwarder } from './http-forward.js'
 import {
@@ -24,8 +20,8 @@ import {
   createTransparentHttpServer,
   createTunnelHttpServer,
 } from './http-listener.js'
-import { createSocksServer } from './socks-listener.js'
-import { createTransparentTlsServer } from './tls-listener.js'
+import type { CatalogueSource } from './policy-source.js'
+import { Sweeper, sweepInterval } from './sweeper.js'
 import { Resolver, type ResolveOverrides } from './upstream.js'
 
 export interface ListenAddress {
@@ -52,8 +48,11 @@ export interface ProxyOptions {
   readonly sandboxId?: string
   /** Operator settings, applied to every policy (also those sent to PUT /policy). */
   readonly operator?: OperatorSettings
-  /** The catalogue `PUT /policy {"profile": …}` resolves names with. */
-  readonly catalogue?: ProfileCatalogue
+  /**
+   * The catalogue `PUT /policy {"profile": …}` resolves names with, or what opens it
+   * on first use (then a proxy that is only ever sent specs never loads profiles).
+   */
+  readonly catalogue?: CatalogueSource
   readonly resolveOverrides?: ResolveOverrides
   readonly parentProxy?: URL
   readonly logAllowed?: boolean
@@ -69,7 +68,7 @@ export interface ProxyOptions {
    */
   readonly transparentPorts?: { readonly tls?: number; readonly plain?: number }
   /** Where decision lines go; stdout by default. */
-  readonly logDestination?: pino.DestinationStream
+  readonly logDestination?: LogDestination
 }
 
 export interface RunningProxy {
@@ -100,24 +99,29 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     ringSize: options.ringSize ?? 1000,
     ...(options.logDestination ? { destination: options.logDestination } : {}),
   })
+  const timeouts: ProxyTimeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts }
   const context: ProxyContext = {
     policy: new PolicyHolder(options.policy),
     log,
     resolver: new Resolver(options.resolveOverrides),
-    timeouts: { ...DEFAULT_TIMEOUTS, ...options.timeouts },
+    timeouts,
     parentProxy: options.parentProxy,
     tracker: new ConnectionTracker((n) => (log.metrics.activeConnections = n)),
+    sweeper: new Sweeper(sweepInterval(timeouts.idleMs)),
     serveHttpInTunnel: (socket, buffered, target) => tunnelHttp.handOff(socket, buffered, target),
   }
   const forwarder = new HttpForwarder(context)
   const tunnelHttp = createTunnelHttpServer(context, forwarder)
   const servers: net.Server[] = []
+  /** Also run when the servers close (HTTP servers behind a listener, which never listen). */
+  const closers: (() => void)[] = []
   const addresses: { -readonly [K in keyof ProxyListeners]?: AddressInfo } = {}
   let dns: DnsServerHandle | undefined
 
   const close = async (graceMs = 0): Promise<void> => {
     // Stop accepting at once; a server's close callback only fires once its connections are gone.
     const closed = Promise.all(servers.map((s) => closeServer(s)))
+    for (const c of closers) c()
     await dns?.close()
     const deadline = Date.now() + graceMs
     while (context.tracker.size > 0 && Date.now() < deadline)
@@ -132,6 +136,8 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     const { listen: l } = options
     if (l.admin) {
       if (!options.adminToken) throw new Error('an admin listener needs an admin token')
+      // Modules of listeners that are not configured are never loaded (memory of an idle sidecar).
+      const { createAdminServer } = await import('./admin.js')
       const admin = createAdminServer(context, {
         token: options.adminToken,
         operator: options.operator ?? {},
@@ -141,11 +147,13 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
       addresses.admin = await listen(admin, l.admin)
     }
     if (l.http) {
-      const server = createHttpProxyServer(context, forwarder)
+      const { server, closeHttp } = createHttpProxyServer(context, forwarder)
       servers.push(server)
+      closers.push(closeHttp)
       addresses.http = await listen(server, l.http)
     }
     if (l.socks) {
+      const { createSocksServer } = await import('./socks-listener.js')
       const server = createSocksServer(context)
       servers.push(server)
       addresses.socks = await listen(server, l.socks)
@@ -153,6 +161,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     if (l.tls) {
       // The port is only known after listening when 0 was asked for, so create, listen, then set it.
       const holder: { port: number } = { port: options.transparentPorts?.tls ?? l.tls.port }
+      const { createTransparentTlsServer } = await import('./tls-listener.js')
       const server = createTransparentTlsServer(context, () => holder.port)
       servers.push(server)
       addresses.tls = await listen(server, l.tls)
@@ -172,6 +181,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
           "DNS answers need the proxy's IPv4 address: listen on a specific IPv4 address or set the answer address (--dns-answer)",
         )
       }
+      const { startDnsListener } = await import('./dns-listener.js')
       dns = await startDnsListener(context, { host: l.dns.host, port: l.dns.port, answerAddress })
       if (dns.udpAddress) addresses.dns = dns.udpAddress
     }

@@ -40,6 +40,16 @@ export class Resolver {
   ) {}
 
   /**
+   * Addresses known without asking a DNS server: an IP literal's own, or a name's
+   * overrides. Undefined when resolving would need a lookup.
+   */
+  resolveLocal(host: CanonicalHost): string[] | undefined {
+    if (host.kind === 'ip') return [host.text]
+    const override = this.overrides.get(host.name)
+    return override ? [...override] : undefined
+  }
+
+  /**
    * Addresses for a canonical host: an IP literal is its own address; a name comes
    * from the overrides or the system resolver (so /etc/hosts and Docker's
    * extra_hosts and embedded DNS work).
@@ -74,10 +84,18 @@ export class Resolver {
   }
 }
 
+/** net's `onread`: the socket reads into memory the caller supplies, and emits no 'data'. */
+export type OnRead = net.OnReadOpts
+
 /** Connects to one address, or fails after `timeoutMs`. */
-export function connectTo(address: string, port: number, timeoutMs: number): Promise<net.Socket> {
+export function connectTo(
+  address: string,
+  port: number,
+  timeoutMs: number,
+  onread?: OnRead,
+): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: address, port, noDelay: true })
+    const socket = net.connect({ host: address, port, noDelay: true, onread })
     const timer = setTimeout(() => {
       socket.destroy()
       reject(
@@ -110,11 +128,12 @@ export async function connectToAny(
   addresses: readonly string[],
   port: number,
   timeoutMs: number,
+  onread?: OnRead,
 ): Promise<{ socket: net.Socket; address: string }> {
   let last: unknown
   for (const address of addresses) {
     try {
-      return { socket: await connectTo(address, port, timeoutMs), address }
+      return { socket: await connectTo(address, port, timeoutMs, onread), address }
     } catch (err) {
       last = err
     }

@@ -324,7 +324,15 @@ export class SandboxManager {
       name: proxyName(id),
       Image: this.config.proxyImage,
       Cmd: cmd,
-      Env: [`ISORUN_ADMIN_TOKEN=${token}`, 'NODE_ENV=production'],
+      Env: [
+        `ISORUN_ADMIN_TOKEN=${token}`,
+        'NODE_ENV=production',
+        // V8's young generation capped at 1 MiB semi-spaces (default: grows to 16): the proxy's
+        // garbage is short-lived and small, and bench:proxy measured its peak RSS under load
+        // 7-37 MiB lower with this (105-114 MiB against 119-142), with no CPU cost beyond the
+        // run-to-run noise (keep-alive, CONNECT churn and bulk, ±10%).
+        'NODE_OPTIONS=--max-semi-space-size=1',
+      ],
       Labels: { ...labels, [LABEL.role]: 'proxy', [LABEL.proxyIp]: ip, [LABEL.adminToken]: token },
       HostConfig: {
         NetworkMode: networkName(id),

@@ -9,11 +9,10 @@ import {
   type OperatorSettings,
   type PolicySpec,
 } from '../../policy/index.js'
-import { policySpecOf, ProfileCatalogue } from '../../profiles/index.js'
+import type { ProfileCatalogue } from '../../profiles/index.js'
 import { startProxy, type ListenAddress, type ProxyListeners } from '../../proxy/proxy.js'
 import { parseResolveOverride } from '../../proxy/upstream.js'
 import { parseArgs, PROFILES_DIR_OPTION, splitList, withUsage } from '../args.js'
-import { openCatalogue, profileDirsFrom, unknownProfile } from '../catalogue.js'
 import { UsageError } from '../errors.js'
 
 const USAGE = `usage: isorun proxy (--profile NAME | --allow RULES [--deny RULES] | --wait-for-policy) [options]
@@ -114,15 +113,18 @@ export async function proxyCommand(argv: string[]): Promise<number> {
     )
 
   const operator: OperatorSettings = { allowSpecial: splitList(values['allow-private']) }
-  const catalogue =
-    values.profile !== undefined
-      ? openCatalogue(values['profiles-dir'])
-      : new ProfileCatalogue({ dirs: profileDirsFrom(values['profiles-dir']) })
+  // The profiles (and their YAML parser) are loaded for --profile, or when the admin API is
+  // first asked for a profile by name; a sidecar that is sent resolved specs never loads them.
+  const profiles =
+    values.profile !== undefined ? await import('../../profiles/index.js') : undefined
+  let catalogue: ProfileCatalogue | undefined
   let spec: PolicySpec
-  if (values.profile !== undefined) {
+  if (values.profile !== undefined && profiles) {
+    const { openCatalogue, unknownProfile } = await import('../catalogue.js')
+    catalogue = openCatalogue(values['profiles-dir'])
     const profile = catalogue.get(values.profile)
     if (!profile) throw unknownProfile(values.profile, catalogue)
-    spec = policySpecOf(profile)
+    spec = profiles.policySpecOf(profile)
   } else if (values['wait-for-policy']) {
     spec = { name: 'pending', mode: 'deny-all', allow: [], deny: [] }
   } else {
@@ -201,7 +203,15 @@ export async function proxyCommand(argv: string[]): Promise<number> {
       policy,
       listen,
       operator,
-      catalogue,
+      catalogue:
+        catalogue ??
+        (async () => {
+          const [{ ProfileCatalogue }, { profileDirsFrom }] = await Promise.all([
+            import('../../profiles/index.js'),
+            import('../catalogue.js'),
+          ])
+          return new ProfileCatalogue({ dirs: profileDirsFrom(values['profiles-dir']) })
+        }),
       resolveOverrides: overrides,
       ...(parentProxy ? { parentProxy } : {}),
       ...(values['sandbox-id'] ? { sandboxId: values['sandbox-id'] } : {}),
@@ -221,7 +231,8 @@ export async function proxyCommand(argv: string[]): Promise<number> {
   }
 
   // With --profile, edits to the profile (or anything it includes) apply to new connections.
-  if (values.profile !== undefined) {
+  if (values.profile !== undefined && catalogue && profiles) {
+    const { policySpecOf } = profiles
     const name = values.profile
     catalogue.watch()
     catalogue.on('change', ({ changed }) => {
@@ -255,7 +266,7 @@ export async function proxyCommand(argv: string[]): Promise<number> {
       if (stopping) return
       stopping = true
       process.stderr.write(`isorun proxy: ${signal}: draining connections (up to 10 s)\n`)
-      catalogue.close()
+      catalogue?.close()
       void proxy.close(10_000).then(() => resolve(0))
     }
     process.once('SIGTERM', () => stop('SIGTERM'))
