@@ -91,37 +91,42 @@ function naiveDecide(host: string, rules: string[]): boolean {
 
 const random = prng(42)
 const sizes = [10, 10_000]
-const results: { label: string; opsPerSec: number; allowed: number }[] = []
-for (const size of sizes) {
+const ROUNDS = 5
+const results: { label: string; opsPerSec: number }[] = []
+const setups = sizes.map((size) => {
   const rules = makeRules(size, random)
   const hosts = makeHosts(rules, 50_000, random)
   const requests: EgressRequest[] = hosts.map((host) => ({ protocol: 'connect', host, port: 443 }))
-  const policy = compile(rules)
-  let allowed = 0
-  const compiled = timeIt(() => {
-    allowed = 0
-    for (const req of requests) if (decide(req, policy).action === 'allow') allowed++
-    return requests.length
-  }, 1500)
-  results.push({ label: `decide(), ${size} rules`, opsPerSec: compiled.opsPerSec, allowed })
+  return { size, rules, hosts, requests, policy: compile(rules) }
+})
 
+// decide(): the sizes alternate over several rounds and each keeps its best round, so
+// a burst of other work on the machine does not decide the ratio.
+const best = new Map<number, number>()
+for (let round = 0; round < ROUNDS; round++) {
+  for (const { size, requests, policy } of setups) {
+    const compiled = timeIt(() => {
+      let allowed = 0
+      for (const req of requests) if (decide(req, policy).action === 'allow') allowed++
+      return allowed >= 0 ? requests.length : 0
+    }, 600)
+    best.set(size, Math.max(best.get(size) ?? 0, compiled.opsPerSec))
+  }
+}
+for (const { size, rules, hosts } of setups) {
+  results.push({ label: `decide(), ${size} rules`, opsPerSec: best.get(size) ?? NaN })
   // The naive scan is slow at 10k rules: decide fewer hosts, for the same wall time.
   const sample = hosts.slice(0, size > 1000 ? 200 : 50_000)
-  let naiveAllowed = 0
   const naive = timeIt(() => {
-    naiveAllowed = 0
-    for (const host of sample) if (naiveDecide(host, rules)) naiveAllowed++
-    return sample.length
+    let allowed = 0
+    for (const host of sample) if (naiveDecide(host, rules)) allowed++
+    return allowed >= 0 ? sample.length : 0
   }, 1500)
-  results.push({
-    label: `naive minimatch scan, ${size} rules`,
-    opsPerSec: naive.opsPerSec,
-    allowed: naiveAllowed,
-  })
+  results.push({ label: `naive minimatch scan, ${size} rules`, opsPerSec: naive.opsPerSec })
 }
 
 printResults(
-  'policy: host decisions per second (one core)',
+  `policy: host decisions per second (one core; decide() best of ${ROUNDS} alternating rounds)`,
   results.map((r) => ({ label: r.label, value: r.opsPerSec, unit: 'decisions/s' })),
 )
 const bySize = (prefix: string, size: number) =>
