@@ -521,9 +521,10 @@ const CREATE_PHASES = [
   'proxy container start (engine)',
   'proxy process start-up (node, to listening)',
   'health poll + policy PUT',
-  'sandbox container create',
+  // The runner creates and starts the sandbox container while the proxy boots.
+  'sandbox container create (alongside the two above)',
   'sandbox container start (engine)',
-  'start → API response',
+  'the later of both → API response',
 ] as const
 const EXEC_PHASES = [
   'API → exec created',
@@ -593,20 +594,21 @@ function phasesOf(s: LatencySample, events: readonly EngineEvent[]): Phases | un
     )
   )
     return undefined
-  const marks = [
-    s.t0,
-    netCreate!.time,
-    pCreate!.time,
-    egress!.time,
-    s.proxyStartedAt,
-    s.proxyListening,
-    s.policyApplied,
-    sCreate!.time,
-    s.sandboxStartedAt,
-    s.t1,
+  // Two tracks after the proxy container starts: its process boots and gets the policy,
+  // while the sandbox container is created and started.
+  const durations = [
+    netCreate!.time - s.t0,
+    pCreate!.time - netCreate!.time,
+    egress!.time - pCreate!.time,
+    s.proxyStartedAt - egress!.time,
+    s.proxyListening - s.proxyStartedAt,
+    s.policyApplied - s.proxyListening,
+    sCreate!.time - s.proxyStartedAt,
+    s.sandboxStartedAt - sCreate!.time,
+    s.t1 - Math.max(s.policyApplied, s.sandboxStartedAt),
   ]
   const create: Record<string, number> = {}
-  CREATE_PHASES.forEach((label, i) => (create[label] = marks[i + 1]! - marks[i]!))
+  CREATE_PHASES.forEach((label, i) => (create[label] = durations[i]!))
   const containersDead = Math.max(sDie!.time, pDie!.time)
   const containersGone = Math.max(sDestroy!.time, pDestroy!.time)
   return {
