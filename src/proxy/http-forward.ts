@@ -228,17 +228,8 @@ export class HttpForwarder {
       path: target.path,
       hostHeader: req.headers.host ?? '',
     }
-    const log = (decision: Decision, extra: { address?: string; error?: string } = {}): void =>
-      record(this.ctx, {
-        policy,
-        protocol: request.protocol,
-        decision,
-        method: request.method,
-        path: request.path,
-        client: clientAddress(req.socket),
-        startedAt,
-        ...extra,
-      })
+    const log = (decision: Decision, extra: { error?: string } = {}): void =>
+      this.log({ policy, decision, request, startedAt }, req.socket, extra)
 
     let decision = decide(request, policy)
     if (decision.action === 'allow') {
@@ -457,17 +448,25 @@ export class HttpForwarder {
     socket: net.Socket,
     outcome: { bytesUp: number; bytesDown: number; error?: string },
   ): void {
-    const { policy, decision, request, address, startedAt } = approved
+    const address = approved.address ?? `via ${this.ctx.parentProxy?.host ?? '?'}`
+    this.log(approved, socket, { address, ...outcome })
+  }
+
+  /** One decision line for a request: refused, failed, or forwarded (with bytes). */
+  private log(
+    at: Pick<Approved, 'policy' | 'decision' | 'request' | 'startedAt'>,
+    socket: net.Socket,
+    extra: { address?: string; error?: string; bytesUp?: number; bytesDown?: number },
+  ): void {
     record(this.ctx, {
-      policy,
-      protocol: request.protocol,
-      decision,
-      method: request.method,
-      path: request.path,
+      policy: at.policy,
+      protocol: at.request.protocol,
+      decision: at.decision,
+      method: at.request.method,
+      path: at.request.path,
       client: clientAddress(socket),
-      address: address ?? `via ${this.ctx.parentProxy?.host ?? '?'}`,
-      startedAt,
-      ...outcome,
+      startedAt: at.startedAt,
+      ...extra,
     })
   }
 }

@@ -39,7 +39,11 @@ function openssl(args: string[], cwd: string): Promise<void> {
   })
 }
 
-async function generate(): Promise<TestCerts> {
+/**
+ * A CA and a leaf for `names` (plus 127.0.0.1) in a new temp dir, removed when
+ * the process exits. The end-to-end set-up uses it too, for its stand-in index.
+ */
+export async function makeCertificates(names: readonly string[]): Promise<TestCerts> {
   const dir = mkdtempSync(join(tmpdir(), 'isorun-test-certs-'))
   process.once('exit', () => rmSync(dir, { recursive: true, force: true }))
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes']
@@ -66,10 +70,10 @@ async function generate(): Promise<TestCerts> {
     dir,
   )
   await openssl(
-    ['req', '-new', ...ec, '-keyout', 'leaf.key', '-out', 'leaf.csr', '-subj', '/CN=allowed.test'],
+    ['req', '-new', ...ec, '-keyout', 'leaf.key', '-out', 'leaf.csr', '-subj', `/CN=${names[0]}`],
     dir,
   )
-  const san = [...CERT_NAMES.map((n) => `DNS:${n}`), 'IP:127.0.0.1'].join(',')
+  const san = [...names.map((n) => `DNS:${n}`), 'IP:127.0.0.1'].join(',')
   writeFileSync(
     join(dir, 'leaf.ext'),
     [
@@ -115,6 +119,6 @@ let cached: Promise<TestCerts> | undefined
 
 /** The test CA and leaf, generated on first use in this process. */
 export function testCerts(): Promise<TestCerts> {
-  cached ??= generate()
+  cached ??= makeCertificates(CERT_NAMES)
   return cached
 }

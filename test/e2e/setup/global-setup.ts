@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { TestProject } from 'vitest/node'
-import { makeCertificates } from './certs.js'
+import { makeCertificates } from '../../helpers/certs.js'
 import { docker, dockerOk, run, runVisible } from './sh.js'
 import { buildDemoWheel, DEMO_PACKAGE } from './wheel.js'
 
@@ -132,14 +132,14 @@ export default async function setup(project: TestProject): Promise<() => Promise
   await runVisible(join(ROOT, 'scripts/ci/build-product-image.sh'), [], 'product image')
 
   const certs = await makeCertificates(['pypi.org', 'files.pythonhosted.org'])
-  await buildSandboxImage(certs.caCert)
+  await buildSandboxImage(certs.caFile)
   const standinDir = await mkdtemp(join(tmpdir(), 'isorun-e2e-standin-'))
   await copyFile(
     join(ROOT, 'test/e2e/fixtures/pypi-standin.mjs'),
     join(standinDir, 'pypi-standin.mjs'),
   )
-  await copyFile(certs.serverCert, join(standinDir, 'server.crt'))
-  await copyFile(certs.serverKey, join(standinDir, 'server.key'))
+  await writeFile(join(standinDir, 'server.crt'), certs.cert)
+  await writeFile(join(standinDir, 'server.key'), certs.key)
   const wheel = await buildDemoWheel(standinDir)
   await chmod(standinDir, 0o755)
   const profilesDir = await mkdtemp(join(tmpdir(), 'isorun-e2e-profiles-'))
@@ -228,7 +228,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     standinName: STANDIN,
     sandboxImage: SANDBOX_IMAGE,
     profilesDir,
-    caCert: certs.caCert,
+    caCert: certs.caFile,
   })
 
   return async () => {
