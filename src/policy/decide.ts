@@ -6,7 +6,7 @@
 
 import { matchEndpoint, pathProblem, requestPath } from './endpoint.js'
 import { parseHost, type CanonicalHost } from './host.js'
-import { formatIP, parseIP, type IP } from './ip.js'
+import { formatIP, parseIP, unwrapIP, type IP } from './ip.js'
 import { RuleMatch } from './matcher.js'
 import type { Policy } from './policy.js'
 import { classifyIP } from './special.js'
@@ -148,9 +148,18 @@ function specialAddressRefusal(
   host: string,
   port: number,
 ): Decision | undefined {
+  const unwrapped = unwrapIP(ip)
+  const allowed = policy.allowSpecial.size > 0 ? policy.allowSpecial.first(unwrapped) : undefined
+  const blocked = policy.blockAlways.size > 0 ? policy.blockAlways.first(unwrapped) : undefined
+  if (blocked !== undefined) {
+    // Only an allowance narrower than the block opens it (a mirror's own address, not `private`).
+    if (allowed !== undefined && allowed.prefix > blocked.prefix) return undefined
+    const why = `${formatIP(ip)} is in ${blocked.label}, one of isorun's own networks, which sandboxes never reach`
+    return deny(host, port, 'special-address', null, null, why)
+  }
   const range = classifyIP(ip)
   if (!range) return undefined
-  if (policy.allowSpecial.size > 0 && policy.allowSpecial.first(ip) !== undefined) return undefined
+  if (allowed !== undefined) return undefined
   return deny(
     host,
     port,
@@ -252,7 +261,8 @@ function resolvedRefusal(
         null,
         `resolver returned "${address}", which is not an IP address`,
       )
-    const denied = policy.deny.matchAddress(ip, port)
+    // A mapped, NAT64 or 6to4 address reaches the IPv4 host inside it: match rules on that.
+    const denied = policy.deny.matchAddress(unwrapIP(ip), port)
     if (denied)
       return deny(
         text,
@@ -320,7 +330,7 @@ export function decide(req: EgressRequest, policy: Policy): Decision {
   const refusal =
     tlsRefusal(policy, req, host, text, port) ??
     hostHeaderRefusal(req, host, text, port) ??
-    opaqueRefusal(policy, req, verdict, text, port) ??
+    opaqueRefusal(policy, req, host, verdict, text, port) ??
     resolvedRefusal(policy, req, text, port)
   if (refusal) return refusal
   return (
@@ -335,11 +345,27 @@ export function decide(req: EgressRequest, policy: Policy): Decision {
 function opaqueRefusal(
   policy: Policy,
   req: EgressRequest,
+  host: CanonicalHost,
   verdict: RuleMatch | null,
   text: string,
   port: number,
 ): Decision | undefined {
   if (req.payload !== 'other' && req.payload !== 'server-first') return undefined
+  // Endpoint rules can only hold over traffic the proxy can read as HTTP.
+  const endpoints =
+    host.kind === 'name' && policy.endpoints.size > 0
+      ? policy.endpoints.lookup(host.name)
+      : undefined
+  if (endpoints) {
+    return deny(
+      text,
+      port,
+      'not-inspectable',
+      null,
+      endpoints.from,
+      'the host has endpoint rules, which need readable HTTP',
+    )
+  }
   if (policy.mode === 'allow-all') return undefined
   if (verdict?.explicitPort) return undefined
   return deny(

@@ -89,6 +89,12 @@ export function pathProblem(path: string): string | undefined {
   if (path.includes('//')) return 'contains an empty segment ("//")'
   if (path.includes('\\')) return 'contains a backslash'
   if (/%(?:2e|2f|5c|00)/i.test(path)) return 'contains an encoded ".", "/", "\\" or NUL'
+  // Servers decode these (RFC 3986 §2.3), so /%61dmin is /admin to them: one spelling only.
+  if (/%(?:[46][1-9a-f]|[57][0-9a]|3[0-9]|2d|5f|7e)/i.test(path))
+    return 'percent-encodes a letter, digit or "-", "_", "~" (write it plainly)'
+  if (/%(?![0-9a-f]{2})/i.test(path)) return 'contains a malformed percent-encoding'
+  // Path parameters (;jsessionid=…) are cut off by some servers before routing.
+  if (path.includes(';')) return 'contains ";"'
   // eslint-disable-next-line no-control-regex
   if (/[\x00-\x20\x7f]/.test(path)) return 'contains whitespace or control characters'
   for (const segment of path.split('/')) {
@@ -123,11 +129,24 @@ export function matchEndpoint(set: EndpointSet, method: string, path: string): E
   const upper = method.toUpperCase()
   for (const rule of set.rules) {
     if (rule.methods.length > 0 && !rule.methods.includes(upper)) continue
-    if (!minimatch(path, rule.path, { dot: true, nocomment: true, nonegate: true, noext: true }))
-      continue
+    if (!pathMatches(path, rule)) continue
     return { action: rule.action, rule: describeEndpointRule(rule), from: set.from }
   }
   return { action: 'deny', rule: undefined, from: set.from }
+}
+
+const GLOB_OPTIONS = { dot: true, nocomment: true, nonegate: true, noext: true } as const
+
+/**
+ * Whether a path matches a rule's glob. `/x/**` also covers `/x` itself. Deny
+ * rules ignore case (some servers do), allow rules do not: both fail closed.
+ */
+function pathMatches(path: string, rule: EndpointRule): boolean {
+  const options = rule.action === 'deny' ? { ...GLOB_OPTIONS, nocase: true } : GLOB_OPTIONS
+  if (minimatch(path, rule.path, options)) return true
+  if (!rule.path.endsWith('/**')) return false
+  const parent = rule.path.slice(0, -3)
+  return rule.action === 'deny' ? path.toLowerCase() === parent.toLowerCase() : path === parent
 }
 
 /** Endpoint sets by host: exact names, then the longest wildcard suffix. */

@@ -13,7 +13,14 @@ export type {
 } from './decide.js'
 export { adviseDecision, describeDecision } from './explain.js'
 export { compilePolicy, isMode, MODES, parseSpecialAllowances, PolicyError } from './policy.js'
-export type { Mode, OperatorSettings, Policy, PolicySpec, RuleSource } from './policy.js'
+export type {
+  Mode,
+  OperatorRange,
+  OperatorSettings,
+  Policy,
+  PolicySpec,
+  RuleSource,
+} from './policy.js'
 export { canonicalHost, hostText, HostError, parseHost, tryCanonicalHost } from './host.js'
 export type { CanonicalHost } from './host.js'
 export { formatIP, ipv6, parseIP, parseIPv4, parseIPv6, unwrapIP } from './ip.js'

@@ -38,6 +38,18 @@ export interface PolicySpec {
 export interface OperatorSettings {
   /** CIDR blocks or group names (`private`, `loopback`, …) that resolved addresses may fall in. */
   readonly allowSpecial?: readonly string[]
+  /**
+   * CIDR blocks no policy and no allowance can open: isorun's own networks (the
+   * egress network where the runner and the proxies' admin APIs live, the
+   * sandbox subnets), which `allowSpecial: ['private']` would otherwise include.
+   */
+  readonly blockAlways?: readonly string[]
+}
+
+/** An operator's range: what they wrote, and how specific it is. */
+export interface OperatorRange {
+  readonly label: string
+  readonly prefix: number
 }
 
 export interface Policy {
@@ -46,7 +58,8 @@ export interface Policy {
   readonly allow: RuleIndex
   readonly deny: RuleIndex
   readonly endpoints: EndpointIndex
-  readonly allowSpecial: CidrTable<string>
+  readonly allowSpecial: CidrTable<OperatorRange>
+  readonly blockAlways: CidrTable<OperatorRange>
   readonly spec: PolicySpec
 }
 
@@ -103,9 +116,19 @@ export function compilePolicy(spec: PolicySpec, operator: OperatorSettings = {})
       `mode deny-all refuses everything, so its allow rules (${allowRules[0]?.text}, …) would never apply; use mode allow-list`,
     )
   }
-  const allowSpecial = new CidrTable<string>()
+  const blockAlways = new CidrTable<OperatorRange>()
+  for (const text of operator.blockAlways ?? []) {
+    try {
+      const cidr = parseCidr(text.includes('/') ? text : `${text}/${text.includes(':') ? 128 : 32}`)
+      blockAlways.add(cidr, { label: text, prefix: cidr.prefix })
+    } catch (err) {
+      if (err instanceof CidrError) throw new PolicyError(`blocked range "${text}": ${err.message}`)
+      throw err
+    }
+  }
+  const allowSpecial = new CidrTable<OperatorRange>()
   for (const { cidr, label } of parseSpecialAllowances(operator.allowSpecial ?? []))
-    allowSpecial.add(cidr, label)
+    allowSpecial.add(cidr, { label, prefix: cidr.prefix })
   return {
     name: spec.name,
     mode: spec.mode,
@@ -113,6 +136,7 @@ export function compilePolicy(spec: PolicySpec, operator: OperatorSettings = {})
     deny: new RuleIndex(denyRules),
     endpoints: new EndpointIndex(spec.endpoints ?? []),
     allowSpecial,
+    blockAlways,
     spec,
   }
 }

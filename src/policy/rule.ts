@@ -129,7 +129,9 @@ function parseHostPattern(text: string, hostText: string): HostPattern {
     }
     if (host.kind !== 'name')
       fail(text, 'a wildcard cannot apply to an IP address; write a CIDR block such as 10.0.0.0/8')
-    if (publicSuffixes().parse(host.name, { allowPrivateDomains: false }).domain === null) {
+    // Private-section suffixes count too (github.io, s3.amazonaws.com, workers.dev): a
+    // wildcard over one would match every tenant's site, an attacker's included.
+    if (publicSuffixes().parse(host.name, { allowPrivateDomains: true }).domain === null) {
       fail(
         text,
         `"${host.name}" is a public suffix, so *.${host.name} would match every site under it; list the domains you need, e.g. *.example.${host.name}`,

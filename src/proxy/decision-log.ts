@@ -116,11 +116,14 @@ export class DecisionLog {
   readonly metrics = new ProxyMetrics()
   readonly operational: OperationalLog
   private readonly destination: LogDestination
-  private readonly ring: DecisionEvent[] = []
-  private ringStart = 0
+  private readonly denied: Ring<Sequenced>
+  private readonly allowed: Ring<Sequenced>
+  private sequence = 0
   private readonly listeners = new Set<(event: DecisionEvent) => void>()
 
   constructor(private readonly options: DecisionLogOptions) {
+    this.denied = new Ring(options.ringSize)
+    this.allowed = new Ring(options.ringSize)
     const destination = options.destination ?? new FdLineWriter(1)
     this.destination = destination
     const say =
@@ -164,32 +167,34 @@ export class DecisionLog {
     this.metrics.countDecision(d.action, d.reason, r.protocol)
     this.metrics.countBytes(event.bytesUp, event.bytesDown)
     this.remember(event)
-    if (d.action === 'deny') this.destination.write(lineOf(event, 'warn', 'blocked'))
+    if (d.action === 'deny') this.destination.write(lineOf(event, 'warn', 'blocked'), true)
     else if (this.options.logAllowed) this.destination.write(lineOf(event, 'info', 'allowed'))
     if (this.listeners.size > 0) for (const listener of this.listeners) listener(event)
     return event
   }
 
   private remember(event: DecisionEvent): void {
-    if (this.options.ringSize <= 0) return
-    if (this.ring.length < this.options.ringSize) {
-      this.ring.push(event)
-    } else {
-      this.ring[this.ringStart] = event
-      this.ringStart = (this.ringStart + 1) % this.options.ringSize
-    }
+    // Refusals have a ring of their own, so a flood of allowed decisions (cheap to cause
+    // from inside a sandbox) cannot push the refusals an operator looks for out of it.
+    const entry = { seq: this.sequence++, event }
+    if (event.action === 'deny') this.denied.add(entry)
+    else this.allowed.add(entry)
   }
 
   get size(): number {
-    return this.ring.length
+    return this.denied.size + this.allowed.size
   }
 
   /** Recent events, oldest first, filtered; at most `limit` (the newest ones). */
   events(query: EventQuery = {}): DecisionEvent[] {
-    const ordered = [...this.ring.slice(this.ringStart), ...this.ring.slice(0, this.ringStart)]
-    const filtered = ordered.filter(
-      (e) => (!query.action || e.action === query.action) && (!query.since || e.time > query.since),
-    )
+    const merged =
+      query.action === 'deny'
+        ? this.denied.items()
+        : query.action === 'allow'
+          ? this.allowed.items()
+          : mergeInOrder(this.denied.items(), this.allowed.items())
+    const events = merged.map((entry) => entry.event)
+    const filtered = query.since ? events.filter((e) => e.time > (query.since as string)) : events
     const limit = query.limit ?? 100
     return limit >= filtered.length ? filtered : filtered.slice(filtered.length - limit)
   }
@@ -203,4 +208,53 @@ export class DecisionLog {
   flush(): void {
     if (this.destination instanceof FdLineWriter) this.destination.flush()
   }
+}
+
+/** A fixed-size ring of the most recent items. */
+class Ring<T> {
+  private readonly buffer: T[] = []
+  private start = 0
+
+  constructor(private readonly capacity: number) {}
+
+  add(item: T): void {
+    if (this.capacity <= 0) return
+    if (this.buffer.length < this.capacity) {
+      this.buffer.push(item)
+    } else {
+      this.buffer[this.start] = item
+      this.start = (this.start + 1) % this.capacity
+    }
+  }
+
+  get size(): number {
+    return this.buffer.length
+  }
+
+  /** Oldest first. */
+  items(): T[] {
+    return [...this.buffer.slice(this.start), ...this.buffer.slice(0, this.start)]
+  }
+}
+
+/** An event and the order it was recorded in. */
+interface Sequenced {
+  readonly seq: number
+  readonly event: DecisionEvent
+}
+
+/** Two lists each in recording order, merged in recording order. */
+function mergeInOrder(a: readonly Sequenced[], b: readonly Sequenced[]): Sequenced[] {
+  const out: Sequenced[] = []
+  let i = 0
+  let j = 0
+  while (i < a.length && j < b.length)
+    out.push(
+      (a[i] as Sequenced).seq < (b[j] as Sequenced).seq
+        ? (a[i++] as Sequenced)
+        : (b[j++] as Sequenced),
+    )
+  while (i < a.length) out.push(a[i++] as Sequenced)
+  while (j < b.length) out.push(b[j++] as Sequenced)
+  return out
 }

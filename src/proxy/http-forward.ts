@@ -146,6 +146,68 @@ class PoolSet {
   }
 }
 
+/**
+ * Reads an HTTP response head from a socket (bounded in size and time): its
+ * status, its Upgrade header, and every byte read so far (head and any body
+ * bytes after it), or undefined when the answer is not a valid HTTP/1.x head.
+ */
+function readResponseHead(
+  socket: net.Socket,
+  timeoutMs: number,
+): Promise<ResponseHead | undefined> {
+  return new Promise((resolve) => {
+    let bytes = Buffer.alloc(0)
+    const finish = (result: ResponseHead | undefined): void => {
+      clearTimeout(timer)
+      socket.off('data', onData)
+      socket.off('close', onClose)
+      socket.pause()
+      resolve(result)
+    }
+    const onData = (chunk: Buffer): void => {
+      bytes = Buffer.concat([bytes, chunk])
+      const end = bytes.indexOf('\r\n\r\n')
+      if (end < 0) {
+        if (bytes.length > MAX_RESPONSE_HEAD_BYTES) finish(undefined)
+        return
+      }
+      const lines = bytes.subarray(0, end).toString('latin1').split('\r\n')
+      const status = /^HTTP\/1\.[01] (\d{3})(?: |$)/.exec(lines[0] ?? '')?.[1]
+      if (!status) return finish(undefined)
+      const header = (name: string): string | undefined =>
+        lines
+          .slice(1)
+          .map((l) => new RegExp(`^${name}:\\s*(.*?)\\s*$`, 'i').exec(l)?.[1])
+          .find((v) => v !== undefined)
+      const length = header('content-length')
+      finish({
+        status: Number(status),
+        upgrade: header('upgrade'),
+        contentLength: length !== undefined && /^\d+$/.test(length) ? Number(length) : undefined,
+        bodyBytes: bytes.length - (end + 4),
+        bytes,
+      })
+    }
+    const onClose = (): void => finish(undefined)
+    const timer = setTimeout(() => finish(undefined), timeoutMs)
+    socket.on('data', onData)
+    socket.once('close', onClose)
+    socket.resume()
+  })
+}
+
+const MAX_RESPONSE_HEAD_BYTES = 64 * 1024
+
+interface ResponseHead {
+  readonly status: number
+  readonly upgrade: string | undefined
+  readonly contentLength: number | undefined
+  /** Bytes of the body already read, after the head. */
+  readonly bodyBytes: number
+  /** Everything read so far: the head and those body bytes. */
+  readonly bytes: Buffer
+}
+
 /** Bytes of a request head as the client sent it, for the log's bytes up. */
 function requestHeadBytes(req: http.IncomingMessage): number {
   let n = (req.method?.length ?? 0) + (req.url?.length ?? 0) + 13 // "M U HTTP/1.1\r\n"
@@ -321,8 +383,11 @@ export class HttpForwarder {
     try {
       pool.dispatch(
         {
-          // Through a parent proxy, the request line carries the absolute URI of the checked target.
-          path: parent ? `http://${authorityOf(target)}${target.path}` : target.path,
+          // Through a parent proxy, the request line names the checked address (the Host header
+          // keeps the name), or the name when this proxy could not resolve it.
+          path: parent
+            ? `http://${authorityOf({ host: address ?? target.host, port: target.port })}${target.path}`
+            : target.path,
           method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
           headers,
           body,
@@ -343,7 +408,12 @@ export class HttpForwarder {
                 (raw[i + 1] as Buffer).toString('latin1'),
               )
             }
-            res.writeHead(statusCode, statusMessage ?? '', endToEndHeaders(names))
+            try {
+              res.writeHead(statusCode, statusMessage ?? '', endToEndHeaders(names))
+            } catch (err) {
+              // A status line or header Node will not write (control bytes): answer 502.
+              c.abort(err as Error)
+            }
           },
           onResponseData: (c, chunk) => {
             if (!res.write(chunk)) {
@@ -402,7 +472,7 @@ export class HttpForwarder {
       upstream = parent
         ? await connectViaParent(
             parent,
-            host.kind === 'name' ? host.name : host.text,
+            address ?? (host.kind === 'name' ? host.name : host.text),
             target.port,
             this.ctx.timeouts.connectMs,
           )
@@ -425,9 +495,14 @@ export class HttpForwarder {
     const headers = endToEndHeaders(req.rawHeaders, UPGRADE_KEEPS)
     if (!hasHeader(headers, 'host')) headers.push('Host', req.headers.host ?? authorityOf(target))
     let text = `${req.method ?? 'GET'} ${target.path} HTTP/1.1\r\n`
-    for (let i = 0; i + 1 < headers.length; i += 2) text += `${headers[i]}: ${headers[i + 1]}\r\n`
-    upstream.write(`${text}\r\n`)
-    if (head.length > 0) upstream.write(head)
+    for (let i = 0; i + 1 < headers.length; i += 2) {
+      const name = headers[i] as string
+      // "close" too: a server that does not switch protocols ends the connection after
+      // its answer, so nothing else can travel on it without a decision.
+      const value =
+        name.toLowerCase() === 'connection' ? `${headers[i + 1]}, close` : headers[i + 1]
+      text += `${name}: ${value}\r\n`
+    }
     const fail = (which: string) => (err: NodeJS.ErrnoException) => {
       error ??= `${which}: ${err.code ?? err.message}`
       socket.destroy()
@@ -435,11 +510,56 @@ export class HttpForwarder {
     }
     upstream.on('error', fail('upstream'))
     socket.on('error', fail('client'))
-    upstream.once('close', () => socket.end())
     socket.once('close', () => upstream.destroy())
     upstream.setTimeout(this.ctx.timeouts.idleMs, () => upstream.destroy())
-    upstream.pipe(socket)
-    socket.pipe(upstream)
+    // Only the upgrade request goes up at first: the client's further bytes wait until the
+    // upstream has switched protocols. Were it to answer anything else, they would be new
+    // HTTP requests on an allowed connection that no decision had seen.
+    socket.pause()
+    upstream.write(`${text}\r\n`)
+    const answer = await readResponseHead(upstream, this.ctx.timeouts.firstBytesMs)
+    if (!answer) {
+      error ??= 'upstream: no valid response to the upgrade request'
+      upstream.destroy()
+      if (!socket.destroyed)
+        endAndClose(
+          socket,
+          upstreamFailureResponse(
+            502,
+            `${target.host}:${target.port} sent no valid response to the upgrade request`,
+          ),
+        )
+      return
+    }
+    socket.write(answer.bytes)
+    const wanted = (req.headers.upgrade ?? '').toLowerCase()
+    if (
+      answer.status === 101 &&
+      answer.upgrade !== undefined &&
+      answer.upgrade.toLowerCase() === wanted
+    ) {
+      if (head.length > 0) upstream.write(head)
+      upstream.once('close', () => socket.end())
+      upstream.pipe(socket)
+      socket.pipe(upstream)
+      return
+    }
+    // Not switched: relay the rest of this one answer, then close both sides.
+    let remaining =
+      answer.contentLength === undefined ? Infinity : answer.contentLength - answer.bodyBytes
+    const done = (): void => {
+      upstream.destroy()
+      endAndClose(socket)
+    }
+    if (remaining <= 0) return done()
+    upstream.once('close', () => endAndClose(socket))
+    upstream.on('data', (chunk: Buffer) => {
+      const part = chunk.length > remaining ? chunk.subarray(0, remaining) : chunk
+      remaining -= part.length
+      socket.write(part)
+      if (remaining <= 0) done()
+    })
+    upstream.resume()
   }
 
   /** The log line of a forwarded request or upgrade, when it ends. */

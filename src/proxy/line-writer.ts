@@ -14,7 +14,7 @@ import fs from 'node:fs'
 
 /** Where log lines go: each call gets one complete line, newline included. */
 export interface LogDestination {
-  write(line: string): unknown
+  write(line: string, important?: boolean): unknown
 }
 
 const MAX_PENDING = 8 * 1024 * 1024
@@ -44,8 +44,13 @@ export class FdLineWriter implements LogDestination {
     }
   }
 
-  write(line: string): void {
-    if (this.pendingChars + line.length > MAX_PENDING) {
+  /**
+   * Queues a line. When the output falls behind, ordinary lines are dropped (and
+   * counted) past MAX_PENDING; `important` ones (refusals) get twice the room, so a
+   * flood of allowed decisions cannot push a refusal out of the log.
+   */
+  write(line: string, important = false): void {
+    if (this.pendingChars + line.length > (important ? 2 * MAX_PENDING : MAX_PENDING)) {
       this.dropped++
       return
     }

@@ -73,14 +73,19 @@ async function dial(
   relay: Relay,
 ): Promise<Upstream> {
   if (ctx.parentProxy) {
-    // The parent gets the name, so that its own name-based rules still apply.
+    // The parent gets the address this proxy checked, so it cannot resolve the name to
+    // another one; only a name this proxy could not resolve itself goes as a name.
     const canonical = canonicalHost(host)
-    const target = canonical.kind === 'name' ? canonical.name : canonical.text
+    const target = addresses?.[0] ?? (canonical.kind === 'name' ? canonical.name : canonical.text)
     const socket = await connectViaParent(ctx.parentProxy, target, port, ctx.timeouts.connectMs)
     // What the parent sent past its answer was put back: it is the target's.
     const overhead = socket.bytesRead - socket.readableLength
     relay.attach(socket, false)
-    return { socket, address: `via ${ctx.parentProxy.host}`, overhead }
+    return {
+      socket,
+      address: `via ${ctx.parentProxy.host}${addresses?.[0] ? ` to ${addresses[0]}` : ''}`,
+      overhead,
+    }
   }
   const upstream = await connectToAny(addresses ?? [], port, ctx.timeouts.connectMs, relay.onread)
   relay.attach(upstream.socket, true)

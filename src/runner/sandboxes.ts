@@ -190,8 +190,9 @@ export class SandboxManager {
 
   /** Makes sure the egress network exists (when the runner runs outside Compose, nothing else creates it). */
   async ensureEgressNetwork(): Promise<void> {
+    let network
     try {
-      await this.docker.getNetwork(this.config.egressNetwork).inspect()
+      network = await this.docker.getNetwork(this.config.egressNetwork).inspect()
     } catch (err) {
       if (!isNotFound(err)) throw err
       await this.docker.createNetwork({
@@ -201,8 +202,18 @@ export class SandboxManager {
         Labels: { 'isorun.role': 'egress' },
       })
       this.log.info({ network: this.config.egressNetwork }, 'created the egress network')
+      network = await this.docker.getNetwork(this.config.egressNetwork).inspect()
     }
+    // The egress network holds the runner and every proxy's admin API, and the pool holds
+    // the sandbox networks: proxies never connect there, whatever ISORUN_ALLOW_PRIVATE opens.
+    const subnets = ((network.IPAM?.Config ?? []) as { Subnet?: string }[]).flatMap((c) =>
+      c.Subnet ? [c.Subnet] : [],
+    )
+    this.blocked = [...subnets, this.config.subnetPool]
   }
+
+  /** CIDR blocks every proxy refuses (isorun's own networks); set by ensureEgressNetwork(). */
+  private blocked: string[] = []
 
   async create(request: CreateSandboxRequest, policy: PolicyRequest): Promise<SandboxInfo> {
     const spec = this.policySpec(policy)
@@ -319,6 +330,7 @@ export class SandboxManager {
       ...(this.config.allowPrivate.length > 0
         ? ['--allow-private', this.config.allowPrivate.join(',')]
         : []),
+      ...(this.blocked.length > 0 ? ['--block', this.blocked.join(',')] : []),
     ]
     const container = await this.docker.createContainer({
       name: proxyName(id),
@@ -410,6 +422,12 @@ export class SandboxManager {
         NetworkMode: networkName(id),
         Dns: [subnet.proxy],
         DnsSearch: [],
+        // No IPv6 at all: the sandbox network is IPv4 only, and a link-local IPv6 address
+        // could otherwise reach the host's bridge. Without NET_ADMIN it cannot be undone.
+        Sysctls: {
+          'net.ipv6.conf.all.disable_ipv6': '1',
+          'net.ipv6.conf.default.disable_ipv6': '1',
+        },
         // Default capabilities minus the ones a hostile workload could use against its
         // neighbours: raw packets (forging frames to the proxy's other addresses) and devices.
         CapDrop: ['NET_RAW', 'MKNOD', 'AUDIT_WRITE', 'SETFCAP', 'SYS_CHROOT'],

@@ -269,6 +269,9 @@ describe.skipIf(skipReason !== undefined)('sandbox isolation', () => {
       expect((await sbx.exec(`printenv ${env}`)).stdout.trim(), env).not.toBe('')
     }
     expect((await sbx.exec('printenv ALL_PROXY')).stdout).toContain('socks5h://')
+    // IPv4 only: no IPv6 address (link-local included) through which to reach the host's bridge.
+    const v6 = await sbx.exec('cat /proc/sys/net/ipv6/conf/all/disable_ipv6; ip -6 addr show')
+    expect(v6.stdout.trim()).toBe('1')
   })
 })
 

@@ -32,6 +32,7 @@ listeners (host:port each; default --http 127.0.0.1:3128 --socks 127.0.0.1:1080)
 options:
   --resolve NAME=IP        static resolution before the system resolver; repeatable
   --allow-private RANGES   special-purpose ranges upstreams may be in (CIDR or group: private, loopback, …)
+  --block RANGES           CIDR blocks never reached, whatever the policy or --allow-private says
   --upstream-proxy URL     send all upstream traffic through this HTTP proxy
   --sandbox-id ID          tag for every log line
   --log-allowed / --no-log-allowed   log allowed decisions too (default: yes)
@@ -81,6 +82,7 @@ export async function proxyCommand(argv: string[]): Promise<number> {
         admin: { type: 'string' },
         resolve: { type: 'string', multiple: true },
         'allow-private': { type: 'string', multiple: true },
+        block: { type: 'string', multiple: true },
         'upstream-proxy': { type: 'string' },
         'sandbox-id': { type: 'string' },
         'log-allowed': { type: 'boolean' },
@@ -112,7 +114,10 @@ export async function proxyCommand(argv: string[]): Promise<number> {
       USAGE,
     )
 
-  const operator: OperatorSettings = { allowSpecial: splitList(values['allow-private']) }
+  const operator: OperatorSettings = {
+    allowSpecial: splitList(values['allow-private']),
+    blockAlways: splitList(values.block),
+  }
   // The profiles (and their YAML parser) are loaded for --profile, or when the admin API is
   // first asked for a profile by name; a sidecar that is sent resolved specs never loads them.
   const profiles =

@@ -146,8 +146,14 @@ function pipelinedConnect(port: number, authority: string): Duplex {
  * A parent HTTP proxy for --upstream-proxy: answers CONNECT host:port by dialling
  * 127.0.0.1:port (every test name is loopback) and splicing; counts its tunnels.
  */
-async function startParentProxy(): Promise<{ port: number; tunnels: () => number; close(): void }> {
+async function startParentProxy(): Promise<{
+  port: number
+  tunnels: () => number
+  targets: string[]
+  close(): void
+}> {
   let tunnels = 0
+  const targets: string[] = []
   const sockets = new Set<net.Socket>()
   const server = net.createServer((client) => {
     sockets.add(client)
@@ -158,7 +164,9 @@ async function startParentProxy(): Promise<{ port: number; tunnels: () => number
       const end = head.indexOf('\r\n\r\n')
       if (end < 0) return
       client.off('data', onData)
-      const port = Number(/^CONNECT [^ ]+:(\d+) HTTP/.exec(head.toString('latin1'))?.[1])
+      const line = /^CONNECT ([^ ]+):(\d+) HTTP/.exec(head.toString('latin1'))
+      targets.push(`${line?.[1]}:${line?.[2]}`)
+      const port = Number(line?.[2])
       const upstream = net.connect({ host: '127.0.0.1', port }, () => {
         tunnels++
         client.write('HTTP/1.1 200 Connection established\r\n\r\n')
@@ -177,6 +185,7 @@ async function startParentProxy(): Promise<{ port: number; tunnels: () => number
   return {
     port: (server.address() as net.AddressInfo).port,
     tunnels: () => tunnels,
+    targets,
     close: () => {
       for (const s of sockets) s.destroy()
       server.close()
@@ -398,8 +407,14 @@ describe('tunnels through a parent proxy (--upstream-proxy)', () => {
     await client.waitForText('echo:hi')
     client.destroy()
     const event = await viaParent.waitForEvent((e) => e.host === 'ssh.test', { since })
-    expect(event).toMatchObject({ action: 'allow', address: `via 127.0.0.1:${parent.port}` })
+    // The parent is asked for the address this proxy checked, not the name.
+    expect(event).toMatchObject({
+      action: 'allow',
+      address: `via 127.0.0.1:${parent.port} to 127.0.0.1`,
+    })
     expect(event.bytesDown).toBe(BANNER.length + 'echo:hi'.length)
+    expect(parent.targets).toContain(`127.0.0.1:${banner.port}`)
+    expect(parent.targets).not.toContain(`ssh.test:${banner.port}`)
   })
 
   it('16 MiB to a slow reader through the parent', async () => {

@@ -4,6 +4,7 @@
 // mismatches; hop-by-hop headers; no pooled upstream socket shared by two hosts.
 
 import http from 'node:http'
+import net from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { parseRule } from '../../../src/policy/index.js'
 import { httpViaProxy, parseResponses, RawClient, type HttpResult } from '../../helpers/clients.js'
@@ -567,5 +568,41 @@ describe('WebSocket upgrade through the HTTP proxy', () => {
       reason: 'not-in-allow-list',
     })
     expect(echo.connections()).toBe(before)
+  })
+})
+
+describe('an upgrade the upstream does not accept', () => {
+  it('carries nothing more: requests after the upgrade request never reach the upstream undecided', async () => {
+    // A server that ignores Upgrade (and Connection: close) and keeps answering on the connection.
+    const seen: string[] = []
+    const server = net.createServer((socket) => {
+      let buffered = ''
+      socket.on('data', (d: Buffer) => {
+        buffered += d.toString('latin1')
+        for (let end = buffered.indexOf('\r\n\r\n'); end >= 0; end = buffered.indexOf('\r\n\r\n')) {
+          seen.push(buffered.slice(0, buffered.indexOf('\r\n')))
+          buffered = buffered.slice(end + 4)
+          socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok')
+        }
+      })
+      socket.on('error', () => socket.destroy())
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const port = (server.address() as net.AddressInfo).port
+    const own = await startTestProxy({ allow: [`allowed.test:${port}`], resolve: loopbackNames() })
+    try {
+      const client = await RawClient.connect(own.port('http'))
+      client.write(
+        `GET http://allowed.test:${port}/ok HTTP/1.1\r\nHost: allowed.test:${port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n` +
+          `POST /admin/secret HTTP/1.1\r\nHost: evil.test\r\nContent-Length: 5\r\n\r\nhello`,
+      )
+      await client.waitForText('ok')
+      await client.waitForClose()
+      expect(client.data.toString()).toMatch(/^HTTP\/1\.1 200 OK/)
+      expect(seen).toEqual(['GET /ok HTTP/1.1'])
+    } finally {
+      await own.close()
+      server.close()
+    }
   })
 })

@@ -425,3 +425,105 @@ describe('decide: invalid hosts never throw', () => {
     },
   )
 })
+
+describe('decide: findings of the security review', () => {
+  it('deny CIDR rules hold against IPv4 inside IPv6 answers (mapped, NAT64, 6to4)', () => {
+    const p = policy([], ['93.184.216.0/24'], 'allow-all')
+    for (const address of ['::ffff:93.184.216.34', '64:ff9b::5db8:d822', '2002:5db8:d822::1']) {
+      expect(decide(connect('example.com', 443, { resolved: [address] }), p)).toMatchObject({
+        action: 'deny',
+        reason: 'denied-by-rule',
+        rule: '93.184.216.0/24',
+      })
+    }
+  })
+
+  it('an operator-allowed range covers its addresses in IPv6-mapped form too', () => {
+    const p = policy(['mirror.internal.example'], [], 'allow-list', ['10.1.0.0/16'])
+    expect(
+      decide(connect('mirror.internal.example', 443, { resolved: ['::ffff:10.1.2.3'] }), p).action,
+    ).toBe('allow')
+  })
+
+  it('traffic that is not readable HTTP is refused for a host with endpoint rules, even on an explicit port', () => {
+    const p = compilePolicy({
+      name: 'test',
+      mode: 'allow-list',
+      allow: [{ rule: 'api.example.com:8080', from: 'test' }],
+      deny: [],
+      endpoints: [
+        {
+          host: 'api.example.com',
+          from: 'test',
+          rules: [{ methods: [], path: '/admin/**', action: 'deny' }],
+        },
+      ],
+    })
+    for (const payload of ['other', 'server-first'] as const) {
+      expect(decide(connect('api.example.com', 8080, { payload }), p)).toMatchObject({
+        action: 'deny',
+        reason: 'not-inspectable',
+      })
+    }
+  })
+})
+
+describe('decide: endpoint paths that servers read differently', () => {
+  const p = compilePolicy({
+    name: 'test',
+    mode: 'allow-list',
+    allow: [{ rule: 'api.example.com', from: 'test' }],
+    deny: [],
+    endpoints: [
+      {
+        host: 'api.example.com',
+        from: 'test',
+        rules: [
+          { methods: [], path: '/admin/**', action: 'deny' },
+          { methods: ['GET'], path: '/**', action: 'allow' },
+        ],
+      },
+    ],
+  })
+  const get = (path: string) =>
+    decide({ protocol: 'http', host: 'api.example.com', port: 80, method: 'GET', path }, p)
+  it.each([
+    ['/%61dmin/x', 'bad-path'],
+    ['/%41DMIN/x', 'bad-path'],
+    ['/admin;x/y', 'bad-path'],
+    ['/a%zz', 'bad-path'],
+    ['/ADMIN/x', 'endpoint-denied'],
+    ['/admin', 'endpoint-denied'],
+    ['/Admin', 'endpoint-denied'],
+    ['/admin/', 'endpoint-denied'],
+    ['/public/%20x', 'endpoint-allowed'],
+    ['/public/x', 'endpoint-allowed'],
+  ])('GET %s -> %s', (path, reason) => {
+    expect(get(path).reason).toBe(reason)
+  })
+})
+
+describe("decide: isorun's own networks stay closed", () => {
+  const operator = (allowSpecial: string[]) =>
+    compilePolicy(
+      { name: 'test', mode: 'allow-all', allow: [], deny: [] },
+      { allowSpecial, blockAlways: ['172.26.0.0/16', '172.29.0.0/16'] },
+    )
+  it('a broad allowance (private) does not open them', () => {
+    const p = operator(['private'])
+    expect(decide(connect('10.1.2.3'), p).action).toBe('allow')
+    expect(decide(connect('172.26.0.3', 8080), p)).toMatchObject({
+      action: 'deny',
+      reason: 'special-address',
+    })
+    expect(decide(connect('172.29.0.2', 9090), p).detail).toContain("isorun's own networks")
+    expect(
+      decide(connect('mirror.example', 443, { resolved: ['::ffff:172.26.0.9'] }), p).action,
+    ).toBe('deny')
+  })
+  it("an operator's allowance narrower than the block opens just that", () => {
+    const p = operator(['172.26.0.5/32'])
+    expect(decide(connect('172.26.0.5'), p).action).toBe('allow')
+    expect(decide(connect('172.26.0.6'), p).action).toBe('deny')
+  })
+})

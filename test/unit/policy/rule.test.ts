@@ -11,7 +11,7 @@ describe('parseRule: accepted forms', () => {
     ['*.example.com', '*.example.com', 'wildcard', 'default'],
     ['*.EXAMPLE.com:22', '*.example.com:22', 'wildcard', 'range'],
     ['*.bücher.de', '*.xn--bcher-kva.de', 'wildcard', 'default'],
-    ['*.githubusercontent.com', '*.githubusercontent.com', 'wildcard', 'default'], // a private suffix is fine
+    ['*.hf.co', '*.hf.co', 'wildcard', 'default'],
     ['*', '*', 'any', 'default'],
     ['*:*', '*:*', 'any', 'any'],
     ['10.1.2.3', '10.1.2.3', 'cidr', 'default'],
@@ -39,6 +39,11 @@ describe('parseRule: refused at load time with a message that says what to write
     ['*.co.uk', /public suffix/],
     ['*.internal', /public suffix/], // every single-label base
     ['*.io', /public suffix/],
+    // Private-section suffixes: every tenant's site would match.
+    ['*.github.io', /public suffix/],
+    ['*.githubusercontent.com', /public suffix/],
+    ['*.s3.amazonaws.com', /public suffix/],
+    ['*.workers.dev', /public suffix/],
     ['*.*.example.com', /only one wildcard/],
     ['api-*.example.com', /whole first label/],
     ['*example.com', /whole first label/],

@@ -183,18 +183,27 @@ describe('decision lines', () => {
 })
 
 describe('the ring and subscribers', () => {
-  it('keeps the newest ringSize events, oldest first; filters by action and time', () => {
+  it('keeps the newest ringSize events of each action, oldest first; filters by action and time', () => {
     const { log } = logWith()
-    for (let i = 0; i < 5; i++)
+    for (let i = 0; i < 8; i++)
       log.record(
-        { protocol: 'http', decision: i % 2 ? deny : allow, path: `/${i}`, startedAt: 0 },
+        { protocol: 'http', decision: i % 4 === 1 ? deny : allow, path: `/${i}`, startedAt: 0 },
         'p',
       )
-    expect(log.size).toBe(3)
-    expect(log.events().map((e) => e.path)).toEqual(['/2', '/3', '/4'])
-    expect(log.events({ action: 'deny' }).map((e) => e.path)).toEqual(['/3'])
-    expect(log.events({ limit: 2 }).map((e) => e.path)).toEqual(['/3', '/4'])
+    // Allowed: /0 /2 /3 /4 /6 /7 (the newest 3 kept); refused: /1 /5 (both kept).
+    expect(log.size).toBe(5)
+    expect(log.events().map((e) => e.path)).toEqual(['/1', '/4', '/5', '/6', '/7'])
+    expect(log.events({ action: 'deny' }).map((e) => e.path)).toEqual(['/1', '/5'])
+    expect(log.events({ limit: 2 }).map((e) => e.path)).toEqual(['/6', '/7'])
     expect(log.events({ since: '9999' })).toEqual([])
+  })
+
+  it('a flood of allowed decisions cannot push a refusal out of the ring', () => {
+    const { log } = logWith()
+    log.record({ protocol: 'http', decision: deny, path: '/refused', startedAt: 0 }, 'p')
+    for (let i = 0; i < 1000; i++)
+      log.record({ protocol: 'dns', decision: allow, startedAt: 0 }, 'p')
+    expect(log.events({ action: 'deny' }).map((e) => e.path)).toEqual(['/refused'])
   })
 
   it('subscribers get every event until they unsubscribe', () => {
