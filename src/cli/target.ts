@@ -1,5 +1,6 @@
 // Parses a check target: a URL (`https://pypi.org/simple/`) or `host[:port]`.
 
+import { splitAuthority } from '../policy/index.js'
 import { UsageError } from './errors.js'
 
 export interface CheckTarget {
@@ -30,13 +31,10 @@ export function parseCheckTarget(text: string): CheckTarget {
       ? { host, port, scheme: 'http', path: url.pathname + url.search }
       : { host, port, scheme: 'tls' }
   }
-  const m = /^(\[[^\]]+\]|[^:]+|[0-9a-f:]+)(?::([0-9]+))?$/i.exec(text)
-  if (!m || (text.split(':').length > 2 && !text.startsWith('['))) {
-    // A bare IPv6 address has no port part.
-    if (text.includes(':') && !text.includes('[')) return { host: text, port: 443, scheme: 'tls' }
-    throw new UsageError(`"${text}" is not a URL or host[:port]`)
-  }
-  const host = (m[1] as string).replace(/^\[|\]$/g, '')
-  const port = m[2] === undefined ? 443 : Number(m[2])
-  return { host, port, scheme: 'tls' }
+  // A bare IPv6 address (several colons, no brackets) has no port part.
+  if (text.split(':').length > 2 && !text.startsWith('['))
+    return { host: text, port: 443, scheme: 'tls' }
+  const authority = splitAuthority(text)
+  if (!authority) throw new UsageError(`"${text}" is not a URL or host[:port]`)
+  return { host: authority.host, port: authority.port ?? 443, scheme: 'tls' }
 }

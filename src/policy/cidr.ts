@@ -27,10 +27,6 @@ export function cidrOf(ip: IP, prefix: number): Cidr {
   return { version: ip.version, network: networkOf(ip, prefix), prefix }
 }
 
-export function cidrContains(cidr: Cidr, ip: IP): boolean {
-  return cidr.version === ip.version && networkOf(ip, cidr.prefix) === cidr.network
-}
-
 export function formatCidr(cidr: Cidr): string {
   const ip: IP =
     cidr.version === 4

@@ -5,6 +5,7 @@
 // resolved addresses); each answer covers everything seen so far.
 
 import { matchEndpoint, pathProblem, requestPath } from './endpoint.js'
+import { splitAuthority } from './authority.js'
 import { parseHost, type CanonicalHost } from './host.js'
 import { formatIP, parseIP, unwrapIP, type IP } from './ip.js'
 import { RuleMatch } from './matcher.js'
@@ -204,15 +205,15 @@ function hostHeaderRefusal(
 ): Decision | undefined {
   const header = req.hostHeader
   if (header === undefined) return undefined
-  const m = /^(\[[^\]]*\]|[^:]*)(?::([0-9]{1,5}))?$/.exec(header)
-  if (!m || m[1] === '') return deny(text, port, 'host-mismatch', null, null, header)
-  const seen = parseHost(m[1] as string)
+  const authority = splitAuthority(header)
+  if (!authority) return deny(text, port, 'host-mismatch', null, null, header)
+  const seen = parseHost(authority.host)
   if (seen.kind === 'invalid') return deny(text, port, 'host-mismatch', null, null, header)
   const sameHost =
     seen.kind === 'name'
       ? host.kind === 'name' && seen.name === host.name
       : host.kind === 'ip' && seen.text === host.text
-  const samePort = m[2] === undefined || Number(m[2]) === port
+  const samePort = authority.port === undefined || authority.port === port
   return sameHost && samePort ? undefined : deny(text, port, 'host-mismatch', null, null, header)
 }
 

@@ -38,3 +38,5 @@ export {
 } from './endpoint.js'
 export type { EndpointRule, EndpointSet, EndpointAction } from './endpoint.js'
 export { parsePolicySpecJson, SpecError } from './spec-json.js'
+export { splitAuthority } from './authority.js'
+export type { Authority } from './authority.js'

@@ -68,22 +68,6 @@ export function parsePortSpec(text: string, portText: string): PortSpec {
   return { kind: 'range', from, to }
 }
 
-export function portMatches(spec: PortSpec, port: number): boolean {
-  switch (spec.kind) {
-    case 'any':
-      return true
-    case 'default':
-      return port === 80 || port === 443
-    case 'range':
-      return port >= spec.from && port <= spec.to
-  }
-}
-
-/** True when the rule names the port itself rather than relying on the 80/443 default. */
-export function portIsExplicit(spec: PortSpec): boolean {
-  return spec.kind !== 'default'
-}
-
 function formatPortSpec(spec: PortSpec): string {
   switch (spec.kind) {
     case 'default':

@@ -16,6 +16,7 @@ import type { Dispatcher, Pool } from 'undici'
 import {
   canonicalHost,
   decide,
+  splitAuthority,
   type Decision,
   type EgressRequest,
   type Policy,
@@ -56,12 +57,10 @@ export function parseAbsoluteTarget(url: string): ForwardTarget {
   const rest = m[2] ?? '/'
   if (authority.includes('@')) throw new BadProxyRequest('credentials in the URL are not accepted')
   if (rest.includes('\\')) throw new BadProxyRequest('backslashes in the URL are not accepted')
-  const hp = /^(\[[^\]]+\]|[^:[\]]+)(?::([0-9]{1,5}))?$/.exec(authority)
+  const hp = splitAuthority(authority)
   if (!hp) throw new BadProxyRequest(`"${authority}" is not a valid host[:port]`)
-  const host = (hp[1] as string).replace(/^\[|\]$/g, '')
-  const port = hp[2] === undefined ? 80 : Number(hp[2])
   const path = rest.startsWith('/') ? rest : `/${rest}`
-  return { host, port, path }
+  return { host: hp.host, port: hp.port ?? 80, path }
 }
 
 /** `host:port` as a Host header or URL authority writes it (IPv6 in brackets). */
@@ -270,9 +269,9 @@ export class HttpForwarder {
         const url = req.url ?? ''
         if (!url.startsWith('/'))
           throw new BadProxyRequest('expected an origin-form request target')
-        const hostHeader = req.headers.host ?? ''
-        const hp = /^(\[[^\]]+\]|[^:[\]]+)(?::[0-9]{1,5})?$/.exec(hostHeader)
-        target = { host: (hp?.[1] ?? '').replace(/^\[|\]$/g, ''), port: mode.port(), path: url }
+        // decide() checks that the Host names a valid host on this port.
+        const host = splitAuthority(req.headers.host ?? '')?.host ?? ''
+        target = { host, port: mode.port(), path: url }
       }
     } catch (err) {
       if (!(err instanceof BadProxyRequest)) throw err

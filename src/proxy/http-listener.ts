@@ -10,6 +10,7 @@
 
 import http from 'node:http'
 import net from 'node:net'
+import { splitAuthority } from '../policy/index.js'
 import type { ProxyContext, TunnelTarget } from './context.js'
 import type { HttpForwarder, ForwardMode } from './http-forward.js'
 import { refusalResponse, upstreamFailureResponse } from './refusal.js'
@@ -28,11 +29,9 @@ const HEADER_LINE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+:[^\x00-\x08\x0a-\x1f\x7f]*$/
 
 /** `host:port` or `[v6]:port` from a CONNECT request target. */
 export function parseConnectAuthority(text: string): { host: string; port: number } | undefined {
-  const m = /^(\[[0-9a-fA-F:.]+\]|[^:[\]/@\s]+):([0-9]{1,5})$/.exec(text)
-  if (!m) return undefined
-  const port = Number(m[2])
-  if (port < 1 || port > 65535) return undefined
-  return { host: (m[1] as string).replace(/^\[|\]$/g, ''), port }
+  const authority = splitAuthority(text)
+  if (authority?.port === undefined || authority.port < 1) return undefined
+  return { host: authority.host, port: authority.port }
 }
 
 function badRequest(socket: net.Socket, message: string): void {

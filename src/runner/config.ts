@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { delimiter, join } from 'node:path'
-import { parseSpecialAllowances, PolicyError } from '../policy/index.js'
+import { parseSpecialAllowances, PolicyError, splitAuthority } from '../policy/index.js'
 
 export interface SandboxDefaults {
   readonly memoryMb: number
@@ -74,10 +74,10 @@ function list(env: NodeJS.ProcessEnv, name: string): string[] {
 }
 
 function parseListen(raw: string): { host: string; port: number } {
-  const m = /^(\[[^\]]+\]|[^:]+):([0-9]{1,5})$/.exec(raw)
-  if (!m || Number(m[2]) > 65535)
+  const authority = splitAuthority(raw)
+  if (authority?.port === undefined)
     throw new ConfigError(`ISORUN_LISTEN="${raw}" must be host:port, e.g. 127.0.0.1:8080`)
-  return { host: (m[1] as string).replace(/^\[|\]$/g, ''), port: Number(m[2]) }
+  return { host: authority.host, port: authority.port }
 }
 
 /** Where a generated API key is kept: ISORUN_STATE_DIR, /var/lib/isorun if it exists, else ~/.isorun. */

@@ -8,6 +8,7 @@ import {
   type Mode,
   type OperatorSettings,
   type PolicySpec,
+  splitAuthority,
 } from '../../policy/index.js'
 import type { ProfileCatalogue } from '../../profiles/index.js'
 import { startProxy, type ListenAddress, type ProxyListeners } from '../../proxy/proxy.js'
@@ -58,11 +59,10 @@ function egressAddress(exclude: readonly string[]): string {
 
 function parseListen(flag: string, value: string | undefined): ListenAddress | undefined {
   if (value === undefined) return undefined
-  const m = /^(\[[^\]]+\]|[^:]+):([0-9]{1,5})$/.exec(value)
-  const port = Number(m?.[2])
-  if (!m || port > 65535)
+  const authority = splitAuthority(value)
+  if (authority?.port === undefined)
     throw new UsageError(`--${flag} "${value}": write host:port, e.g. 127.0.0.1:3128`)
-  return { host: (m[1] as string).replace(/^\[|\]$/g, ''), port }
+  return { host: authority.host, port: authority.port }
 }
 
 export async function proxyCommand(argv: string[]): Promise<number> {

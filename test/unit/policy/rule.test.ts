@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import { splitAuthority } from '../../../src/policy/authority.js'
 import { parseRule, RuleError } from '../../../src/policy/rule.js'
 
 describe('parseRule: accepted forms', () => {
@@ -66,4 +67,23 @@ describe('parseRule: refused at load time with a message that says what to write
     expect(() => parseRule(text)).toThrow(RuleError)
     expect(() => parseRule(text)).toThrow(message)
   })
+})
+
+describe('splitAuthority', () => {
+  it.each([
+    ['example.com', { host: 'example.com', port: undefined }],
+    ['example.com:8080', { host: 'example.com', port: 8080 }],
+    ['[2001:db8::1]:443', { host: '2001:db8::1', port: 443 }],
+    ['[::1]', { host: '::1', port: undefined }],
+    ['127.0.0.1:0', { host: '127.0.0.1', port: 0 }],
+  ])('%s', (text, expected) => {
+    expect(splitAuthority(text)).toEqual(expected)
+  })
+
+  it.each(['', 'a:b', 'host:65536', 'host:123456', 'user@host', 'a/b:80', '[::1', '::1', 'a b'])(
+    'refuses %j',
+    (text) => {
+      expect(splitAuthority(text)).toBeUndefined()
+    },
+  )
 })
