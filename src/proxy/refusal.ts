@@ -31,13 +31,20 @@ export function refusalHeaders(body: string): Record<string, string> {
   }
 }
 
-/** A complete HTTP/1.1 403 response, for raw sockets (CONNECT refusals, HTTP inside a tunnel). */
-export function refusalResponse(decision: Decision, profile: string): string {
+/**
+ * A complete HTTP/1.1 refusal, for raw sockets (CONNECT refusals, HTTP inside a
+ * tunnel): 403, or 400 when what the client sent could not be read.
+ */
+export function refusalResponse(
+  decision: Decision,
+  profile: string,
+  status: 400 | 403 = 403,
+): string {
   const body = refusalText(decision, profile)
   const headers = Object.entries(refusalHeaders(body))
     .map(([k, v]) => `${k}: ${v}\r\n`)
     .join('')
-  return `HTTP/1.1 403 Forbidden\r\n${headers}\r\n${body}`
+  return `HTTP/1.1 ${status} ${status === 400 ? 'Bad Request' : 'Forbidden'}\r\n${headers}\r\n${body}`
 }
 
 /** A fatal TLS alert record, access_denied (49): the client reports a refusal, not a network error. */
