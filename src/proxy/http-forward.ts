@@ -208,6 +208,10 @@ function readResponseHead(
 
 const MAX_RESPONSE_HEAD_BYTES = 64 * 1024
 
+function switchedToWebSocket(answer: ResponseHead): boolean {
+  return answer.status === 101 && answer.upgrade?.trim().toLowerCase() === 'websocket'
+}
+
 interface ResponseHead {
   readonly status: number
   readonly upgrade: string | undefined
@@ -592,22 +596,26 @@ export class HttpForwarder {
     socket.pause()
     upstream.write(`${text}\r\n`)
     const answer = await readResponseHead(upstream, this.ctx.timeouts.firstBytesMs)
-    if (!answer) {
-      error ??= 'upstream: no valid response to the upgrade request'
+    // A 101 to anything but WebSocket (or another 1xx) is no answer the client asked for,
+    // and nothing may travel after it: 502.
+    if (!answer || (answer.status < 200 && !switchedToWebSocket(answer))) {
+      error ??= answer
+        ? `upstream: answered ${answer.status} ${answer.upgrade ?? ''} to a WebSocket upgrade`
+        : 'upstream: no valid response to the upgrade request'
       upstream.destroy()
       if (!socket.destroyed)
         endAndClose(
           socket,
           upstreamFailureResponse(
             502,
-            `${target.host}:${target.port} sent no valid response to the upgrade request`,
+            `${target.host}:${target.port} sent no valid response to the WebSocket upgrade request`,
           ),
         )
       return
     }
     socket.write(answer.bytes)
     // decide() let only WebSocket through; the splice opens only if that is what the server took.
-    if (answer.status === 101 && answer.upgrade?.trim().toLowerCase() === 'websocket') {
+    if (switchedToWebSocket(answer)) {
       if (head.length > 0) upstream.write(head)
       upstream.once('close', () => socket.end())
       upstream.pipe(socket)

@@ -44,8 +44,18 @@ export interface RecordingOrigin {
 
 const HEAD_END = /\r?\n\r?\n/
 
+export interface RecordingOriginOptions {
+  readonly tls?: TestCerts
+  /** The body of every 200. */
+  readonly body?: Buffer
+  /** Close after every response. */
+  readonly close?: boolean
+  /** Answer every request with a 101 to this protocol, whether it asked to upgrade or not. */
+  readonly switchTo?: string
+}
+
 export async function startRecordingOrigin(
-  opts: { tls?: TestCerts; body?: Buffer; close?: boolean } = {},
+  opts: RecordingOriginOptions = {},
 ): Promise<RecordingOrigin> {
   const chunks: Buffer[][] = []
   const sockets = new Set<net.Socket>()
@@ -76,7 +86,7 @@ export async function startRecordingOrigin(
         if (!m) return
         const head = pending.slice(0, m.index)
         pending = pending.slice(m.index + m[0].length)
-        const upgrade = /^upgrade:[ \t]*([^\r\n]*)$/im.exec(head)?.[1]?.trim()
+        const upgrade = opts.switchTo ?? /^upgrade:[ \t]*([^\r\n]*)$/im.exec(head)?.[1]?.trim()
         if (upgrade !== undefined) {
           // A lax origin switches to whatever it is asked for, h2c included.
           upgraded = true
