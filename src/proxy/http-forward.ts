@@ -370,6 +370,8 @@ export class HttpForwarder {
     // connection is left holding a response nobody reads. A queued response of a pipelined
     // request never closes when the connection does: the socket's close counts too.
     let gone = false
+    // A destroyed socket emits 'close' only once its handle has closed: ask it directly too.
+    const left = (): boolean => gone || socket.destroyed || res.destroyed
     let controller: Dispatcher.DispatchController | undefined
     let logLine: (() => void) | undefined
     const finished = (): void => {
@@ -428,7 +430,7 @@ export class HttpForwarder {
           `http://${(address as string).includes(':') ? `[${address}]` : address}:${target.port}`,
           `${target.host}\u0000${target.port}\u0000${address}`,
         ))
-    if (gone || this.behindRefusal(socket, n)) {
+    if (left() || this.behindRefusal(socket, n)) {
       // Left, or refused a later request, while this one was decided: nothing is sent.
       error = 'the client closed the connection before the request was sent'
       logLine()
@@ -438,7 +440,7 @@ export class HttpForwarder {
     const body = hasBody(req) ? Readable.from(countedBody(req, (n) => (bytesUp += n))) : null
     const fail = (err: Error & { code?: string }): void => {
       error ??= `upstream: ${err.code ?? err.message}`
-      if (gone) return
+      if (left()) return
       if (res.headersSent) {
         res.destroy()
         return
@@ -469,7 +471,7 @@ export class HttpForwarder {
           onRequestStart: (c) => {
             controller = c
             // The client left while the request waited for a connection.
-            if (gone) c.abort(new Error('the client closed the connection'))
+            if (left()) c.abort(new Error('the client closed the connection'))
           },
           onResponseStart: (c, statusCode, _parsed, statusMessage) => {
             if (statusCode < 200) return
@@ -489,6 +491,7 @@ export class HttpForwarder {
             }
           },
           onResponseData: (c, chunk) => {
+            if (left()) return c.abort(new Error('the client closed the connection'))
             if (!res.write(chunk)) {
               c.pause()
               // If the client leaves instead of draining, finished() aborts the request.

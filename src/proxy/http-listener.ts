@@ -19,8 +19,6 @@ import { endAndClose, runTunnel } from './tunnel.js'
 
 /** What an HTTP head may be at most, as the HTTP server's maxHeaderSize. */
 const MAX_HEAD_BYTES = 32 * 1024
-/** How long a client has for a request head, as the HTTP server's headersTimeout. */
-const HEAD_TIMEOUT_MS = 30_000
 /**
  * How often an HTTP server checks its connections against headersTimeout and
  * requestTimeout. Node's default, 30 s, let a partial head hold a connection for
@@ -76,7 +74,7 @@ function createServer(ctx: ProxyContext, targetOf: TargetOf, tracked = false): h
     insecureHTTPParser: false,
     maxHeaderSize: MAX_HEAD_BYTES,
     requestTimeout: 5 * 60_000,
-    headersTimeout: HEAD_TIMEOUT_MS,
+    headersTimeout: ctx.timeouts.headMs,
     keepAliveTimeout: 30_000,
     connectionsCheckingInterval: CONNECTIONS_CHECK_MS,
     // HTTP/1.0 and 1.1 without Host are decided like the rest: the forwarder names the
@@ -178,7 +176,7 @@ function frontDoor(ctx: ProxyContext, socket: net.Socket, server: http.Server): 
   const startedAt = Date.now()
   const deadline: Sweepable = {
     sweep: (now) => {
-      if (now < startedAt + HEAD_TIMEOUT_MS) return
+      if (now < startedAt + ctx.timeouts.headMs) return
       finish()
       badRequest(socket, 'no complete request head in time')
     },

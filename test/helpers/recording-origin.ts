@@ -52,6 +52,11 @@ export interface RecordingOriginOptions {
   readonly close?: boolean
   /** Answer every request with a 101 to this protocol, whether it asked to upgrade or not. */
   readonly switchTo?: string
+  /**
+   * Close a connection on which nothing arrived for this long, as servers do with
+   * idle kept-alive connections (a client's pool may hold some that were never used).
+   */
+  readonly idleMs?: number
 }
 
 export async function startRecordingOrigin(
@@ -76,7 +81,10 @@ export async function startRecordingOrigin(
     })
     let pending = ''
     let upgraded = false
+    const idle = opts.idleMs === undefined ? undefined : setTimeout(() => socket.end(), opts.idleMs)
+    socket.on('close', () => clearTimeout(idle))
     socket.on('data', (chunk: Buffer) => {
+      idle?.refresh()
       mine.push(chunk)
       notify()
       if (upgraded) return
