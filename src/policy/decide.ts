@@ -374,7 +374,8 @@ export function decide(req: EgressRequest, policy: Policy): Decision {
 /**
  * Only WebSocket is spliced after an upstream's 101: any other protocol (h2c
  * above all) would let the client speak, unread, to an allowed server, e.g.
- * HTTP/2 requests naming other hosts.
+ * HTTP/2 requests naming other hosts. (The forwarder serves such a request
+ * without its upgrade headers when it can; what it asks about here is refused.)
  */
 function upgradeRefusal(req: EgressRequest, text: string, port: number): Decision | undefined {
   if (req.upgrade === undefined || req.upgrade.trim().toLowerCase() === 'websocket')

@@ -9,7 +9,7 @@
 // Proxy-* headers with Expect), and cost about twice the CPU per request.
 // Upgrades (WebSocket) are spliced by hand after the request head is sent.
 
-import type http from 'node:http'
+import http from 'node:http'
 import type net from 'node:net'
 import { Readable } from 'node:stream'
 import type { Dispatcher, Pool } from 'undici'
@@ -510,11 +510,15 @@ export class HttpForwarder {
   }
 
   /**
-   * Upgrades: decided like any request, and refused unless they ask for
-   * WebSocket (decide() refuses h2c and every other protocol, which would let
-   * the client speak to the server unread). A WebSocket upgrade goes to a
-   * checked address, and the connections are spliced only once the upstream
-   * has answered 101 with Upgrade: websocket.
+   * Upgrades. Only WebSocket is ever spliced: a WebSocket upgrade goes to a
+   * checked address, and the connections are spliced once the upstream has
+   * answered 101 with Upgrade: websocket. Any other protocol (h2c above all)
+   * would let the client speak to the server unread, e.g. HTTP/2 requests
+   * naming other hosts: such a request is served as plain HTTP/1.1 without its
+   * upgrade headers, as by an origin that does not speak the protocol, and the
+   * connection closes after the answer (a 101 to it is a 502, see undici). One
+   * with a body cannot be served so (Node leaves its body unread): decide()
+   * refuses it.
    */
   async handleUpgrade(
     req: http.IncomingMessage,
@@ -523,6 +527,9 @@ export class HttpForwarder {
     mode: ForwardMode,
   ): Promise<void> {
     socket.on('error', () => socket.destroy())
+    const protocol = (req.headers.upgrade ?? '').trim().toLowerCase()
+    if (protocol !== 'websocket' && !hasBody(req))
+      return this.serveWithoutUpgrade(req, socket, mode)
     socket.setTimeout(this.ctx.timeouts.idleMs, () => socket.destroy())
     const approved = await this.approve(
       req,
@@ -641,6 +648,23 @@ export class HttpForwarder {
       if (remaining <= 0) done()
     })
     upstream.resume()
+  }
+
+  /**
+   * Serves an upgrade request as a plain request (the forwarder drops Upgrade and
+   * Connection like every hop-by-hop header) on a socket Node's server has let go
+   * of, then closes it: what the client sent after the head is never read.
+   */
+  private async serveWithoutUpgrade(
+    req: http.IncomingMessage,
+    socket: net.Socket,
+    mode: ForwardMode,
+  ): Promise<void> {
+    const res = new http.ServerResponse(req)
+    res.shouldKeepAlive = false
+    res.assignSocket(socket)
+    res.once('finish', () => endAndClose(socket))
+    await this.handleRequest(req, res, mode)
   }
 
   /** The log line of a forwarded request or upgrade, when it ends. */

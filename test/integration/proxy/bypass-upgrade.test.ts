@@ -3,10 +3,11 @@
 // answered 101, let the client speak HTTP/2 straight to the origin with any
 // :authority. On every HTTP ingress (absolute form on the HTTP proxy, HTTP
 // inside CONNECT and SOCKS tunnels, transparent HTTP), only WebSocket is
-// spliced, and only after a 101 that switched to WebSocket; everything else is
-// refused, and no byte after it reaches the origin. Checked at the socket level
-// against lax loopback origins that switch to whatever they are asked for (or
-// to h2c whatever they are asked).
+// spliced, and only after a 101 that switched to WebSocket. Any other upgrade
+// is served as plain HTTP/1.1 without its upgrade headers and the connection
+// closes (one with a body is refused); no byte after it reaches the origin.
+// Checked at the socket level against lax loopback origins that switch to
+// whatever they are asked for (or to h2c whatever they are asked).
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { RawClient, rawTunnel } from '../../helpers/clients.js'
@@ -120,7 +121,7 @@ describe.each(INGRESSES.map((i) => [i.name, i] as const))('%s', (_name, ingress)
   const port = (): number => origin.port
 
   it.each(SMUGGLING.map((c, i) => [c.name, c, i] as const))(
-    'an upgrade to %s is refused; the HTTP/2 sent after it never arrives',
+    'an upgrade to %s is served as HTTP/1.1 without it; the HTTP/2 sent after it never arrives',
     async (_case, c, i) => {
       const marker = `/upgrade-${ingress.name.replace(/\W+/g, '-')}-${i}`
       const client = await ingress.open(port())
@@ -129,13 +130,30 @@ describe.each(INGRESSES.map((i) => [i.name, i] as const))('%s', (_name, ingress)
       )
       client.write(H2_AFTER_SWITCH)
       await client.waitForClose(10_000)
-      expect(client.text).toMatch(/^HTTP\/1\.1 403 /)
-      expect(client.text).toContain('reason: upgrade-refused')
+      expect(client.text).toMatch(/^HTTP\/1\.1 200 /)
+      expect(client.text).toContain('origin ok')
       expect(client.text).not.toContain('101 Switching')
       expectNothingSmuggled(origin)
-      expect(origin.heads().some((h) => h.target.includes(marker))).toBe(false)
+      const arrived = origin.heads().filter((h) => h.target === marker)
+      expect(arrived).toHaveLength(1)
+      expect(arrived[0]?.headers.has('upgrade')).toBe(false)
+      expect(arrived[0]?.headers.has('http2-settings')).toBe(false)
     },
   )
+
+  it('an upgrade to h2c with a body is refused', async () => {
+    const marker = `/upgrade-body-${ingress.name.replace(/\W+/g, '-')}`
+    const client = await ingress.open(port())
+    client.write(
+      `POST ${ingress.target(port(), marker)} HTTP/1.1\r\nHost: allowed.test:${port()}\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nContent-Length: 5\r\n\r\nhello`,
+    )
+    client.write(H2_AFTER_SWITCH)
+    await client.waitForClose(10_000)
+    expect(client.text).toMatch(/^HTTP\/1\.1 403 /)
+    expect(client.text).toContain('reason: upgrade-refused')
+    expectNothingSmuggled(origin)
+    expect(origin.heads().some((h) => h.target === marker)).toBe(false)
+  })
 
   it('Upgrade without "Connection: upgrade" is no upgrade: forwarded without it, nothing spliced', async () => {
     const marker = `/no-upgrade-${ingress.name.replace(/\W+/g, '-')}`
@@ -171,6 +189,20 @@ describe.each(INGRESSES.map((i) => [i.name, i] as const))('%s', (_name, ingress)
       const client = await ingress.open(switcher.port)
       client.write(
         `GET ${ingress.target(switcher.port, '/ws-to-h2c')} HTTP/1.1\r\nHost: allowed.test:${switcher.port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`,
+      )
+      client.write(H2_AFTER_SWITCH)
+      await client.waitForClose(10_000)
+      expect(client.text).toMatch(/^HTTP\/1\.1 502 /)
+      expect(switcher.text()).not.toMatch(/PRI \* HTTP\/2|evil\.test/)
+    },
+  )
+
+  it.runIf(ingress.anyPort)(
+    'an origin that answers an h2c upgrade (served without it) with 101 h2c opens no splice',
+    async () => {
+      const client = await ingress.open(switcher.port)
+      client.write(
+        `GET ${ingress.target(switcher.port, '/stripped-to-h2c')} HTTP/1.1\r\nHost: allowed.test:${switcher.port}\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n`,
       )
       client.write(H2_AFTER_SWITCH)
       await client.waitForClose(10_000)
