@@ -22,7 +22,7 @@ const WHY: Record<Reason, string> = {
   'bad-client-hello': 'denied: the TLS ClientHello could not be parsed',
   'host-mismatch': 'denied: the HTTP Host header does not match the target',
   'unreadable-payload':
-    'denied: the connection carried neither TLS nor HTTP the proxy could read, and no tcp: rule allows raw TCP here',
+    'denied: not TLS or HTTP the proxy could read, and no tcp: rule allows raw TCP here',
   'h2c-prior-knowledge-unsupported':
     'denied: HTTP/2 without TLS (prior knowledge) is not supported; use HTTP/1.1 or HTTPS',
   'upgrade-refused': 'denied: only WebSocket upgrades are forwarded',
