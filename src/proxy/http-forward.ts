@@ -9,6 +9,7 @@
 // Proxy-* headers with Expect), and cost about twice the CPU per request.
 // Upgrades (WebSocket) are spliced by hand after the request head is sent.
 
+import { createHash } from 'node:crypto'
 import http from 'node:http'
 import type net from 'node:net'
 import { Readable } from 'node:stream'
@@ -25,7 +26,14 @@ import {
 } from '../policy/index.js'
 import { clientAddress, record, type ProxyContext } from './context.js'
 import { countHeader, endToEndHeaders, hasHeader } from './http-headers.js'
-import { refusalHeaders, refusalResponse, refusalText, upstreamFailureResponse } from './refusal.js'
+import {
+  badRequestResponse,
+  plainResponse,
+  refusalHeaders,
+  refusalResponse,
+  refusalText,
+  upstreamFailureResponse,
+} from './refusal.js'
 import { endAndClose } from './tunnel.js'
 import { connectToAny, connectViaParent, UpstreamError } from './upstream.js'
 
@@ -193,6 +201,7 @@ function readResponseHead(
       finish({
         status: Number(status),
         upgrade: header('upgrade'),
+        accept: header('sec-websocket-accept'),
         contentLength: length !== undefined && /^\d+$/.test(length) ? Number(length) : undefined,
         bodyBytes: bytes.length - (end + 4),
         bytes,
@@ -208,13 +217,31 @@ function readResponseHead(
 
 const MAX_RESPONSE_HEAD_BYTES = 64 * 1024
 
-function switchedToWebSocket(answer: ResponseHead): boolean {
-  return answer.status === 101 && answer.upgrade?.trim().toLowerCase() === 'websocket'
+/** A WebSocket key as RFC 6455 §4.1 has clients send it: 16 bytes in base64. */
+const WEBSOCKET_KEY = /^[A-Za-z0-9+/]{22}==$/
+
+/** The Sec-WebSocket-Accept a WebSocket server answers `key` with (RFC 6455 §4.2.2). */
+function websocketAccept(key: string): string {
+  return createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64')
+}
+
+/**
+ * Whether the server switched to WebSocket, and proved it speaks it: a server
+ * that answers 101 but goes on reading HTTP would otherwise take the client's
+ * next bytes as requests no decision saw.
+ */
+function switchedToWebSocket(answer: ResponseHead, key: string): boolean {
+  return (
+    answer.status === 101 &&
+    answer.upgrade?.trim().toLowerCase() === 'websocket' &&
+    answer.accept?.trim() === websocketAccept(key)
+  )
 }
 
 interface ResponseHead {
   readonly status: number
   readonly upgrade: string | undefined
+  readonly accept: string | undefined
   readonly contentLength: number | undefined
   /** Bytes of the body already read, after the head. */
   readonly bodyBytes: number
@@ -530,17 +557,21 @@ export class HttpForwarder {
     const protocol = (req.headers.upgrade ?? '').trim().toLowerCase()
     if (protocol !== 'websocket' && !hasBody(req))
       return this.serveWithoutUpgrade(req, socket, mode)
+    const key = req.headers['sec-websocket-key']
+    if (
+      protocol === 'websocket' &&
+      (countHeader(req.rawHeaders, 'sec-websocket-key') !== 1 || !WEBSOCKET_KEY.test(key ?? ''))
+    ) {
+      endAndClose(socket, badRequestResponse('a WebSocket upgrade needs one Sec-WebSocket-Key'))
+      return
+    }
     socket.setTimeout(this.ctx.timeouts.idleMs, () => socket.destroy())
     const approved = await this.approve(
       req,
       mode,
       (status, text, decision, policy) => {
         if (decision && policy) endAndClose(socket, refusalResponse(decision, policy.name))
-        else
-          endAndClose(
-            socket,
-            `HTTP/1.1 ${status} Bad Request\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`,
-          )
+        else endAndClose(socket, plainResponse(status, text))
       },
       req.headers.upgrade ?? '',
     )
@@ -608,7 +639,8 @@ export class HttpForwarder {
     const answer = await readResponseHead(upstream, this.ctx.timeouts.firstBytesMs)
     // A 101 to anything but WebSocket (or another 1xx) is no answer the client asked for,
     // and nothing may travel after it: 502.
-    if (!answer || (answer.status < 200 && !switchedToWebSocket(answer))) {
+    const switched = answer !== undefined && switchedToWebSocket(answer, key as string)
+    if (!answer || (answer.status < 200 && !switched)) {
       error ??= answer
         ? `upstream: answered ${answer.status} ${answer.upgrade ?? ''} to a WebSocket upgrade`
         : 'upstream: no valid response to the upgrade request'
@@ -625,7 +657,7 @@ export class HttpForwarder {
     }
     socket.write(answer.bytes)
     // decide() let only WebSocket through; the splice opens only if that is what the server took.
-    if (switchedToWebSocket(answer)) {
+    if (switched) {
       if (head.length > 0) upstream.write(head)
       upstream.once('close', () => socket.end())
       upstream.pipe(socket)

@@ -13,7 +13,7 @@ import net from 'node:net'
 import { decide, splitAuthority, type TunnelPayload } from '../policy/index.js'
 import { clientAddress, record, type ProxyContext, type TunnelTarget } from './context.js'
 import type { HttpForwarder, ForwardMode } from './http-forward.js'
-import { refusalResponse, upstreamFailureResponse } from './refusal.js'
+import { badRequestResponse, refusalResponse, upstreamFailureResponse } from './refusal.js'
 import type { Sweepable } from './sweeper.js'
 import { endAndClose, runTunnel } from './tunnel.js'
 
@@ -40,11 +40,7 @@ export function parseConnectAuthority(text: string): { host: string; port: numbe
 }
 
 function badRequest(socket: net.Socket, message: string): void {
-  const body = `isorun: bad request: ${message}\n`
-  endAndClose(
-    socket,
-    `HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-  )
+  endAndClose(socket, badRequestResponse(message))
 }
 
 /** Whom a connection of an HTTP server talks to, for the decision on what it sent. */

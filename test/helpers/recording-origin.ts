@@ -1,9 +1,10 @@
 // A loopback origin that records every byte it receives, for the bypass tests:
 // they assert on what reached the origin, not on the proxy's internals. It
 // answers like a lax origin server would: a 200 for every request head it can
-// find (after CRLF CRLF or LF LF), and a 101 for ANY Upgrade header, after which
-// it keeps recording whatever the client says in the new protocol. Optionally
-// speaks TLS (then it records the decrypted bytes).
+// find (after CRLF CRLF or LF LF), and a 101 for ANY Upgrade header (with the
+// WebSocket accept key when it was sent one), after which it keeps recording
+// whatever the client says in the new protocol. Optionally speaks TLS (then it
+// records the decrypted bytes).
 //
 // `heads()` reads what was received strictly: request line, Host, no stray
 // bytes. What the proxy forwards is written by its own forwarder, so every
@@ -13,6 +14,7 @@
 import net from 'node:net'
 import tls from 'node:tls'
 import type { TestCerts } from './certs.js'
+import { acceptKey } from './websocket.js'
 
 export interface RecordedHead {
   readonly method: string
@@ -50,7 +52,10 @@ export interface RecordingOriginOptions {
   readonly body?: Buffer
   /** Close after every response. */
   readonly close?: boolean
-  /** Answer every request with a 101 to this protocol, whether it asked to upgrade or not. */
+  /**
+   * Answer every request with a 101 to this protocol (and no WebSocket accept key),
+   * whether it asked to upgrade or not.
+   */
   readonly switchTo?: string
   /**
    * Close a connection on which nothing arrived for this long, as servers do with
@@ -98,8 +103,13 @@ export async function startRecordingOrigin(
         if (upgrade !== undefined) {
           // A lax origin switches to whatever it is asked for, h2c included.
           upgraded = true
+          const key = /^sec-websocket-key:[ \t]*(\S+)/im.exec(head)?.[1]
+          const accept =
+            key !== undefined && opts.switchTo === undefined
+              ? `Sec-WebSocket-Accept: ${acceptKey(key)}\r\n`
+              : ''
           socket.write(
-            `HTTP/1.1 101 Switching Protocols\r\nUpgrade: ${upgrade}\r\nConnection: Upgrade\r\n\r\n`,
+            `HTTP/1.1 101 Switching Protocols\r\nUpgrade: ${upgrade}\r\nConnection: Upgrade\r\n${accept}\r\n`,
           )
           return
         }

@@ -16,13 +16,19 @@ import { startRecordingOrigin, type RecordingOrigin } from '../../helpers/record
 
 let origin: RecordingOrigin // switches to what it is asked for
 let switcher: RecordingOrigin // answers every request with 101 h2c
+let laxWebSocket: RecordingOrigin // answers 101 websocket without proving it speaks WebSocket
 let proxy: TestProxy
 
 beforeAll(async () => {
   origin = await startRecordingOrigin()
   switcher = await startRecordingOrigin({ switchTo: 'h2c' })
+  laxWebSocket = await startRecordingOrigin({ switchTo: 'websocket' })
   proxy = await startTestProxy({
-    allow: [`allowed.test:${origin.port}`, `allowed.test:${switcher.port}`],
+    allow: [
+      `allowed.test:${origin.port}`,
+      `allowed.test:${switcher.port}`,
+      `allowed.test:${laxWebSocket.port}`,
+    ],
     resolve: loopbackNames(),
     listeners: ['http', 'socks', 'plain'],
     extra: { transparentPorts: { plain: origin.port } },
@@ -31,7 +37,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await proxy?.close()
-  await Promise.all([origin?.close(), switcher?.close()])
+  await Promise.all([origin?.close(), switcher?.close(), laxWebSocket?.close()])
 })
 
 /** What an h2c client sends once it believes the connection switched: a request for another host. */
@@ -41,6 +47,8 @@ const H2_AFTER_SWITCH = Buffer.concat([
   Buffer.from([0, 0, 13, 0x1, 0x5, 0, 0, 0, 1, 0x82, 0x86, 0x84, 0x01, 9]),
   Buffer.from('evil.test', 'latin1'),
 ])
+
+const WS_KEY = 'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'
 
 interface Ingress {
   readonly name: string
@@ -169,11 +177,35 @@ describe.each(INGRESSES.map((i) => [i.name, i] as const))('%s', (_name, ingress)
     expect(head?.headers.has('upgrade')).toBe(false)
   })
 
+  it('a WebSocket upgrade without a Sec-WebSocket-Key is a 400', async () => {
+    const client = await ingress.open(port())
+    client.write(
+      `GET ${ingress.target(port(), '/ws-no-key')} HTTP/1.1\r\nHost: allowed.test:${port()}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`,
+    )
+    await client.waitForClose(10_000)
+    expect(client.text).toMatch(/^HTTP\/1\.1 400 /)
+    expect(origin.heads().some((h) => h.target.endsWith('/ws-no-key'))).toBe(false)
+  })
+
+  it.runIf(ingress.anyPort)(
+    'an origin that answers 101 websocket without the accept key gets a 502 and nothing after',
+    async () => {
+      const client = await ingress.open(laxWebSocket.port)
+      client.write(
+        `GET ${ingress.target(laxWebSocket.port, '/lax-ws')} HTTP/1.1\r\nHost: allowed.test:${laxWebSocket.port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n${WS_KEY}\r\n`,
+      )
+      client.write(`GET /smuggled HTTP/1.1\r\nHost: evil.test\r\n\r\n`)
+      await client.waitForClose(10_000)
+      expect(client.text).toMatch(/^HTTP\/1\.1 502 /)
+      expect(laxWebSocket.text()).not.toMatch(/smuggled|evil\.test/)
+    },
+  )
+
   it('WebSocket is spliced once the origin switched to it (control)', async () => {
     const marker = `/ws-${ingress.name.replace(/\W+/g, '-')}`
     const client = await ingress.open(port())
     client.write(
-      `GET ${ingress.target(port(), marker)} HTTP/1.1\r\nHost: allowed.test:${port()}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
+      `GET ${ingress.target(port(), marker)} HTTP/1.1\r\nHost: allowed.test:${port()}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n${WS_KEY}\r\n`,
     )
     await client.waitForText('\r\n\r\n')
     expect(client.text).toMatch(/^HTTP\/1\.1 101 /)
@@ -188,7 +220,7 @@ describe.each(INGRESSES.map((i) => [i.name, i] as const))('%s', (_name, ingress)
     async () => {
       const client = await ingress.open(switcher.port)
       client.write(
-        `GET ${ingress.target(switcher.port, '/ws-to-h2c')} HTTP/1.1\r\nHost: allowed.test:${switcher.port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`,
+        `GET ${ingress.target(switcher.port, '/ws-to-h2c')} HTTP/1.1\r\nHost: allowed.test:${switcher.port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n${WS_KEY}\r\n`,
       )
       client.write(H2_AFTER_SWITCH)
       await client.waitForClose(10_000)
