@@ -124,6 +124,9 @@ export function pathProblem(path: string): string | undefined {
     // Servers that normalise (NFKC) read the fullwidth "．" as "." and a no-break space as a space.
     if (decoded.normalize('NFKC') !== decoded)
       return `segment "${segment}" has characters that Unicode normalisation changes`
+    // Case-insensitive servers that fold in Unicode read "prıvate" (dotless ı) as "PRIVATE".
+    if (foldsToAscii(decoded))
+      return `segment "${segment}" has a character whose upper or lower case is ASCII`
     if (/[.\s]$/u.test(decoded))
       return `has a segment ending in "." or whitespace ("${segment}"), which Windows servers drop`
   }
@@ -133,6 +136,15 @@ export function pathProblem(path: string): string | undefined {
 }
 
 const UTF8 = new TextDecoder('utf-8', { fatal: true })
+
+/** Whether a non-ASCII character in `text` turns into an ASCII letter when its case changes. */
+function foldsToAscii(text: string): boolean {
+  for (const ch of text) {
+    if (ch <= '\x7f') continue
+    if (/[A-Za-z]/.test(ch.toUpperCase() + ch.toLowerCase())) return true
+  }
+  return false
+}
 
 /** A path segment with its (well-formed) percent-escapes decoded as UTF-8; undefined if invalid. */
 function decodeSegment(segment: string): string | undefined {

@@ -136,6 +136,17 @@ const READINGS: readonly Reading[] = [
     target: '/allowed/%ef%bd%90rivate/x',
     verdict: AMBIGUOUS,
   },
+  {
+    what: 'a dotless ı (Unicode upper case: I)',
+    target: '/allowed/pr%c4%b1vate/x',
+    verdict: AMBIGUOUS,
+  },
+  {
+    what: 'a dotted İ (Unicode lower case: i and a dot)',
+    target: '/allowed/PR%c4%b0VATE/x',
+    verdict: AMBIGUOUS,
+  },
+  { what: 'a long ſ (NFKC and upper case: s)', target: '/allowed/%c5%bfecret', verdict: AMBIGUOUS },
   { what: 'a raw 8-bit byte', target: '/allowed/priv\u00e9', verdict: AMBIGUOUS },
   { what: 'a request target that is not a path', target: '*', verdict: AMBIGUOUS },
   // Readings that are one and the same everywhere stay allowed.
