@@ -198,12 +198,16 @@ export const OVERRIDE_HEADERS: ReadonlySet<string> = new Set([
   'x-override-url',
 ])
 
-/** The override headers (lowercase) in a raw header list (`[name, value, …]`). */
+/**
+ * The override headers in a raw header list (`[name, value, …]`), lowercase as
+ * sent. CGI and PHP read "_" in a header name as "-" (both become HTTP_X_…), so
+ * `X_HTTP_Method_Override` counts too.
+ */
 export function overrideHeadersIn(raw: readonly string[]): string[] {
   const found: string[] = []
   for (let i = 0; i < raw.length; i += 2) {
     const name = (raw[i] as string).toLowerCase()
-    if (OVERRIDE_HEADERS.has(name) && !found.includes(name)) found.push(name)
+    if (OVERRIDE_HEADERS.has(name.replace(/_/g, '-')) && !found.includes(name)) found.push(name)
   }
   return found
 }
@@ -211,7 +215,9 @@ export function overrideHeadersIn(raw: readonly string[]): string[] {
 /**
  * Why a request's method or path may be read from somewhere else than its
  * request line: an override header, or a `_method` query parameter (Rails,
- * Laravel, Symfony, method-override), in any case, percent-encoded or not.
+ * Laravel, Symfony, method-override), in any case, percent-encoded or not, and
+ * in the spellings PHP turns into `_method` (it reads " " and "." in a
+ * parameter name as "_": `.method`, `_method[]`).
  */
 export function overrideProblem(
   target: string,
@@ -229,7 +235,7 @@ export function overrideProblem(
     } catch {
       // A malformed escape: compare the raw text.
     }
-    if (/^\s*_method\s*$/i.test(decoded))
+    if (/^_method(?:$|\[)/i.test(decoded.trim().replace(/[ .]/g, '_')))
       return 'has a "_method" query parameter, which overrides the method'
   }
   return undefined

@@ -199,6 +199,28 @@ const READINGS: readonly Reading[] = [
     verdict: OVERRIDE,
   },
   {
+    what: 'a .method parameter (PHP reads "." as "_")',
+    target: '/allowed/x?.method=DELETE',
+    verdict: OVERRIDE,
+  },
+  {
+    what: 'a _+method parameter ("__method" to PHP, not _method)',
+    target: '/allowed/x?_+method=DELETE',
+    verdict: ALLOWED,
+  },
+  {
+    what: 'a .method parameter after a space PHP drops',
+    target: '/allowed/x?%20.method=DELETE',
+    verdict: OVERRIDE,
+  },
+  { what: 'a _method[] parameter', target: '/allowed/x?_method[]=DELETE', verdict: OVERRIDE },
+  {
+    what: 'X_HTTP_Method_Override (CGI and PHP read "_" as "-")',
+    target: '/allowed/x',
+    overrides: ['x_http_method_override'],
+    verdict: OVERRIDE,
+  },
+  {
     what: 'a parameter that only contains "_method"',
     target: '/allowed/x?my_method=1',
     verdict: ALLOWED,
