@@ -383,43 +383,33 @@ function upgradeRefusal(req: EgressRequest, text: string, port: number): Decisio
   return deny(text, port, 'upgrade-refused', null, null, `Upgrade: ${req.upgrade}`)
 }
 
+/** Why a payload the proxy could not read is refused, when no `tcp:` rule allows it. */
+const UNREADABLE: Readonly<
+  Record<Exclude<TunnelPayload, 'tls'>, { readonly reason: DenyReason; readonly detail: string }>
+> = {
+  'h2-prior-knowledge': {
+    reason: 'h2c-prior-knowledge-unsupported',
+    detail: 'the client sent the HTTP/2 preface without TLS',
+  },
+  other: {
+    reason: 'unreadable-payload',
+    detail: 'the client sent neither TLS nor HTTP the proxy could read',
+  },
+  'server-first': {
+    reason: 'unreadable-payload',
+    detail: 'the client sent nothing: the server would speak first',
+  },
+}
+
 /** The refusal of a payload the proxy could not read, without a `tcp:` rule to look at. */
 function payloadRefusal(
   payload: TunnelPayload | undefined,
   text: string,
   port: number,
 ): Decision | undefined {
-  switch (payload) {
-    case 'h2-prior-knowledge':
-      return deny(
-        text,
-        port,
-        'h2c-prior-knowledge-unsupported',
-        null,
-        null,
-        'the client sent the HTTP/2 preface without TLS',
-      )
-    case 'other':
-      return deny(
-        text,
-        port,
-        'unreadable-payload',
-        null,
-        null,
-        'the client sent neither TLS nor HTTP the proxy could read',
-      )
-    case 'server-first':
-      return deny(
-        text,
-        port,
-        'unreadable-payload',
-        null,
-        null,
-        'the client sent nothing: the server would speak first',
-      )
-    default:
-      return undefined
-  }
+  if (payload === undefined || payload === 'tls') return undefined
+  const { reason, detail } = UNREADABLE[payload]
+  return deny(text, port, reason, null, null, detail)
 }
 
 /**

@@ -215,33 +215,19 @@ describe.each(INGRESSES.map((i) => [i.name, i] as const))('%s', (_name, ingress)
     expectNothingSmuggled(origin)
   })
 
-  it.runIf(ingress.anyPort)(
-    'an origin that answers a WebSocket upgrade with 101 h2c gets a 502 and nothing after',
-    async () => {
-      const client = await ingress.open(switcher.port)
-      client.write(
-        `GET ${ingress.target(switcher.port, '/ws-to-h2c')} HTTP/1.1\r\nHost: allowed.test:${switcher.port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n${WS_KEY}\r\n`,
-      )
-      client.write(H2_AFTER_SWITCH)
-      await client.waitForClose(10_000)
-      expect(client.text).toMatch(/^HTTP\/1\.1 502 /)
-      expect(switcher.text()).not.toMatch(/PRI \* HTTP\/2|evil\.test/)
-    },
-  )
-
-  it.runIf(ingress.anyPort)(
-    'an origin that answers an h2c upgrade (served without it) with 101 h2c opens no splice',
-    async () => {
-      const client = await ingress.open(switcher.port)
-      client.write(
-        `GET ${ingress.target(switcher.port, '/stripped-to-h2c')} HTTP/1.1\r\nHost: allowed.test:${switcher.port}\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n`,
-      )
-      client.write(H2_AFTER_SWITCH)
-      await client.waitForClose(10_000)
-      expect(client.text).toMatch(/^HTTP\/1\.1 502 /)
-      expect(switcher.text()).not.toMatch(/PRI \* HTTP\/2|evil\.test/)
-    },
-  )
+  it.runIf(ingress.anyPort).each([
+    ['a WebSocket upgrade', `Upgrade: websocket\r\n${WS_KEY}`],
+    ['an h2c upgrade (served without it)', 'Upgrade: h2c\r\n'],
+  ])('an origin that answers %s with 101 h2c: 502, nothing after', async (_name, upgrade) => {
+    const client = await ingress.open(switcher.port)
+    client.write(
+      `GET ${ingress.target(switcher.port, '/to-h2c')} HTTP/1.1\r\nHost: allowed.test:${switcher.port}\r\nConnection: Upgrade\r\n${upgrade}\r\n`,
+    )
+    client.write(H2_AFTER_SWITCH)
+    await client.waitForClose(10_000)
+    expect(client.text).toMatch(/^HTTP\/1\.1 502 /)
+    expect(switcher.text()).not.toMatch(/PRI \* HTTP\/2|evil\.test/)
+  })
 
   it.runIf(ingress.anyPort)(
     'an origin that answers a plain request with 101 h2c opens no splice',
