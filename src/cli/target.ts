@@ -1,4 +1,5 @@
-// Parses a check target: a URL (`https://pypi.org/simple/`) or `host[:port]`.
+// Parses a check target: a URL (`https://pypi.org/simple/`), `tcp://host:port`
+// (raw TCP: SSH, databases) or `host[:port]`.
 
 import { splitAuthority } from '../policy/index.js'
 import { UsageError } from './errors.js'
@@ -6,14 +7,23 @@ import { UsageError } from './errors.js'
 export interface CheckTarget {
   readonly host: string
   readonly port: number
-  /** `http` when the target is a plain-HTTP URL (method and path apply), else `tls`. */
-  readonly scheme: 'http' | 'tls'
+  /**
+   * `http` when the target is a plain-HTTP URL (method and path apply), `tcp` for
+   * raw TCP (bytes the proxy does not read), else `tls`.
+   */
+  readonly scheme: 'http' | 'tls' | 'tcp'
   readonly path?: string
 }
 
 const DEFAULT_PORTS: Record<string, number> = { 'http:': 80, 'https:': 443, 'ws:': 80, 'wss:': 443 }
 
 export function parseCheckTarget(text: string): CheckTarget {
+  if (/^tcp:\/\//i.test(text)) {
+    const authority = splitAuthority(text.slice('tcp://'.length))
+    if (authority?.port === undefined || authority.port < 1)
+      throw new UsageError(`"${text}" needs a host and a port, e.g. tcp://github.com:22`)
+    return { host: authority.host, port: authority.port, scheme: 'tcp' }
+  }
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(text)) {
     let url: URL
     try {
@@ -23,7 +33,9 @@ export function parseCheckTarget(text: string): CheckTarget {
     }
     const defaultPort = DEFAULT_PORTS[url.protocol]
     if (defaultPort === undefined)
-      throw new UsageError(`unsupported URL scheme "${url.protocol}"; use http, https, ws or wss`)
+      throw new UsageError(
+        `unsupported URL scheme "${url.protocol}"; use http, https, ws, wss or tcp`,
+      )
     const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname
     const port = url.port === '' ? defaultPort : Number(url.port)
     const plain = url.protocol === 'http:' || url.protocol === 'ws:'

@@ -4,7 +4,7 @@
 // again each time it learns more (the ClientHello, the Host header, the
 // resolved addresses); each answer covers everything seen so far.
 
-import { matchEndpoint, pathProblem, requestPath } from './endpoint.js'
+import { matchEndpoint, overrideProblem, pathProblem, requestPath } from './endpoint.js'
 import { splitAuthority } from './authority.js'
 import { parseHost, type CanonicalHost } from './host.js'
 import { formatIP, parseIP, unwrapIP, type IP } from './ip.js'
@@ -20,11 +20,13 @@ export type TlsObservation =
   | { readonly kind: 'invalid'; readonly error: string }
 
 /**
- * What travelled first in a tunnel: a TLS ClientHello, an HTTP request, bytes
- * of some other protocol from the client, or nothing from the client because
- * the server speaks first (SSH, SMTP, most databases).
+ * What a connection carried that was not HTTP the proxy read: a TLS
+ * ClientHello; bytes that are neither TLS nor HTTP the proxy could read; the
+ * HTTP/2 connection preface without TLS ("prior knowledge"); or nothing from
+ * the client because the server speaks first (SSH, SMTP, most databases).
+ * Only `tls` travels without a `tcp:` rule.
  */
-export type TunnelPayload = 'tls' | 'http' | 'other' | 'server-first'
+export type TunnelPayload = 'tls' | 'other' | 'h2-prior-knowledge' | 'server-first'
 
 export interface EgressRequest {
   readonly protocol: Protocol
@@ -39,6 +41,12 @@ export interface EgressRequest {
   readonly tls?: TlsObservation
   /** The Host header of a plain HTTP request, which must name the target. */
   readonly hostHeader?: string
+  /** The authority an absolute-form request target names, which must name the target too. */
+  readonly targetAuthority?: string
+  /** Plain HTTP only: the Upgrade header, when the request asks to switch protocols. */
+  readonly upgrade?: string
+  /** Plain HTTP only: the method or path override headers it carries (lowercase names). */
+  readonly overrides?: readonly string[]
   readonly payload?: TunnelPayload
   /** The addresses the proxy is about to dial. */
   readonly resolved?: readonly string[]
@@ -59,10 +67,13 @@ export type DenyReason =
   | 'ech-refused'
   | 'bad-client-hello'
   | 'host-mismatch'
-  | 'not-inspectable'
+  | 'unreadable-payload'
+  | 'h2c-prior-knowledge-unsupported'
+  | 'upgrade-refused'
   | 'endpoint-denied'
   | 'no-endpoint-match'
   | 'bad-path'
+  | 'method-override'
   | 'dns-type-refused'
 export type Reason = AllowReason | DenyReason
 
@@ -203,7 +214,19 @@ function hostHeaderRefusal(
   text: string,
   port: number,
 ): Decision | undefined {
-  const header = req.hostHeader
+  return (
+    authorityRefusal(req.hostHeader, host, text, port) ??
+    authorityRefusal(req.targetAuthority, host, text, port)
+  )
+}
+
+/** A refusal when an authority a request names (Host, absolute URI) is not the target. */
+function authorityRefusal(
+  header: string | undefined,
+  host: CanonicalHost,
+  text: string,
+  port: number,
+): Decision | undefined {
   if (header === undefined) return undefined
   const authority = splitAuthority(header)
   if (!authority) return deny(text, port, 'host-mismatch', null, null, header)
@@ -236,6 +259,9 @@ function endpointVerdict(
   const path = requestPath(req.path)
   const problem = pathProblem(path)
   if (problem) return deny(text, port, 'bad-path', null, set.from, `${path} ${problem}`)
+  const override = overrideProblem(req.path, req.overrides)
+  if (override)
+    return deny(text, port, 'method-override', null, set.from, `${req.method} ${path} ${override}`)
   const match = matchEndpoint(set, req.method, path)
   if (match.rule === undefined)
     return deny(text, port, 'no-endpoint-match', null, set.from, `${req.method} ${path}`)
@@ -288,8 +314,13 @@ function resolvedRefusal(
  */
 export function decide(req: EgressRequest, policy: Policy): Decision {
   const port = req.protocol === 'dns' ? 0 : req.port
-  if (req.host === '' && req.tls?.kind === 'client-hello' && req.tls.sni === null)
-    return deny('', port, 'no-sni')
+  if (req.host === '') {
+    // No target was named and nothing readable named one (transparent TLS without a
+    // ClientHello, an HTTP server's client that sent no readable request).
+    if (req.tls?.kind === 'client-hello' && req.tls.sni === null) return deny('', port, 'no-sni')
+    const unreadable = payloadRefusal(req.payload, '', port)
+    if (unreadable) return unreadable
+  }
   const parsed = parseHost(req.host)
   if (parsed.kind === 'invalid') {
     const shown = req.host.length > 64 ? `${req.host.slice(0, 64)}…` : req.host
@@ -331,7 +362,8 @@ export function decide(req: EgressRequest, policy: Policy): Decision {
   const refusal =
     tlsRefusal(policy, req, host, text, port) ??
     hostHeaderRefusal(req, host, text, port) ??
-    opaqueRefusal(policy, req, host, verdict, text, port) ??
+    upgradeRefusal(req, text, port) ??
+    rawRefusal(policy, req, host, text, port) ??
     resolvedRefusal(policy, req, text, port)
   if (refusal) return refusal
   return (
@@ -340,18 +372,62 @@ export function decide(req: EgressRequest, policy: Policy): Decision {
 }
 
 /**
- * Traffic that is neither TLS nor HTTP cannot have its name checked, so it needs
- * a rule that names the port explicitly (`github.com:22`), or an allow-all mode.
+ * Only WebSocket is spliced after an upstream's 101: any other protocol (h2c
+ * above all) would let the client speak, unread, to an allowed server, e.g.
+ * HTTP/2 requests naming other hosts. (The forwarder serves such a request
+ * without its upgrade headers when it can; what it asks about here is refused.)
  */
-function opaqueRefusal(
-  policy: Policy,
-  req: EgressRequest,
-  host: CanonicalHost,
-  verdict: RuleMatch | null,
+function upgradeRefusal(req: EgressRequest, text: string, port: number): Decision | undefined {
+  if (req.upgrade === undefined || req.upgrade.trim().toLowerCase() === 'websocket')
+    return undefined
+  return deny(text, port, 'upgrade-refused', null, null, `Upgrade: ${req.upgrade}`)
+}
+
+/** Why a payload the proxy could not read is refused, when no `tcp:` rule allows it. */
+const UNREADABLE: Readonly<
+  Record<Exclude<TunnelPayload, 'tls'>, { readonly reason: DenyReason; readonly detail: string }>
+> = {
+  'h2-prior-knowledge': {
+    reason: 'h2c-prior-knowledge-unsupported',
+    detail: 'the client sent the HTTP/2 preface without TLS',
+  },
+  other: {
+    reason: 'unreadable-payload',
+    detail: 'the client sent neither TLS nor HTTP the proxy could read',
+  },
+  'server-first': {
+    reason: 'unreadable-payload',
+    detail: 'the client sent nothing: the server would speak first',
+  },
+}
+
+/** The refusal of a payload the proxy could not read, without a `tcp:` rule to look at. */
+function payloadRefusal(
+  payload: TunnelPayload | undefined,
   text: string,
   port: number,
 ): Decision | undefined {
-  if (req.payload !== 'other' && req.payload !== 'server-first') return undefined
+  if (payload === undefined || payload === 'tls') return undefined
+  const { reason, detail } = UNREADABLE[payload]
+  return deny(text, port, reason, null, null, detail)
+}
+
+/**
+ * Bytes the proxy does not read (neither TLS nor HTTP it could parse, or a
+ * server that speaks first) travel only where a `tcp:` allow rule covers the
+ * host and port, and never to a host with endpoint rules. Everywhere else a
+ * connection carries TLS with its SNI checked or HTTP that the proxy read,
+ * checked and wrote again itself.
+ */
+function rawRefusal(
+  policy: Policy,
+  req: EgressRequest,
+  host: CanonicalHost,
+  text: string,
+  port: number,
+): Decision | undefined {
+  const refusal = payloadRefusal(req.payload, text, port)
+  if (!refusal || req.payload === 'h2-prior-knowledge') return refusal
   // Endpoint rules can only hold over traffic the proxy can read as HTTP.
   const endpoints =
     host.kind === 'name' && policy.endpoints.size > 0
@@ -361,22 +437,12 @@ function opaqueRefusal(
     return deny(
       text,
       port,
-      'not-inspectable',
+      'unreadable-payload',
       null,
       endpoints.from,
       'the host has endpoint rules, which need readable HTTP',
     )
   }
-  if (policy.mode === 'allow-all') return undefined
-  if (verdict?.explicitPort) return undefined
-  return deny(
-    text,
-    port,
-    'not-inspectable',
-    verdict?.canonical ?? null,
-    verdict?.from ?? null,
-    req.payload === 'server-first'
-      ? 'the server spoke first'
-      : 'the client sent neither TLS nor HTTP',
-  )
+  const raw = policy.raw.size > 0 ? policy.raw.match(host, port) : undefined
+  return raw ? undefined : refusal
 }

@@ -3,6 +3,7 @@
 // from decide() so the hot path builds no strings.
 
 import type { Decision, Reason } from './decide.js'
+import { RAW_PREFIX } from './rule.js'
 
 const WHY: Record<Reason, string> = {
   'allowed-by-rule': 'allowed by rule',
@@ -20,11 +21,16 @@ const WHY: Record<Reason, string> = {
     'denied: the ClientHello uses Encrypted Client Hello, which hides the real server name',
   'bad-client-hello': 'denied: the TLS ClientHello could not be parsed',
   'host-mismatch': 'denied: the HTTP Host header does not match the target',
-  'not-inspectable':
-    'denied: the connection is neither TLS nor HTTP, so its server name cannot be checked',
+  'unreadable-payload':
+    'denied: not TLS or HTTP the proxy could read, and no tcp: rule allows raw TCP here',
+  'h2c-prior-knowledge-unsupported':
+    'denied: HTTP/2 without TLS (prior knowledge) is not supported; use HTTP/1.1 or HTTPS',
+  'upgrade-refused': 'denied: only WebSocket upgrades are forwarded',
   'endpoint-denied': 'denied by endpoint rule',
   'no-endpoint-match': 'denied: the host has endpoint rules and none matches this request',
   'bad-path': 'denied: ambiguous request path',
+  'method-override':
+    'denied: the request overrides its method or path (header or _method parameter), which endpoint rules cannot check',
   'dns-type-refused': 'denied: only A and AAAA questions are answered',
 }
 
@@ -41,8 +47,14 @@ const FIX: Partial<Record<Reason, (d: Decision, profile: string) => string>> = {
   'sni-mismatch': () => 'Connect to the same host you name in TLS.',
   'ech-refused': () => 'Disable Encrypted Client Hello in the client.',
   'host-mismatch': () => 'Send a Host header that names the host you connect to.',
-  'not-inspectable': (d) =>
-    `To allow a non-TLS, non-HTTP protocol, add a rule that names the port, e.g. "${hostPort(d)}".`,
+  'unreadable-payload': (d) =>
+    d.host === ''
+      ? 'Send HTTP/1.1 or TLS; other protocols need a tcp: rule and a tunnel (CONNECT or SOCKS).'
+      : `To allow raw TCP (SSH, SMTP, databases) to this port, add the rule "${RAW_PREFIX}${hostPort(d)}".`,
+  'upgrade-refused': () =>
+    'Send the request without an Upgrade header (HTTP/2 needs HTTPS), or use WebSocket.',
+  'method-override': () =>
+    'Send the method and path in the request line, without X-HTTP-Method-Override or _method.',
   'no-endpoint-match': (_d, p) => `Add an endpoint rule for this method and path to profile ${p}.`,
 }
 

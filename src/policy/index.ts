@@ -25,7 +25,7 @@ export { canonicalHost, hostText, HostError, parseHost, tryCanonicalHost } from 
 export type { CanonicalHost } from './host.js'
 export { formatIP, ipv6, parseIP, parseIPv4, parseIPv6, unwrapIP } from './ip.js'
 export type { IP } from './ip.js'
-export { parseRule, RuleError, DEFAULT_PORTS } from './rule.js'
+export { parseListRule, parseRule, RuleError, DEFAULT_PORTS, RAW_PREFIX } from './rule.js'
 export type { Rule, PortSpec, HostPattern } from './rule.js'
 export type { SourcedRule } from './matcher.js'
 export { classifyIP, SPECIAL_RANGES, SPECIAL_GROUPS } from './special.js'
@@ -35,6 +35,8 @@ export {
   parseEndpointHost,
   parseEndpointRule,
   describeEndpointRule,
+  overrideHeadersIn,
+  withoutFragment,
 } from './endpoint.js'
 export type { EndpointRule, EndpointSet, EndpointAction } from './endpoint.js'
 export { parsePolicySpecJson, SpecError } from './spec-json.js'

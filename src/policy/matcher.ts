@@ -23,8 +23,8 @@ export interface SourcedRule extends Rule {
 export class RuleMatch {
   readonly canonical: string
   readonly from: string
-  /** True when the rule names its port (not the 80/443 default). */
-  readonly explicitPort: boolean
+  /** A `tcp:` rule: raw TCP may travel where it matches. */
+  readonly raw: boolean
   /** -1 for the 80/443 default. */
   private readonly lo: number
   private readonly hi: number
@@ -34,7 +34,7 @@ export class RuleMatch {
     const ports = rule.ports
     this.canonical = rule.canonical
     this.from = rule.from
-    this.explicitPort = ports.kind !== 'default'
+    this.raw = rule.raw
     this.lo = ports.kind === 'default' ? -1 : ports.kind === 'any' ? 1 : ports.from
     this.hi = ports.kind === 'default' ? -1 : ports.kind === 'any' ? 65535 : ports.to
   }

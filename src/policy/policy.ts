@@ -5,7 +5,7 @@
 import { CidrTable, CidrError, parseCidr, type Cidr } from './cidr.js'
 import { EndpointIndex, type EndpointSet } from './endpoint.js'
 import { RuleIndex, type SourcedRule } from './matcher.js'
-import { parseRule, RuleError } from './rule.js'
+import { parseListRule, RuleError } from './rule.js'
 import { cidrsOfGroup, isSpecialGroup, SPECIAL_GROUPS } from './special.js'
 
 export const MODES = ['allow-all', 'deny-all', 'allow-list'] as const
@@ -56,6 +56,8 @@ export interface Policy {
   readonly name: string
   readonly mode: Mode
   readonly allow: RuleIndex
+  /** The `tcp:` allow rules alone: where raw TCP (bytes the proxy does not read) may travel. */
+  readonly raw: RuleIndex
   readonly deny: RuleIndex
   readonly endpoints: EndpointIndex
   readonly allowSpecial: CidrTable<OperatorRange>
@@ -65,10 +67,10 @@ export interface Policy {
 
 export class PolicyError extends Error {}
 
-function compileRules(sources: readonly RuleSource[]): SourcedRule[] {
+function compileRules(list: 'allow' | 'deny', sources: readonly RuleSource[]): SourcedRule[] {
   return sources.map(({ rule, from }) => {
     try {
-      return { ...parseRule(rule), from }
+      return { ...parseListRule(list, rule), from }
     } catch (err) {
       if (err instanceof RuleError)
         throw new PolicyError(
@@ -109,8 +111,8 @@ export function parseSpecialAllowances(
 }
 
 export function compilePolicy(spec: PolicySpec, operator: OperatorSettings = {}): Policy {
-  const allowRules = compileRules(spec.allow)
-  const denyRules = compileRules(spec.deny)
+  const allowRules = compileRules('allow', spec.allow)
+  const denyRules = compileRules('deny', spec.deny)
   if (spec.mode === 'deny-all' && allowRules.length > 0) {
     throw new PolicyError(
       `mode deny-all refuses everything, so its allow rules (${allowRules[0]?.text}, …) would never apply; use mode allow-list`,
@@ -133,6 +135,7 @@ export function compilePolicy(spec: PolicySpec, operator: OperatorSettings = {})
     name: spec.name,
     mode: spec.mode,
     allow: new RuleIndex(allowRules),
+    raw: new RuleIndex(allowRules.filter((rule) => rule.raw)),
     deny: new RuleIndex(denyRules),
     endpoints: new EndpointIndex(spec.endpoints ?? []),
     allowSpecial,

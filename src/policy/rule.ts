@@ -5,6 +5,8 @@
 //   *                    every host
 //   10.1.2.3, 10.0.0.0/8, 2001:db8::1, 2001:db8::/32, [2001:db8::1]:8443
 //   host:22, host:*, host:8000-8100
+//   tcp:host:22          raw TCP: bytes the proxy does not read (SSH, SMTP,
+//                        databases); needs a port part
 //
 // Rules are parsed once, when a profile loads, into the same canonical form
 // that requests are turned into.
@@ -43,6 +45,12 @@ export interface Rule {
   readonly canonical: string
   readonly host: HostPattern
   readonly ports: PortSpec
+  /**
+   * A `tcp:` rule: the connection may carry bytes the proxy does not read
+   * (neither TLS nor HTTP), and the server may speak first. Every other rule
+   * carries only TLS (SNI checked) or HTTP the proxy reads and checks.
+   */
+  readonly raw: boolean
 }
 
 /** Ports a rule without a port part covers. */
@@ -173,6 +181,9 @@ function formatRule(host: HostPattern, ports: PortSpec): string {
   return hostText + portText
 }
 
+/** The prefix that marks a raw TCP rule. */
+export const RAW_PREFIX = 'tcp:'
+
 /** Parses one rule. Throws RuleError with a message that says what to write instead. */
 export function parseRule(input: string): Rule {
   const text = input.trim()
@@ -181,17 +192,51 @@ export function parseRule(input: string): Rule {
       input,
       'empty pattern (write a host such as example.com, *.example.com, an IP or CIDR, or *)',
     )
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(text)) {
-    const hostPart = text.replace(/^[a-z][a-z0-9+.-]*:\/\//i, '').split('/')[0]
+  if (/^tcp:\/\//i.test(text)) {
+    const hostPart = text.replace(/^tcp:\/\//i, '').split('/')[0]
+    fail(text, `raw TCP rules are written without "//": tcp:${hostPart}`)
+  }
+  const raw = text.slice(0, RAW_PREFIX.length).toLowerCase() === RAW_PREFIX
+  const rule = parseHostRule(text, raw ? text.slice(RAW_PREFIX.length) : text)
+  if (!raw) return { ...rule, raw }
+  if (rule.ports.kind === 'default') {
+    fail(
+      text,
+      'a tcp: rule names its port, so that raw TCP is opened only where meant: write e.g. tcp:github.com:22',
+    )
+  }
+  return { ...rule, canonical: RAW_PREFIX + rule.canonical, raw }
+}
+
+/**
+ * Parses a rule of an allow or deny list. A deny rule refuses every protocol,
+ * so `tcp:` on it would only suggest it refused raw TCP alone: refused.
+ */
+export function parseListRule(list: 'allow' | 'deny', input: string): Rule {
+  const rule = parseRule(input)
+  if (list === 'deny' && rule.raw) {
+    fail(
+      rule.text,
+      `a deny rule refuses all traffic to its host and port, so "tcp:" does not apply; write "${rule.canonical.slice(RAW_PREFIX.length)}"`,
+    )
+  }
+  return rule
+}
+
+/** The host and port part of a rule (`text` is the whole rule, for messages). */
+function parseHostRule(text: string, body: string): Omit<Rule, 'raw'> {
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(body)) {
+    const hostPart = body.replace(/^[a-z][a-z0-9+.-]*:\/\//i, '').split('/')[0]
     fail(text, `rules name hosts, not URLs; write "${hostPart}"`)
   }
-  if (/[\s/]/.test(text) && !/^[^\s]+\/[0-9]{1,3}(?:\]?(?::[^/]*)?)?$/.test(text)) {
+  if (/[\s/]/.test(body) && !/^[^\s]+\/[0-9]{1,3}(?:\]?(?::[^/]*)?)?$/.test(body)) {
     fail(
       text,
       'rules name hosts; a path or whitespace is not allowed here (paths belong in endpoints:)',
     )
   }
-  const { hostText, portText } = splitHostPort(text)
+  if (body === '') fail(text, 'no host after "tcp:" (write e.g. tcp:github.com:22)')
+  const { hostText, portText } = splitHostPort(body)
   const host = parseHostPattern(text, hostText)
   const ports: PortSpec =
     portText === undefined ? { kind: 'default' } : parsePortSpec(text, portText)

@@ -5,7 +5,7 @@
 import {
   isMode,
   MODES,
-  parseRule,
+  parseListRule,
   RuleError,
   type Mode,
   type PolicySpec,
@@ -33,14 +33,14 @@ export class NetworkSpecError extends Error {
 
 export const CUSTOM_POLICY_NAME = 'custom'
 
-function ruleList(value: unknown, field: string): string[] {
+function ruleList(value: unknown, field: 'allow' | 'deny'): string[] {
   if (value === undefined) return []
   if (!Array.isArray(value)) throw new NetworkSpecError(`network.${field} must be a list of rules`)
   return value.map((item, i) => {
     if (typeof item !== 'string')
       throw new NetworkSpecError(`network.${field}[${i}] must be a string`)
     try {
-      return parseRule(item).text
+      return parseListRule(field, item).text
     } catch (err) {
       if (err instanceof RuleError)
         throw new NetworkSpecError(`network.${field}[${i}]: ${err.message}`)

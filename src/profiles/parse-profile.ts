@@ -18,7 +18,7 @@ import {
   MODES,
   parseEndpointHost,
   parseEndpointRule,
-  parseRule,
+  parseListRule,
   RuleError,
   type EndpointRule,
   type Mode,
@@ -280,7 +280,7 @@ export function parseProfile(text: string, file: string, expectedName?: string):
   const rules = (field: 'allow' | 'deny'): string[] =>
     reader.stringList(fields.get(field)?.value, field).map(({ value, node }, i) => {
       try {
-        return parseRule(value).text
+        return parseListRule(field, value).text
       } catch (err) {
         if (err instanceof RuleError) reader.fail(node, `${field}[${i}]`, err.message)
         throw err

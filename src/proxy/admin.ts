@@ -44,7 +44,8 @@ interface AdminState {
 export function createAdminServer(ctx: ProxyContext, adminOptions: AdminOptions): http.Server {
   const options: AdminState = { ...adminOptions, catalogue: catalogueOnce(adminOptions.catalogue) }
   const server = http.createServer(
-    { headersTimeout: 10_000, requestTimeout: 30_000 },
+    // Checked every second, not every 30 s (Node's default), so the timeouts hold.
+    { headersTimeout: 10_000, requestTimeout: 30_000, connectionsCheckingInterval: 1000 },
     (req, res) => {
       handle(ctx, options, req, res).catch((err: unknown) => {
         if (err instanceof HttpError) sendError(res, err)

@@ -13,6 +13,8 @@ export interface ProxyTimeouts {
   readonly connectMs: number
   /** Waiting for a tunnel's first client bytes (ClientHello or HTTP head). */
   readonly firstBytesMs: number
+  /** An HTTP request head (CONNECT or any other) from its first byte to its end. */
+  readonly headMs: number
   /** A SOCKS handshake. */
   readonly handshakeMs: number
   /** An established tunnel with no traffic either way. */
@@ -22,6 +24,7 @@ export interface ProxyTimeouts {
 export const DEFAULT_TIMEOUTS: ProxyTimeouts = {
   connectMs: 10_000,
   firstBytesMs: 15_000,
+  headMs: 30_000,
   handshakeMs: 10_000,
   idleMs: 15 * 60_000,
 }

@@ -9,27 +9,38 @@
 // Proxy-* headers with Expect), and cost about twice the CPU per request.
 // Upgrades (WebSocket) are spliced by hand after the request head is sent.
 
-import type http from 'node:http'
+import { createHash } from 'node:crypto'
+import http from 'node:http'
 import type net from 'node:net'
 import { Readable } from 'node:stream'
 import type { Dispatcher, Pool } from 'undici'
 import {
   canonicalHost,
   decide,
+  overrideHeadersIn,
   splitAuthority,
+  withoutFragment,
   type Decision,
   type EgressRequest,
   type Policy,
 } from '../policy/index.js'
 import { clientAddress, record, type ProxyContext } from './context.js'
 import { countHeader, endToEndHeaders, hasHeader } from './http-headers.js'
-import { refusalHeaders, refusalResponse, refusalText, upstreamFailureResponse } from './refusal.js'
+import {
+  badRequestResponse,
+  plainResponse,
+  refusalHeaders,
+  refusalResponse,
+  refusalText,
+  upstreamFailureResponse,
+} from './refusal.js'
 import { endAndClose } from './tunnel.js'
 import { connectToAny, connectViaParent, UpstreamError } from './upstream.js'
 
 export interface ForwardTarget {
   readonly host: string
   readonly port: number
+  /** The path and query, as decided and forwarded (never a fragment). */
   readonly path: string
 }
 
@@ -40,7 +51,7 @@ export class BadProxyRequest extends Error {}
  * strictly: userinfo, backslashes and other schemes are refused, so no URL
  * parser quirk can make the checked host differ from the one dialled.
  */
-export function parseAbsoluteTarget(url: string): ForwardTarget {
+export function parseAbsoluteTarget(url: string): ForwardTarget & { readonly authority: string } {
   const m = /^http:\/\/([^/?#]*)([/?#].*)?$/i.exec(url)
   if (!m) {
     if (/^https:\/\//i.test(url))
@@ -59,8 +70,19 @@ export function parseAbsoluteTarget(url: string): ForwardTarget {
   if (rest.includes('\\')) throw new BadProxyRequest('backslashes in the URL are not accepted')
   const hp = splitAuthority(authority)
   if (!hp) throw new BadProxyRequest(`"${authority}" is not a valid host[:port]`)
-  const path = rest.startsWith('/') ? rest : `/${rest}`
-  return { host: hp.host, port: hp.port ?? 80, path }
+  const path = withoutFragment(rest.startsWith('/') ? rest : `/${rest}`)
+  return { host: hp.host, port: hp.port ?? 80, path, authority }
+}
+
+/**
+ * The target of a request that names its host in the Host header (transparent
+ * HTTP, HTTP inside a tunnel): the path, and the authority an absolute-form
+ * target names, which decide() checks as it checks the Host.
+ */
+function originTarget(url: string): { path: string; authority?: string } {
+  if (url.startsWith('/')) return { path: withoutFragment(url) }
+  const absolute = parseAbsoluteTarget(url)
+  return { path: absolute.path, authority: absolute.authority }
 }
 
 /** `host:port` as a Host header or URL authority writes it (IPv6 in brackets). */
@@ -93,9 +115,6 @@ interface Approved {
   readonly startedAt: number
   readonly request: EgressRequest
 }
-
-/** The headers an upgrade request keeps beyond the end-to-end ones. */
-const UPGRADE_KEEPS: ReadonlySet<string> = new Set(['connection', 'upgrade'])
 
 // undici is loaded on the first plain-HTTP request: a sidecar that only
 // tunnels TLS (the common case) never pays its memory.
@@ -182,6 +201,7 @@ function readResponseHead(
       finish({
         status: Number(status),
         upgrade: header('upgrade'),
+        accept: header('sec-websocket-accept'),
         contentLength: length !== undefined && /^\d+$/.test(length) ? Number(length) : undefined,
         bodyBytes: bytes.length - (end + 4),
         bytes,
@@ -197,9 +217,31 @@ function readResponseHead(
 
 const MAX_RESPONSE_HEAD_BYTES = 64 * 1024
 
+/** A WebSocket key as RFC 6455 §4.1 has clients send it: 16 bytes in base64. */
+const WEBSOCKET_KEY = /^[A-Za-z0-9+/]{22}==$/
+
+/** The Sec-WebSocket-Accept a WebSocket server answers `key` with (RFC 6455 §4.2.2). */
+function websocketAccept(key: string): string {
+  return createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64')
+}
+
+/**
+ * Whether the server switched to WebSocket, and proved it speaks it: a server
+ * that answers 101 but goes on reading HTTP would otherwise take the client's
+ * next bytes as requests no decision saw.
+ */
+function switchedToWebSocket(answer: ResponseHead, key: string): boolean {
+  return (
+    answer.status === 101 &&
+    answer.upgrade?.trim().toLowerCase() === 'websocket' &&
+    answer.accept?.trim() === websocketAccept(key)
+  )
+}
+
 interface ResponseHead {
   readonly status: number
   readonly upgrade: string | undefined
+  readonly accept: string | undefined
   readonly contentLength: number | undefined
   /** Bytes of the body already read, after the head. */
   readonly bodyBytes: number
@@ -238,6 +280,20 @@ function isTimeout(err: Error & { code?: string }): boolean {
 
 export class HttpForwarder {
   private readonly pools: PoolSet
+  /** How many requests each client connection has sent so far. */
+  private readonly requestCount = new WeakMap<net.Socket, number>()
+  /**
+   * Client connections answered with a refusal (Connection: close), and which request
+   * it answered: the requests pipelined behind it are on a connection that is ending,
+   * and nothing of them is decided or sent.
+   */
+  private readonly refusedAt = new WeakMap<net.Socket, number>()
+
+  /** Whether request number `n` of a connection came after a refusal on it. */
+  private behindRefusal(socket: net.Socket, n: number): boolean {
+    const refused = this.refusedAt.get(socket)
+    return refused !== undefined && n > refused
+  }
 
   constructor(private readonly ctx: ProxyContext) {
     this.pools = new PoolSet(ctx)
@@ -247,31 +303,40 @@ export class HttpForwarder {
     this.pools.destroy()
   }
 
-  /** Target, decision and checked address for a request, or a refusal already sent. */
+  /**
+   * Target, decision and checked address for a request, or a refusal already sent.
+   * `upgrade`: the protocol an upgrade request asks for (on any other request,
+   * Upgrade is a hop-by-hop header and never forwarded).
+   */
   private async approve(
     req: http.IncomingMessage,
     mode: ForwardMode,
     refuse: (status: number, text: string, decision?: Decision, policy?: Policy) => void,
+    upgrade?: string,
   ): Promise<Approved | undefined> {
     const startedAt = performance.now()
     const policy = this.ctx.policy.current
     let target: ForwardTarget
+    /** The authority an absolute-form target names where the Host header names the target. */
+    let targetAuthority: string | undefined
     try {
       if (countHeader(req.rawHeaders, 'host') > 1)
         throw new BadProxyRequest('more than one Host header')
       if (mode.kind === 'proxy') {
         target = parseAbsoluteTarget(req.url ?? '')
-      } else if (mode.kind === 'tunnel') {
-        const url = req.url ?? ''
-        const path = url.startsWith('/') ? url : parseAbsoluteTarget(url).path
-        target = { host: mode.host, port: mode.port, path }
       } else {
-        const url = req.url ?? ''
-        if (!url.startsWith('/'))
-          throw new BadProxyRequest('expected an origin-form request target')
-        // decide() checks that the Host names a valid host on this port.
-        const host = splitAuthority(req.headers.host ?? '')?.host ?? ''
-        target = { host, port: mode.port(), path: url }
+        const origin = originTarget(req.url ?? '')
+        targetAuthority = origin.authority
+        // In a tunnel the target is the tunnel's; transparently, the Host names it, and
+        // decide() checks that it names a valid host on this port.
+        target =
+          mode.kind === 'tunnel'
+            ? { host: mode.host, port: mode.port, path: origin.path }
+            : {
+                host: splitAuthority(req.headers.host ?? '')?.host ?? '',
+                port: mode.port(),
+                path: origin.path,
+              }
       }
     } catch (err) {
       if (!(err instanceof BadProxyRequest)) throw err
@@ -281,6 +346,7 @@ export class HttpForwarder {
     // HTTP/1.0 may omit Host; the target names the host then, and upstream gets it as Host.
     if (req.headers.host === undefined && mode.kind !== 'transparent')
       req.headers.host = authorityOf(target)
+    const overrides = overrideHeadersIn(req.rawHeaders)
     const request: EgressRequest = {
       protocol: mode.kind === 'tunnel' ? mode.protocol : 'http',
       host: target.host,
@@ -288,6 +354,9 @@ export class HttpForwarder {
       method: req.method ?? 'GET',
       path: target.path,
       hostHeader: req.headers.host ?? '',
+      ...(targetAuthority !== undefined ? { targetAuthority } : {}),
+      ...(upgrade !== undefined ? { upgrade } : {}),
+      ...(overrides.length > 0 ? { overrides } : {}),
     }
     const log = (decision: Decision, extra: { error?: string } = {}): void =>
       this.log({ policy, decision, request, startedAt }, req.socket, extra)
@@ -318,7 +387,35 @@ export class HttpForwarder {
     res: http.ServerResponse,
     mode: ForwardMode,
   ): Promise<void> {
+    const socket = req.socket
+    const n = (this.requestCount.get(socket) ?? 0) + 1
+    this.requestCount.set(socket, n)
+    if (this.behindRefusal(socket, n)) return
+    // The client may leave at any point: while the request is decided, before undici has
+    // started it (a pooled connection may be busy), or mid-response. Whenever it does, the
+    // upstream request is not sent, or aborted as soon as undici starts it, so no pooled
+    // connection is left holding a response nobody reads. A queued response of a pipelined
+    // request never closes when the connection does: the socket's close counts too.
+    let gone = false
+    // A destroyed socket emits 'close' only once its handle has closed: ask it directly too.
+    const left = (): boolean => gone || socket.destroyed || res.destroyed
+    let controller: Dispatcher.DispatchController | undefined
+    let logLine: (() => void) | undefined
+    const finished = (): void => {
+      res.off('close', finished)
+      socket.off('close', finished)
+      if (!res.writableFinished) {
+        gone = true
+        controller?.abort(new Error('the client closed the connection'))
+      }
+      logLine?.()
+      logLine = undefined
+    }
+    res.once('close', finished)
+    socket.once('close', finished)
+
     const approved = await this.approve(req, mode, (status, text, decision) => {
+      if (!this.refusedAt.has(socket)) this.refusedAt.set(socket, n)
       if (res.headersSent) return res.destroy()
       const headers = decision
         ? refusalHeaders(text)
@@ -332,13 +429,10 @@ export class HttpForwarder {
     })
     if (!approved) return
     const { target, address } = approved
-    const socket = req.socket
     let bytesUp = requestHeadBytes(req)
     const writtenBefore = socket.bytesWritten
     let error: string | undefined
-    let controller: Dispatcher.DispatchController | undefined
-    res.once('close', () => {
-      if (!res.writableFinished) controller?.abort(new Error('the client closed the connection'))
+    logLine = () =>
       this.logForwarded(approved, socket, {
         bytesUp,
         bytesDown: socket.bytesWritten - writtenBefore,
@@ -348,7 +442,6 @@ export class HttpForwarder {
             ? { error: 'connection closed before the response completed' }
             : {}),
       })
-    })
 
     const parent = this.ctx.parentProxy
     const headers = endToEndHeaders(req.rawHeaders)
@@ -364,9 +457,17 @@ export class HttpForwarder {
           `http://${(address as string).includes(':') ? `[${address}]` : address}:${target.port}`,
           `${target.host}\u0000${target.port}\u0000${address}`,
         ))
+    if (left() || this.behindRefusal(socket, n)) {
+      // Left, or refused a later request, while this one was decided: nothing is sent.
+      error = 'the client closed the connection before the request was sent'
+      logLine()
+      logLine = undefined
+      return
+    }
     const body = hasBody(req) ? Readable.from(countedBody(req, (n) => (bytesUp += n))) : null
     const fail = (err: Error & { code?: string }): void => {
-      error = `upstream: ${err.code ?? err.message}`
+      error ??= `upstream: ${err.code ?? err.message}`
+      if (left()) return
       if (res.headersSent) {
         res.destroy()
         return
@@ -396,6 +497,8 @@ export class HttpForwarder {
         {
           onRequestStart: (c) => {
             controller = c
+            // The client left while the request waited for a connection.
+            if (left()) c.abort(new Error('the client closed the connection'))
           },
           onResponseStart: (c, statusCode, _parsed, statusMessage) => {
             if (statusCode < 200) return
@@ -415,8 +518,10 @@ export class HttpForwarder {
             }
           },
           onResponseData: (c, chunk) => {
+            if (left()) return c.abort(new Error('the client closed the connection'))
             if (!res.write(chunk)) {
               c.pause()
+              // If the client leaves instead of draining, finished() aborts the request.
               res.once('drain', () => c.resume())
             }
           },
@@ -432,9 +537,15 @@ export class HttpForwarder {
   }
 
   /**
-   * Upgrades (WebSocket and others): decided like any request, then the head is
-   * sent to a checked address and the two connections are spliced, so the
-   * upstream's 101 and everything after it flow back unchanged.
+   * Upgrades. Only WebSocket is ever spliced: a WebSocket upgrade goes to a
+   * checked address, and the connections are spliced once the upstream has
+   * answered 101 with Upgrade: websocket. Any other protocol (h2c above all)
+   * would let the client speak to the server unread, e.g. HTTP/2 requests
+   * naming other hosts: such a request is served as plain HTTP/1.1 without its
+   * upgrade headers, as by an origin that does not speak the protocol, and the
+   * connection closes after the answer (a 101 to it is a 502, see undici). One
+   * with a body cannot be served so (Node leaves its body unread): decide()
+   * refuses it.
    */
   async handleUpgrade(
     req: http.IncomingMessage,
@@ -443,15 +554,27 @@ export class HttpForwarder {
     mode: ForwardMode,
   ): Promise<void> {
     socket.on('error', () => socket.destroy())
+    const protocol = (req.headers.upgrade ?? '').trim().toLowerCase()
+    if (protocol !== 'websocket' && !hasBody(req))
+      return this.serveWithoutUpgrade(req, socket, mode)
+    const key = req.headers['sec-websocket-key']
+    if (
+      protocol === 'websocket' &&
+      (countHeader(req.rawHeaders, 'sec-websocket-key') !== 1 || !WEBSOCKET_KEY.test(key ?? ''))
+    ) {
+      endAndClose(socket, badRequestResponse('a WebSocket upgrade needs one Sec-WebSocket-Key'))
+      return
+    }
     socket.setTimeout(this.ctx.timeouts.idleMs, () => socket.destroy())
-    const approved = await this.approve(req, mode, (status, text, decision, policy) => {
-      if (decision && policy) endAndClose(socket, refusalResponse(decision, policy.name))
-      else
-        endAndClose(
-          socket,
-          `HTTP/1.1 ${status} Bad Request\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`,
-        )
-    })
+    const approved = await this.approve(
+      req,
+      mode,
+      (status, text, decision, policy) => {
+        if (decision && policy) endAndClose(socket, refusalResponse(decision, policy.name))
+        else endAndClose(socket, plainResponse(status, text))
+      },
+      req.headers.upgrade ?? '',
+    )
     if (!approved) return
     const { target, address } = approved
     const readBefore = socket.bytesRead
@@ -491,17 +614,14 @@ export class HttpForwarder {
       upstream.destroy()
       return
     }
-    const headers = endToEndHeaders(req.rawHeaders, UPGRADE_KEEPS)
+    const headers = endToEndHeaders(req.rawHeaders)
     if (!hasHeader(headers, 'host')) headers.push('Host', req.headers.host ?? authorityOf(target))
+    // The upgrade as decided, whatever else the client's Connection named. "close" too: a
+    // server that does not switch protocols ends the connection after its answer, so
+    // nothing else can travel on it without a decision.
+    headers.push('Connection', 'Upgrade, close', 'Upgrade', 'websocket')
     let text = `${req.method ?? 'GET'} ${target.path} HTTP/1.1\r\n`
-    for (let i = 0; i + 1 < headers.length; i += 2) {
-      const name = headers[i] as string
-      // "close" too: a server that does not switch protocols ends the connection after
-      // its answer, so nothing else can travel on it without a decision.
-      const value =
-        name.toLowerCase() === 'connection' ? `${headers[i + 1]}, close` : headers[i + 1]
-      text += `${name}: ${value}\r\n`
-    }
+    for (let i = 0; i + 1 < headers.length; i += 2) text += `${headers[i]}: ${headers[i + 1]}\r\n`
     const fail = (which: string) => (err: NodeJS.ErrnoException) => {
       error ??= `${which}: ${err.code ?? err.message}`
       socket.destroy()
@@ -517,26 +637,27 @@ export class HttpForwarder {
     socket.pause()
     upstream.write(`${text}\r\n`)
     const answer = await readResponseHead(upstream, this.ctx.timeouts.firstBytesMs)
-    if (!answer) {
-      error ??= 'upstream: no valid response to the upgrade request'
+    // A 101 to anything but WebSocket (or another 1xx) is no answer the client asked for,
+    // and nothing may travel after it: 502.
+    const switched = answer !== undefined && switchedToWebSocket(answer, key as string)
+    if (!answer || (answer.status < 200 && !switched)) {
+      error ??= answer
+        ? `upstream: answered ${answer.status} ${answer.upgrade ?? ''} to a WebSocket upgrade`
+        : 'upstream: no valid response to the upgrade request'
       upstream.destroy()
       if (!socket.destroyed)
         endAndClose(
           socket,
           upstreamFailureResponse(
             502,
-            `${target.host}:${target.port} sent no valid response to the upgrade request`,
+            `${target.host}:${target.port} sent no valid response to the WebSocket upgrade request`,
           ),
         )
       return
     }
     socket.write(answer.bytes)
-    const wanted = (req.headers.upgrade ?? '').toLowerCase()
-    if (
-      answer.status === 101 &&
-      answer.upgrade !== undefined &&
-      answer.upgrade.toLowerCase() === wanted
-    ) {
+    // decide() let only WebSocket through; the splice opens only if that is what the server took.
+    if (switched) {
       if (head.length > 0) upstream.write(head)
       upstream.once('close', () => socket.end())
       upstream.pipe(socket)
@@ -559,6 +680,23 @@ export class HttpForwarder {
       if (remaining <= 0) done()
     })
     upstream.resume()
+  }
+
+  /**
+   * Serves an upgrade request as a plain request (the forwarder drops Upgrade and
+   * Connection like every hop-by-hop header) on a socket Node's server has let go
+   * of, then closes it: what the client sent after the head is never read.
+   */
+  private async serveWithoutUpgrade(
+    req: http.IncomingMessage,
+    socket: net.Socket,
+    mode: ForwardMode,
+  ): Promise<void> {
+    const res = new http.ServerResponse(req)
+    res.shouldKeepAlive = false
+    res.assignSocket(socket)
+    res.once('finish', () => endAndClose(socket))
+    await this.handleRequest(req, res, mode)
   }
 
   /** The log line of a forwarded request or upgrade, when it ends. */

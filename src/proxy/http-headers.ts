@@ -32,13 +32,9 @@ function connectionTokens(values: readonly string[]): Set<string> {
 
 /**
  * The end-to-end headers of a raw header list (`[name, value, name, value, …]`),
- * as a flat list in the same order. `keep` names hop-by-hop headers to pass on
- * anyway (an upgrade request keeps Connection and Upgrade).
+ * as a flat list in the same order.
  */
-export function endToEndHeaders(
-  raw: readonly string[],
-  keep: ReadonlySet<string> = NO_KEEP,
-): string[] {
+export function endToEndHeaders(raw: readonly string[]): string[] {
   const connection: string[] = []
   for (let i = 0; i + 1 < raw.length; i += 2) {
     if ((raw[i] as string).toLowerCase() === 'connection') connection.push(raw[i + 1] as string)
@@ -48,17 +44,11 @@ export function endToEndHeaders(
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = raw[i] as string
     const lower = name.toLowerCase()
-    if (keep.has(lower)) {
-      out.push(name, raw[i + 1] as string)
-      continue
-    }
     if (HOP_BY_HOP.has(lower) || isProxyHeader(lower) || named?.has(lower)) continue
     out.push(name, raw[i + 1] as string)
   }
   return out
 }
-
-const NO_KEEP: ReadonlySet<string> = new Set()
 
 /** Whether a raw header list has a header of this (lowercase) name. */
 export function hasHeader(raw: readonly string[], lower: string): boolean {

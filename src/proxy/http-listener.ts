@@ -10,17 +10,22 @@
 
 import http from 'node:http'
 import net from 'node:net'
-import { splitAuthority } from '../policy/index.js'
-import type { ProxyContext, TunnelTarget } from './context.js'
+import { decide, splitAuthority, type TunnelPayload } from '../policy/index.js'
+import { clientAddress, record, type ProxyContext, type TunnelTarget } from './context.js'
 import type { HttpForwarder, ForwardMode } from './http-forward.js'
-import { refusalResponse, upstreamFailureResponse } from './refusal.js'
+import { badRequestResponse, refusalResponse, upstreamFailureResponse } from './refusal.js'
 import type { Sweepable } from './sweeper.js'
 import { endAndClose, runTunnel } from './tunnel.js'
 
 /** What an HTTP head may be at most, as the HTTP server's maxHeaderSize. */
 const MAX_HEAD_BYTES = 32 * 1024
-/** How long a client has for its first request head, as the HTTP server's headersTimeout. */
-const HEAD_TIMEOUT_MS = 30_000
+/**
+ * How often an HTTP server checks its connections against headersTimeout and
+ * requestTimeout. Node's default, 30 s, let a partial head hold a connection for
+ * up to twice the timeout; the check walks only the connections still reading a
+ * request, so once a second costs nothing.
+ */
+export const CONNECTIONS_CHECK_MS = 1000
 const CONNECT_PREFIX = Buffer.from('CONNECT ', 'latin1')
 const CONNECT_LINE = /^CONNECT ([^ ]+) HTTP\/1\.[01]$/
 /** A header line: a token, a colon, and a value of visible characters, spaces, tabs and obs-text. */
@@ -35,33 +40,76 @@ export function parseConnectAuthority(text: string): { host: string; port: numbe
 }
 
 function badRequest(socket: net.Socket, message: string): void {
-  const body = `isorun: bad request: ${message}\n`
-  endAndClose(
-    socket,
-    `HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-  )
+  endAndClose(socket, badRequestResponse(message))
+}
+
+/** Whom a connection of an HTTP server talks to, for the decision on what it sent. */
+type TargetOf = (socket: net.Socket) => Pick<TunnelTarget, 'host' | 'port'> & {
+  readonly protocol: TunnelTarget['protocol'] | 'http'
+}
+
+/** What a parse error of Node's HTTP parser says the client sent, or undefined for no decision. */
+function unreadablePayload(code: string | undefined): TunnelPayload | undefined {
+  if (code === 'HPE_PAUSED_H2_UPGRADE') return 'h2-prior-knowledge' // "PRI * HTTP/2.0"
+  // A head cut short by the client's own hang-up asked for nothing.
+  if (code === undefined || !code.startsWith('HPE_') || code === 'HPE_INVALID_EOF_STATE')
+    return undefined
+  return 'other'
 }
 
 /**
  * An HTTP server for connections handed to it (it never listens itself).
  * `tracked`: the connections were counted where they were accepted.
+ * `targetOf`: whom its connections talk to, for the decision on what it cannot read.
  */
-function createServer(ctx: ProxyContext, tracked = false): http.Server {
+function createServer(ctx: ProxyContext, targetOf: TargetOf, tracked = false): http.Server {
   const server = http.createServer({
-    // Strict parsing (no lenient mode) keeps request smuggling out; the limits
-    // bound what one client can make the proxy hold.
+    // Strict parsing (no lenient mode) keeps request smuggling out: what Node's parser
+    // cannot read is refused, and what it reads is written again by the forwarder. The
+    // limits bound what one client can make the proxy hold.
     insecureHTTPParser: false,
-    maxHeaderSize: 32 * 1024,
+    maxHeaderSize: MAX_HEAD_BYTES,
     requestTimeout: 5 * 60_000,
-    headersTimeout: 30_000,
+    headersTimeout: ctx.timeouts.headMs,
     keepAliveTimeout: 30_000,
+    connectionsCheckingInterval: CONNECTIONS_CHECK_MS,
+    // HTTP/1.0 and 1.1 without Host are decided like the rest: the forwarder names the
+    // target in the Host it sends, or refuses when nothing names one.
+    requireHostHeader: false,
     noDelay: true,
   })
   if (!tracked) server.on('connection', (socket: net.Socket) => ctx.tracker.add(socket))
+  // Requests whose responses are still to be written, per connection: an answer to a later,
+  // malformed request must not be taken by the client for the answer to an earlier one.
+  const pending = new WeakMap<net.Socket, number>()
+  server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const socket = req.socket
+    pending.set(socket, (pending.get(socket) ?? 0) + 1)
+    res.once('close', () => pending.set(socket, (pending.get(socket) ?? 1) - 1))
+  })
   server.on('clientError', (err: NodeJS.ErrnoException, socket: net.Socket) => {
-    // Malformed HTTP from a client: answer 400 when the socket can still take it, never crash.
-    if (socket.writable && err.code !== 'ECONNRESET')
-      badRequest(socket, err.code ?? 'malformed request')
+    // Malformed HTTP from a client: refused and logged, never forwarded, never a crash.
+    const payload = unreadablePayload(err.code)
+    if (payload === undefined) {
+      if (socket.writable && err.code !== 'ECONNRESET' && !pending.get(socket))
+        badRequest(socket, err.code ?? 'malformed request')
+      else socket.destroy()
+      return
+    }
+    const startedAt = performance.now()
+    const policy = ctx.policy.current
+    const target = targetOf(socket)
+    const decision = decide({ ...target, payload }, policy)
+    record(ctx, {
+      policy,
+      protocol: target.protocol,
+      decision,
+      client: clientAddress(socket),
+      startedAt,
+      error: `${err.code}: ${err.message}`,
+    })
+    if (socket.writable && !pending.get(socket))
+      endAndClose(socket, refusalResponse(decision, policy.name, 400))
     else socket.destroy()
   })
   return server
@@ -124,7 +172,7 @@ function frontDoor(ctx: ProxyContext, socket: net.Socket, server: http.Server): 
   const startedAt = Date.now()
   const deadline: Sweepable = {
     sweep: (now) => {
-      if (now < startedAt + HEAD_TIMEOUT_MS) return
+      if (now < startedAt + ctx.timeouts.headMs) return
       finish()
       badRequest(socket, 'no complete request head in time')
     },
@@ -194,7 +242,8 @@ export function createHttpProxyServer(
   ctx: ProxyContext,
   forwarder: HttpForwarder,
 ): HttpProxyServer {
-  const httpServer = createServer(ctx, true)
+  // A malformed request names no target: decided with none (refused, as unreadable).
+  const httpServer = createServer(ctx, () => ({ protocol: 'http', host: '', port: 0 }), true)
   const mode: ForwardMode = { kind: 'proxy' }
   httpServer.on(
     'request',
@@ -237,7 +286,7 @@ export function createTransparentHttpServer(
   forwarder: HttpForwarder,
   targetPort: () => number,
 ): http.Server {
-  const server = createServer(ctx)
+  const server = createServer(ctx, () => ({ protocol: 'http', host: '', port: targetPort() }))
   const mode: ForwardMode = { kind: 'transparent', port: targetPort }
   server.on(
     'request',
@@ -255,9 +304,11 @@ export function createTransparentHttpServer(
 }
 
 /**
- * Plain HTTP that arrives inside a CONNECT or SOCKS tunnel is served here
- * rather than spliced, so a second request on the tunnel cannot name another
- * host unseen. The server never listens: tunnels are handed to it.
+ * Whatever is not TLS inside a CONNECT or SOCKS tunnel without a tcp: rule is
+ * served here rather than spliced: every request on the tunnel is read by
+ * Node's parser, decided on its own (its Host and any absolute URI must name
+ * the tunnel's target) and written again by the forwarder; what the parser
+ * cannot read is refused. The server never listens: tunnels are handed to it.
  */
 export function createTunnelHttpServer(
   ctx: ProxyContext,
@@ -266,9 +317,12 @@ export function createTunnelHttpServer(
   server: http.Server
   handOff: (socket: net.Socket, buffered: Buffer, target: TunnelTarget) => void
 } {
-  const server = createServer(ctx)
-  const modes = new WeakMap<net.Socket, ForwardMode>()
+  const modes = new WeakMap<net.Socket, ForwardMode & { kind: 'tunnel' }>()
   const modeOf = (socket: net.Socket): ForwardMode | undefined => modes.get(socket)
+  const server = createServer(
+    ctx,
+    (socket) => modes.get(socket) ?? { protocol: 'http', host: '', port: 0 },
+  )
   server.on('request', (req, res) => {
     const mode = modeOf(req.socket)
     if (!mode) return res.destroy()

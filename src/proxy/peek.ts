@@ -1,21 +1,22 @@
 // Reads the first bytes a client sends into a tunnel, without forwarding any of
 // them, until they say what the connection is: a TLS ClientHello (its SNI and
-// whether it uses ECH), the head of a plain HTTP request (its Host), or some
-// other protocol. Bounded in bytes (by the sniffers) and in time (here).
+// whether it uses ECH), or something else. Something else is served as HTTP by
+// the proxy's own HTTP server (or spliced, on a `tcp:` rule): the proxy never
+// guesses from a few bytes whether a stream "is HTTP". Bounded in bytes (by the
+// ClientHello parser) and in time (here).
 
 import type net from 'node:net'
-import type { TlsObservation, TunnelPayload } from '../policy/index.js'
-import { parseClientHello } from './sniff/client-hello.js'
-import { classifyFirstBytes, parseHttpHead } from './sniff/http-head.js'
+import type { TlsObservation } from '../policy/index.js'
+import { looksLikeTls, parseClientHello } from './sniff/client-hello.js'
+
+const TLS_MAJOR_VERSION = 0x03
 
 export interface PeekResult {
-  readonly payload: TunnelPayload
+  /** `other`: the first bytes are not a TLS handshake record. */
+  readonly payload: 'tls' | 'other'
   /** Everything read from the client so far; it goes upstream first if the tunnel is allowed. */
   readonly buffered: Buffer
   readonly tls?: TlsObservation
-  readonly http?: { readonly method: string; readonly target: string; readonly host: string | null }
-  /** Set when the client sent an HTTP head we could not parse. */
-  readonly httpError?: string
 }
 
 export type PeekOutcome =
@@ -27,28 +28,17 @@ export type PeekOutcome =
 
 /** Classifies what has arrived so far; undefined while more bytes are needed. */
 export function inspect(buffered: Buffer): PeekResult | undefined {
-  const kind = classifyFirstBytes(buffered)
-  if (kind === 'incomplete') return undefined
-  if (kind === 'tls') {
-    const hello = parseClientHello(buffered)
-    if (hello.status === 'incomplete') return undefined
-    const tls: TlsObservation =
-      hello.status === 'ok'
-        ? { kind: 'client-hello', sni: hello.sni, ech: hello.ech }
-        : { kind: 'invalid', error: hello.error }
-    return { payload: 'tls', buffered, tls }
-  }
-  if (kind === 'http') {
-    const head = parseHttpHead(buffered)
-    if (head.status === 'incomplete') return undefined
-    if (head.status === 'invalid') return { payload: 'http', buffered, httpError: head.error }
-    return {
-      payload: 'http',
-      buffered,
-      http: { method: head.method, target: head.target, host: head.host },
-    }
-  }
-  return { payload: 'other', buffered }
+  if (buffered.length === 0) return undefined
+  if (!looksLikeTls(buffered[0]!)) return { payload: 'other', buffered }
+  if (buffered.length < 2) return undefined
+  if (buffered[1] !== TLS_MAJOR_VERSION) return { payload: 'other', buffered }
+  const hello = parseClientHello(buffered)
+  if (hello.status === 'incomplete') return undefined
+  const tls: TlsObservation =
+    hello.status === 'ok'
+      ? { kind: 'client-hello', sni: hello.sni, ech: hello.ech }
+      : { kind: 'invalid', error: hello.error }
+  return { payload: 'tls', buffered, tls }
 }
 
 /**

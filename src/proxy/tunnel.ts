@@ -1,12 +1,16 @@
 // The tunnel pipeline shared by CONNECT, SOCKS5 and transparent TLS:
 //
 //   target named? -> decide(name), unless it resolves without a lookup -> resolve
-//   -> decide(addresses, may the server speak first?) [-> decide(addresses) if not]
+//   -> decide(addresses, may raw TCP travel? (a tcp: rule)) [-> decide(addresses) if not]
 //   -> tell the client "go ahead"
-//   -> peek the first bytes (ClientHello / HTTP head / other, or the server speaks first)
-//   -> decide(everything seen) -> dial a checked address -> send what was peeked -> splice
+//   -> peek the first bytes (a ClientHello, something else, or the server speaks first)
+//   -> not TLS, no tcp: rule: the proxy's HTTP server takes the connection over, and
+//      every request on it is read, decided and written again by the forwarder
+//   -> otherwise decide(everything seen) -> dial a checked address -> send what was
+//      peeked -> splice
 //
-// No client byte reaches an upstream before the last decision allowed it.
+// No client byte reaches an upstream before the last decision allowed it, and
+// bytes the proxy did not read reach one only on a tcp: rule.
 
 import type net from 'node:net'
 import {
@@ -198,20 +202,9 @@ class Relay {
   }
 }
 
-/** What the peeked bytes add to the request. Unparsable HTTP counts as "other": its Host cannot be checked. */
+/** What the peeked bytes add to the request. */
 function factsOf(peek: PeekResult): Partial<EgressRequest> {
-  if (peek.tls) return { payload: 'tls', tls: peek.tls }
-  if (peek.http) {
-    const target = peek.http.target
-    const path = target.startsWith('/') ? target : undefined
-    return {
-      payload: 'http',
-      hostHeader: peek.http.host ?? '',
-      method: peek.http.method,
-      ...(path ? { path } : {}),
-    }
-  }
-  return { payload: 'other' }
+  return peek.tls ? { payload: 'tls', tls: peek.tls } : { payload: 'other' }
 }
 
 /** Ends a socket's writing side unless it has ended or is gone (end() again only makes an error). */
@@ -293,11 +286,9 @@ export function endAndClose(socket: net.Socket, last?: string | Buffer): void {
   setTimeout(() => socket.destroy(), 5000).unref()
 }
 
-/** What a tunnel's log line says about what was seen and how it ended. */
+/** What a tunnel's log line says about what was seen. */
 interface Seen {
   readonly sni?: string | null
-  readonly method?: string
-  readonly path?: string
 }
 
 export async function runTunnel(ctx: ProxyContext, t: TunnelRequest): Promise<void> {
@@ -317,8 +308,6 @@ export async function runTunnel(ctx: ProxyContext, t: TunnelRequest): Promise<vo
       client,
       startedAt,
       sni: seen?.sni,
-      method: seen?.method,
-      path: seen?.path,
       address: end?.address,
       error: end?.error,
       bytesUp: end?.bytesUp,
@@ -331,7 +320,8 @@ export async function runTunnel(ctx: ProxyContext, t: TunnelRequest): Promise<vo
 
   // 1. A named target is decided and resolved before the client hears "go ahead".
   let addresses: string[] | undefined
-  let eager = false
+  /** A tcp: rule covers the target: unread bytes may travel, and the server may speak first. */
+  let raw = false
   if (t.accept) {
     addresses = resolveLocally(ctx, t.host)
     if (!addresses) {
@@ -349,10 +339,10 @@ export async function runTunnel(ctx: ProxyContext, t: TunnelRequest): Promise<vo
     }
     const resolved: EgressRequest = addresses ? { ...base, resolved: addresses } : base
     // One question answers two when the answer is yes: the addresses may be dialled, and the
-    // server may speak first (a rule names this port: SSH, SMTP, databases), so dial at once.
-    // Whatever else may be refused is refused as well without payload 'server-first'.
-    eager = decide({ ...resolved, payload: 'server-first' }, policy).action === 'allow'
-    if (!eager) {
+    // server may speak first (a tcp: rule covers this port: SSH, SMTP, databases), so dial at
+    // once. Whatever else may be refused is refused as well without payload 'server-first'.
+    raw = decide({ ...resolved, payload: 'server-first' }, policy).action === 'allow'
+    if (!raw) {
       const byAddress = decide(resolved, policy)
       if (byAddress.action === 'deny') return refuse(byAddress)
     }
@@ -361,7 +351,7 @@ export async function runTunnel(ctx: ProxyContext, t: TunnelRequest): Promise<vo
 
   // 2. Peek. When the server may speak first, dial now and race its first bytes against the client's.
   const relay = new Relay()
-  const early = eager ? dial(ctx, t.host, t.port, addresses, relay) : undefined
+  const early = raw ? dial(ctx, t.host, t.port, addresses, relay) : undefined
   early?.catch(() => undefined) // handled below
   // An early upstream that fails (the dial, or the socket before it spoke) ends the wait too;
   // otherwise a client waiting for a banner hung until the idle timeout with nothing logged.
@@ -373,7 +363,7 @@ export async function runTunnel(ctx: ProxyContext, t: TunnelRequest): Promise<vo
   const outcome = await peekClient(
     t.client,
     t.initial,
-    eager ? ctx.timeouts.idleMs : ctx.timeouts.firstBytesMs,
+    raw ? ctx.timeouts.idleMs : ctx.timeouts.firstBytesMs,
     spoke,
   )
   relay.stopWatching()
@@ -390,8 +380,10 @@ export async function runTunnel(ctx: ProxyContext, t: TunnelRequest): Promise<vo
     return // nothing was sent, nothing to decide
   }
   const peeked = outcome.kind === 'client' ? outcome.result : undefined
-  // Plain HTTP in a named tunnel: every request on it is decided on its own, not just the first.
-  if (peeked?.http && t.accept && t.protocol !== 'tls') {
+  // Not TLS in a named tunnel without a tcp: rule: HTTP, or nothing that may pass. The proxy's
+  // HTTP server reads it (as leniently as Node's parser, which refuses what it cannot read),
+  // and every request on it is decided on its own and written again by the forwarder.
+  if (peeked?.payload === 'other' && t.accept && t.protocol !== 'tls' && !raw) {
     closeEarly()
     ctx.serveHttpInTunnel(t.client, peeked.buffered, {
       protocol: t.protocol,
@@ -407,7 +399,7 @@ export async function runTunnel(ctx: ProxyContext, t: TunnelRequest): Promise<vo
   const sni = facts.tls?.kind === 'client-hello' ? facts.tls.sni : undefined
   // Transparent TLS learns its target from the SNI.
   const host = t.accept ? t.host : (sni ?? '')
-  const seen: Seen = { sni, method: facts.method, path: facts.path }
+  const seen: Seen = { sni }
   const request: EgressRequest = { ...base, ...facts, host }
 
   let decision: Decision
@@ -436,7 +428,8 @@ export async function runTunnel(ctx: ProxyContext, t: TunnelRequest): Promise<vo
     log(decision, seen)
     // Tell the client in its own protocol why the tunnel closes.
     if (request.payload === 'tls') endAndClose(t.client, TLS_ACCESS_DENIED_ALERT)
-    else if (request.payload === 'http')
+    // Plain text for a person who pointed an HTTP client at the TLS port.
+    else if (request.payload === 'other')
       endAndClose(t.client, refusalResponse(decision, policy.name))
     else endAndClose(t.client)
     return

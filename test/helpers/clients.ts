@@ -17,7 +17,7 @@ export interface HttpResult {
 
 /** A raw TCP client that collects everything it receives. */
 export class RawClient {
-  data = Buffer.alloc(0)
+  data: Buffer = Buffer.alloc(0)
   ended = false
   closed = false
   private readonly waiters = new Set<() => void>()
@@ -394,4 +394,31 @@ export function socksConnect(
     socket.once('close', () => reject(new Error(`closed after ${data.length} reply bytes`)))
     socket.write(socksRequest(host, port, opts))
   })
+}
+
+/**
+ * A raw tunnel through the proxy: CONNECT on the HTTP proxy port or SOCKS5 on
+ * the SOCKS port, to `host:port`. Resolves once the proxy said "go ahead", with
+ * the client's data holding only what came through the tunnel after that.
+ */
+export async function rawTunnel(
+  via: 'connect' | 'socks',
+  proxyPort: number,
+  host: string,
+  port: number,
+): Promise<RawClient> {
+  const client = await RawClient.connect(proxyPort)
+  if (via === 'connect') {
+    client.write(`CONNECT ${host}:${port} HTTP/1.1\r\nHost: ${host}:${port}\r\n\r\n`)
+    const data = await client.waitForText('\r\n\r\n')
+    const head = data.toString('latin1', 0, data.indexOf('\r\n\r\n'))
+    if (!/^HTTP\/1\.1 200 /.test(head)) throw new Error(`CONNECT refused: ${head}`)
+    client.data = data.subarray(data.indexOf('\r\n\r\n') + 4)
+  } else {
+    client.write(socksRequest(host, port))
+    const data = await client.waitFor((d) => d.length >= 12)
+    if (data[1] !== 0x00 || data[3] !== 0x00) throw new Error(`SOCKS refused: reply ${data[3]}`)
+    client.data = data.subarray(12)
+  }
+  return client
 }

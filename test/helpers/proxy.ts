@@ -12,7 +12,12 @@
 
 import dgram from 'node:dgram'
 import net from 'node:net'
-import { compilePolicy, type Mode, type OperatorSettings } from '../../src/policy/index.js'
+import {
+  compilePolicy,
+  type EndpointSet,
+  type Mode,
+  type OperatorSettings,
+} from '../../src/policy/index.js'
 import type { DecisionEvent } from '../../src/proxy/decision-log.js'
 import type { ProxyTimeouts } from '../../src/proxy/context.js'
 import {
@@ -112,6 +117,8 @@ export interface TestProxyOptions {
   readonly mode?: Mode
   readonly allow?: readonly string[]
   readonly deny?: readonly string[]
+  /** Endpoint rules (method and path per host). */
+  readonly endpoints?: readonly EndpointSet[]
   /** `operator.allowSpecial = ['loopback']`; true unless set to false. */
   readonly loopback?: boolean
   readonly operator?: OperatorSettings
@@ -161,6 +168,7 @@ export async function startTestProxy(options: TestProxyOptions = {}): Promise<Te
       mode: options.mode ?? 'allow-list',
       allow: allow.map((rule) => ({ rule, from: options.name ?? 'test' })),
       deny: (options.deny ?? []).map((rule) => ({ rule, from: options.name ?? 'test' })),
+      ...(options.endpoints ? { endpoints: options.endpoints } : {}),
     },
     operator,
   )

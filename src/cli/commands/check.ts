@@ -17,7 +17,7 @@ import { printJson, printTable } from '../output.js'
 import { parseCheckTarget } from '../target.js'
 
 const USAGE =
-  'usage: isorun check PROFILE TARGET [--method M] [--allow-private RANGE] [--json]   (TARGET: URL or host[:port])'
+  'usage: isorun check PROFILE TARGET [--method M] [--allow-private RANGE] [--json]   (TARGET: URL, tcp://host:port or host[:port])'
 
 export function checkCommand(argv: string[]): number {
   const { values, positionals } = withUsage(USAGE, () =>
@@ -52,8 +52,11 @@ export function checkCommand(argv: string[]): number {
   const request: EgressRequest =
     target.scheme === 'http'
       ? { protocol: 'http', host: target.host, port: target.port, method, path: target.path ?? '/' }
-      : // The name a TLS client sends as SNI is the one it connects to; check as such.
-        { protocol: 'connect', host: target.host, port: target.port }
+      : target.scheme === 'tcp'
+        ? // Bytes the proxy does not read, as SSH or a database client sends them.
+          { protocol: 'connect', host: target.host, port: target.port, payload: 'other' }
+        : // The name a TLS client sends as SNI is the one it connects to; check as such.
+          { protocol: 'connect', host: target.host, port: target.port }
   const decision = decide(request, policy)
   const advice = decision.action === 'deny' ? adviseDecision(decision, profile.name) : undefined
 
@@ -86,7 +89,8 @@ export function checkCommand(argv: string[]): number {
     )
     if (decision.action === 'allow' && target.scheme === 'tls') {
       process.stdout.write(
-        '  note     the proxy also checks the TLS server name and the resolved address when connecting\n',
+        '  note     the proxy also checks the TLS server name and the resolved address when connecting;\n' +
+          `           other protocols (SSH, databases) need a tcp: rule: check tcp://${targetText.replace(/^[a-z]+:\/\//i, '')}\n`,
       )
     }
   }

@@ -62,11 +62,27 @@ describe('isorun check', () => {
     })
   })
 
+  it('raw TCP targets (tcp://host:port) are checked against tcp: rules', async () => {
+    const ssh = await isorun('check', 'github', 'tcp://github.com:22')
+    expect(ssh.code).toBe(0)
+    expect(ssh.stdout).toMatch(/rule\s+tcp:github\.com:22\s+\(from github\)/)
+    const raw443 = await isorun('check', 'github', 'tcp://github.com:443')
+    expect(raw443.code).toBe(1)
+    expect(raw443.stdout).toMatch(/reason\s+unreadable-payload/)
+    expect(raw443.stdout).toContain('add the rule "tcp:github.com:443"')
+    const tls443 = await isorun('check', 'github', 'github.com:443')
+    expect(tls443.code).toBe(0)
+    expect(tls443.stdout).toContain('check tcp://github.com:443')
+    const shown = await isorun('profiles', 'show', 'github')
+    expect(shown.stdout).toMatch(/tcp:github\.com:22\s+from github/)
+  })
+
   it('exits 2 on a usage error or an unknown profile, without a stack trace', async () => {
     for (const args of [
       ['check', 'no-such-profile', 'https://example.com'],
       ['check', 'claude-code'],
       ['check', 'claude-code', 'ftp://x'],
+      ['check', 'github', 'tcp://github.com'],
       ['check', '--bogus'],
     ]) {
       const r = await isorun(...args)

@@ -30,7 +30,7 @@ beforeAll(async () => {
   H = echo.port
   S = banner.port
   proxy = await startTestProxy({
-    allow: [`allowed.test:${H}`, `ssh.test:${S}`],
+    allow: [`allowed.test:${H}`, `tcp:ssh.test:${S}`],
     resolve: loopbackNames(),
     listeners: ['http', 'admin'],
   })
@@ -250,6 +250,6 @@ describe('PUT /policy', () => {
     const event = await proxy.waitForEvent((e) => e.host === 'ssh.test' && e.action === 'allow', {
       since,
     })
-    expect(event).toMatchObject({ profile: 'test', rule: `ssh.test:${S}` })
+    expect(event).toMatchObject({ profile: 'test', rule: `tcp:ssh.test:${S}` })
   })
 })

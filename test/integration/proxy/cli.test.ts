@@ -131,7 +131,7 @@ describe('isorun proxy --allow/--deny', () => {
       '--allow',
       `allowed.test:${H},other.allowed.test:${H}`,
       '--allow',
-      `ssh.test:${S}`,
+      `tcp:ssh.test:${S}`,
       '--deny',
       'blocked.allowed.test:*',
       '--allow-private',

@@ -227,22 +227,22 @@ beforeAll(async () => {
     allow: [
       `allowed.test:${T}`,
       `allowed.test:${H}`,
-      `a.test:${bulkAfter.port}`,
-      `ssh.test:${bulkFirst.port}`,
+      `tcp:a.test:${bulkAfter.port}`,
+      `tcp:ssh.test:${bulkFirst.port}`,
     ],
     resolve: loopbackNames(),
     listeners: ['http'],
   })
   P = proxy.port('http')
   idleProxy = await startTestProxy({
-    allow: [`ssh.test:${banner.port}`],
+    allow: [`tcp:ssh.test:${banner.port}`],
     resolve: loopbackNames(),
     listeners: ['http'],
     timeouts: { idleMs: 400 },
   })
   parent = await startParentProxy()
   viaParent = await startTestProxy({
-    allow: [`allowed.test:${T}`, `ssh.test:${banner.port}`, `a.test:${bulkAfter.port}`],
+    allow: [`allowed.test:${T}`, `tcp:ssh.test:${banner.port}`, `tcp:a.test:${bulkAfter.port}`],
     resolve: loopbackNames(),
     listeners: ['http'],
     extra: { parentProxy: new URL(`http://127.0.0.1:${parent.port}`) },

@@ -60,14 +60,13 @@ beforeAll(async () => {
       `a.test:${T}`,
       `allowed.test:${H}`,
       `127.0.0.1:${H}`,
-      `ssh.test:${S}`,
-      `ssh.test:${DEAD}`,
+      `tcp:ssh.test:${S}`,
+      `tcp:ssh.test:${DEAD}`,
       // Default ports only (80 and 443): a tunnel must show TLS or HTTP to use it.
       'ssh.test',
     ],
     resolve: loopbackNames(),
     listeners: ['http'],
-    timeouts: { firstBytesMs: 500 },
   })
   P = proxy.port('http')
 })
@@ -308,7 +307,7 @@ describe('ports and protocols', () => {
     ).toHaveLength(0)
   })
 
-  it('the server speaks first on an explicitly allowed port (ssh.test:PORT)', async () => {
+  it('the server speaks first on a tcp: rule (tcp:ssh.test:PORT)', async () => {
     const since = proxy.mark()
     const client = await RawClient.connect(P)
     client.write(`CONNECT ssh.test:${S} HTTP/1.1\r\nHost: ssh.test:${S}\r\n\r\n`)
@@ -324,14 +323,14 @@ describe('ports and protocols', () => {
       host: 'ssh.test',
       port: S,
       action: 'allow',
-      rule: `ssh.test:${S}`,
+      rule: `tcp:ssh.test:${S}`,
       address: '127.0.0.1',
       bytesUp: 5,
     })
     expect(event.bytesDown).toBe(BANNER.length + 'echo:hello'.length)
   })
 
-  it('an explicitly allowed port whose server is down: closed at once, the error logged', async () => {
+  it('a tcp: rule whose server is down: closed at once, the error logged', async () => {
     const since = proxy.mark()
     const client = await RawClient.connect(P)
     client.write(`CONNECT ssh.test:${DEAD} HTTP/1.1\r\nHost: ssh.test:${DEAD}\r\n\r\n`)
@@ -342,25 +341,32 @@ describe('ports and protocols', () => {
     expect(event.error).toMatch(/ECONNREFUSED/)
   })
 
-  it('the same kind of server on a default-port rule is refused as not inspectable, without a dial', async () => {
-    const since = proxy.mark()
+  it('the same kind of server without a tcp: rule is refused as unreadable, without a dial', async () => {
+    // A proxy that waits half a second for the client's first bytes (the default is 15 s).
+    const impatient = await startTestProxy({
+      allow: ['ssh.test'],
+      resolve: loopbackNames(),
+      listeners: ['http'],
+      timeouts: { firstBytesMs: 500 },
+    })
+    const since = impatient.mark()
     const tries = dials().length
-    const client = await RawClient.connect(P)
+    const client = await RawClient.connect(impatient.port('http'))
     client.write('CONNECT ssh.test:443 HTTP/1.1\r\nHost: ssh.test:443\r\n\r\n')
     await client.waitForText('200')
     // The client waits for a banner; the proxy waits for a ClientHello, then gives up.
     await client.waitForClose()
-    const event = await proxy.waitForEvent((e) => e.host === 'ssh.test' && e.port === 443, {
+    const event = await impatient.waitForEvent((e) => e.host === 'ssh.test' && e.port === 443, {
       since,
     })
+    await impatient.close()
     expect(event).toMatchObject({
       protocol: 'connect',
       host: 'ssh.test',
       port: 443,
       action: 'deny',
-      reason: 'not-inspectable',
-      rule: 'ssh.test',
-      detail: 'the server spoke first',
+      reason: 'unreadable-payload',
+      detail: 'the client sent nothing: the server would speak first',
     })
     expect(event.address).toBeUndefined()
     expect(
@@ -370,22 +376,28 @@ describe('ports and protocols', () => {
     ).toHaveLength(0)
   })
 
-  it('a client speaking neither TLS nor HTTP on a default-port rule is refused', async () => {
-    const since = proxy.mark()
-    const client = await RawClient.connect(P)
-    client.write('CONNECT ssh.test:443 HTTP/1.1\r\nHost: ssh.test:443\r\n\r\n')
-    await client.waitForText('200')
-    client.write('SSH-2.0-OpenSSH_9.6\r\n')
-    await client.waitForClose()
-    const event = await proxy.waitForEvent(
-      (e) => e.detail === 'the client sent neither TLS nor HTTP',
-      { since },
-    )
-    expect(event).toMatchObject({
-      action: 'deny',
-      reason: 'not-inspectable',
-      detail: 'the client sent neither TLS nor HTTP',
-    })
+  it('a client speaking neither TLS nor HTTP without a tcp: rule is refused, on any port', async () => {
+    // A rule without a port, and one that names the port without tcp:.
+    for (const [host, port] of [
+      ['ssh.test', 443],
+      ['allowed.test', H],
+    ] as const) {
+      const since = proxy.mark()
+      const tries = dials().length
+      const client = await RawClient.connect(P)
+      client.write(`CONNECT ${host}:${port} HTTP/1.1\r\nHost: ${host}:${port}\r\n\r\n`)
+      await client.waitForText('200')
+      client.write('SSH-2.0-OpenSSH_9.6\r\n')
+      await client.waitForClose()
+      const event = await proxy.waitForEvent((e) => e.reason === 'unreadable-payload', { since })
+      expect(event).toMatchObject({ action: 'deny', host, port })
+      expect(client.text).toContain('unreadable-payload')
+      expect(
+        dials()
+          .slice(tries)
+          .filter((d) => d.port === port),
+      ).toEqual([])
+    }
   })
 
   it('plain HTTP inside a tunnel is decided with its Host header', async () => {

@@ -593,7 +593,7 @@ describe('an upgrade the upstream does not accept', () => {
     try {
       const client = await RawClient.connect(own.port('http'))
       client.write(
-        `GET http://allowed.test:${port}/ok HTTP/1.1\r\nHost: allowed.test:${port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n` +
+        `GET http://allowed.test:${port}/ok HTTP/1.1\r\nHost: allowed.test:${port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n` +
           `POST /admin/secret HTTP/1.1\r\nHost: evil.test\r\nContent-Length: 5\r\n\r\nhello`,
       )
       await client.waitForText('ok')

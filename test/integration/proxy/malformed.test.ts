@@ -209,8 +209,8 @@ describe('HTTP proxy port', () => {
     const since = proxy.mark()
     const tries = dials().length
     const client = await RawClient.connect(proxy.port('http'))
-    // Port 443 under a rule without a port: no eager dial for a server that speaks first, and
-    // bytes that are neither TLS nor HTTP are refused too (an explicit port would allow them).
+    // No tcp: rule: no eager dial for a server that speaks first, and bytes that are neither
+    // TLS nor HTTP Node's parser can read are refused.
     client.write('CONNECT allowed.test:443 HTTP/1.1\r\nHost: allowed.test:443\r\n\r\n')
     await client.waitForText('\r\n\r\n')
     expect(tunnelResponses(client.data).connectStatus).toBe(200)
@@ -218,7 +218,7 @@ describe('HTTP proxy port', () => {
     await client.waitForClose()
     const event = await proxy.waitForEvent((e) => e.protocol === 'connect', { since })
     expect(event.action).toBe('deny')
-    expect(['bad-client-hello', 'not-inspectable']).toContain(event.reason)
+    expect(['bad-client-hello', 'unreadable-payload']).toContain(event.reason)
     if (event.reason === 'bad-client-hello')
       expect(client.data.subarray(client.data.indexOf('\r\n\r\n') + 4)).toEqual(
         TLS_ALERT_ACCESS_DENIED,

@@ -50,7 +50,7 @@ beforeAll(async () => {
       `allowed.test:${T}`,
       `api.anthropic.com:${T}`,
       `127.0.0.1:${H}`,
-      `ssh.test:${S}`,
+      `tcp:ssh.test:${S}`,
     ],
     resolve: loopbackNames({ 'xn--bcher-kva.allowed.test': '127.0.0.1' }),
     listeners: ['socks'],

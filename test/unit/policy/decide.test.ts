@@ -330,23 +330,95 @@ describe('decide: TLS and HTTP consistency checks', () => {
     expect(decide(http(''), p)).toMatchObject({ action: 'deny', reason: 'host-mismatch' })
   })
 
-  it('opaque tunnels need a rule that names the port', () => {
-    const q = policy(['example.com', 'github.com:22'])
-    expect(decide(connect('github.com', 22, { payload: 'server-first' }), q).action).toBe('allow')
-    expect(decide(connect('example.com', 443, { payload: 'server-first' }), q)).toMatchObject({
-      action: 'deny',
-      reason: 'not-inspectable',
+  it('bytes the proxy does not read need a tcp: rule; a port named without tcp: is not enough', () => {
+    const q = policy(['example.com', 'tcp:github.com:22', 'git.example.com:2222'])
+    expect(decide(connect('github.com', 22, { payload: 'server-first' }), q)).toMatchObject({
+      action: 'allow',
+      rule: 'tcp:github.com:22',
     })
-    expect(decide(connect('example.com', 443, { payload: 'other' }), q)).toMatchObject({
-      action: 'deny',
-      reason: 'not-inspectable',
-    })
+    expect(decide(connect('github.com', 22, { payload: 'other' }), q).action).toBe('allow')
+    for (const [host, port] of [
+      ['example.com', 443],
+      ['git.example.com', 2222],
+    ] as const) {
+      for (const payload of ['server-first', 'other'] as const) {
+        expect(decide(connect(host, port, { payload }), q)).toMatchObject({
+          action: 'deny',
+          reason: 'unreadable-payload',
+        })
+      }
+      expect(decide(connect(host, port), q).action).toBe('allow')
+    }
+    // A tcp: rule still checks TLS when the client speaks it.
+    expect(
+      decide(connect('github.com', 22, { payload: 'tls', tls: hello('evil.com') }), q).reason,
+    ).toBe('sni-mismatch')
     expect(
       decide(connect('example.com', 443, { payload: 'tls', tls: hello('example.com') }), q).action,
     ).toBe('allow')
+    // allow-all allows hosts, not raw TCP.
     expect(
-      decide(connect('example.com', 443, { payload: 'other' }), policy([], [], 'allow-all')).action,
+      decide(connect('example.com', 443, { payload: 'other' }), policy([], [], 'allow-all')).reason,
+    ).toBe('unreadable-payload')
+    expect(
+      decide(
+        connect('example.com', 5432, { payload: 'other' }),
+        policy(['tcp:*:5432'], [], 'allow-all'),
+      ).action,
     ).toBe('allow')
+  })
+
+  it('HTTP/2 without TLS is refused with its own reason, even on a tcp: rule', () => {
+    const q = policy(['tcp:example.com:8080'])
+    expect(
+      decide(connect('example.com', 8080, { payload: 'h2-prior-knowledge' }), q),
+    ).toMatchObject({ action: 'deny', reason: 'h2c-prior-knowledge-unsupported' })
+  })
+
+  it('what names no target and cannot be read is refused as such, not as an invalid host', () => {
+    const q = policy(['example.com'])
+    for (const [payload, reason] of [
+      ['other', 'unreadable-payload'],
+      ['server-first', 'unreadable-payload'],
+      ['h2-prior-knowledge', 'h2c-prior-knowledge-unsupported'],
+    ] as const) {
+      expect(decide({ protocol: 'tls', host: '', port: 443, payload }, q)).toMatchObject({
+        action: 'deny',
+        reason,
+        host: '',
+      })
+    }
+  })
+
+  const plain: EgressRequest = {
+    protocol: 'http',
+    host: 'example.com',
+    port: 80,
+    method: 'GET',
+    path: '/',
+    hostHeader: 'example.com',
+  }
+
+  it('only WebSocket upgrades pass', () => {
+    const q = policy(['example.com'])
+    const upgrade = (value: string) => decide({ ...plain, upgrade: value }, q)
+    expect(upgrade('websocket').action).toBe('allow')
+    expect(upgrade(' WebSocket ').action).toBe('allow')
+    for (const value of ['h2c', 'websocket, h2c', 'h2c, websocket', 'TLS/1.2', '', 'websocket2']) {
+      expect(upgrade(value)).toMatchObject({ action: 'deny', reason: 'upgrade-refused' })
+    }
+  })
+
+  it('an absolute URI must name the target as the Host does', () => {
+    const q = policy(['example.com', 'example.com:8080'])
+    const withAuthority = (targetAuthority: string, port = 80) =>
+      decide({ ...plain, port, targetAuthority }, q)
+    expect(withAuthority('example.com').action).toBe('allow')
+    expect(withAuthority('EXAMPLE.com:80').action).toBe('allow')
+    expect(withAuthority('example.com:8080', 8080).action).toBe('allow')
+    for (const authority of ['evil.com', 'example.com:8080', 'example.com.evil.com', '']) {
+      expect(withAuthority(authority)).toMatchObject({ action: 'deny', reason: 'host-mismatch' })
+    }
   })
 })
 
@@ -445,11 +517,11 @@ describe('decide: findings of the security review', () => {
     ).toBe('allow')
   })
 
-  it('traffic that is not readable HTTP is refused for a host with endpoint rules, even on an explicit port', () => {
+  it('traffic that is not readable HTTP is refused for a host with endpoint rules, even on a tcp: rule', () => {
     const p = compilePolicy({
       name: 'test',
       mode: 'allow-list',
-      allow: [{ rule: 'api.example.com:8080', from: 'test' }],
+      allow: [{ rule: 'tcp:api.example.com:8080', from: 'test' }],
       deny: [],
       endpoints: [
         {
@@ -462,7 +534,7 @@ describe('decide: findings of the security review', () => {
     for (const payload of ['other', 'server-first'] as const) {
       expect(decide(connect('api.example.com', 8080, { payload }), p)).toMatchObject({
         action: 'deny',
-        reason: 'not-inspectable',
+        reason: 'unreadable-payload',
       })
     }
   })

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { splitAuthority } from '../../../src/policy/authority.js'
-import { parseRule, RuleError } from '../../../src/policy/rule.js'
+import { parseListRule, parseRule, RuleError } from '../../../src/policy/rule.js'
 
 describe('parseRule: accepted forms', () => {
   it.each([
@@ -66,6 +66,47 @@ describe('parseRule: refused at load time with a message that says what to write
   ])('%j', (text, message) => {
     expect(() => parseRule(text)).toThrow(RuleError)
     expect(() => parseRule(text)).toThrow(message)
+  })
+})
+
+describe('parseRule: raw TCP rules (tcp:)', () => {
+  it.each([
+    ['tcp:github.com:22', 'tcp:github.com:22', 'exact'],
+    ['TCP:GitHub.com.:22', 'tcp:github.com:22', 'exact'],
+    ['tcp:*.example.com:5432', 'tcp:*.example.com:5432', 'wildcard'],
+    ['tcp:db.internal:5432-5439', 'tcp:db.internal:5432-5439', 'exact'],
+    ['tcp:*:*', 'tcp:*:*', 'any'],
+    ['tcp:10.0.0.0/8:5432', 'tcp:10.0.0.0/8:5432', 'cidr'],
+    ['tcp:[2001:db8::1]:22', 'tcp:[2001:db8::1]:22', 'cidr'],
+  ])('%s -> %s', (text, canonical, hostKind) => {
+    const rule = parseRule(text)
+    expect(rule).toMatchObject({ canonical, raw: true, host: { kind: hostKind } })
+    expect(parseRule(canonical).canonical).toBe(canonical)
+  })
+
+  it('other rules are not raw, whatever port they name', () => {
+    for (const text of ['github.com', 'github.com:22', '*:*', '[2001:db8::1]:22'])
+      expect(parseRule(text).raw).toBe(false)
+  })
+
+  it.each([
+    ['tcp:github.com', /names its port.*tcp:github\.com:22/],
+    ['tcp:2001:db8::1', /names its port/],
+    ['tcp:', /no host after "tcp:"/],
+    ['tcp:22', /names its port/],
+    ['tcp://github.com:22', /without "\/\/": tcp:github.com:22/],
+    ['tcp:*.com:22', /public suffix/],
+    ['tcp:github.com:0', /port "0"/],
+    ['tcp:https://github.com:22', /not URLs/],
+  ])('%j is refused', (text, message) => {
+    expect(() => parseRule(text)).toThrow(RuleError)
+    expect(() => parseRule(text)).toThrow(message)
+  })
+
+  it('a deny rule cannot be raw: it refuses every protocol already', () => {
+    expect(parseListRule('allow', 'tcp:github.com:22').raw).toBe(true)
+    expect(() => parseListRule('deny', 'tcp:github.com:22')).toThrow(/write "github\.com:22"/)
+    expect(parseListRule('deny', 'github.com:22').raw).toBe(false)
   })
 })
 

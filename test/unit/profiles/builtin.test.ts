@@ -73,16 +73,31 @@ describe('built-in profiles', () => {
     expect(allows(profile, host)).toBe(expected)
   })
 
-  it('github allows SSH on port 22 only for github.com, and only because the rule names the port', () => {
+  it('github allows SSH (raw TCP) on port 22 only for github.com, through its tcp: rule', () => {
     expect(allows('github', 'github.com', 22)).toBe(true)
     expect(allows('github', 'api.github.com', 22)).toBe(false)
     const resolved = catalogue.get('github')
     if (!resolved) throw new Error('no github profile')
-    const sshFirst = decide(
-      { protocol: 'connect', host: 'github.com', port: 22, payload: 'server-first' },
-      compilePolicy(policySpecOf(resolved)),
-    )
-    expect(sshFirst.action).toBe('allow')
+    const policy = compilePolicy(policySpecOf(resolved))
+    const raw = (port: number) =>
+      decide({ protocol: 'connect', host: 'github.com', port, payload: 'server-first' }, policy)
+    expect(raw(22)).toMatchObject({ action: 'allow', rule: 'tcp:github.com:22' })
+    // On 443 github.com carries TLS or HTTP, nothing unread.
+    expect(raw(443)).toMatchObject({ action: 'deny', reason: 'unreadable-payload' })
+  })
+
+  it('unrestricted allows raw TCP anywhere, allow-all alone does not', () => {
+    const resolved = catalogue.get('unrestricted')
+    if (!resolved) throw new Error('no unrestricted profile')
+    const request = {
+      protocol: 'connect',
+      host: 'db.example',
+      port: 5432,
+      payload: 'other',
+    } as const
+    expect(decide(request, compilePolicy(policySpecOf(resolved))).action).toBe('allow')
+    const bare = compilePolicy({ name: 'bare', mode: 'allow-all', allow: [], deny: [] })
+    expect(decide(request, bare)).toMatchObject({ action: 'deny', reason: 'unreadable-payload' })
   })
 
   it('compositions record where each rule came from', () => {
