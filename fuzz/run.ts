@@ -20,6 +20,9 @@ import { FUZZ_TARGETS, findTarget, type FuzzTargetInfo } from './targets.js'
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const JAZZER_CLI = join(ROOT, 'node_modules', '@jazzer.js', 'core', 'dist', 'cli.js')
 const MAX_INPUT_BYTES = 4096
+/** The last line libFuzzer prints when a run ends. */
+const FINAL_STATS_LINE = 'stat::peak_rss_mb:'
+const EXIT_GRACE_MS = 3000
 
 export interface TargetRun {
   readonly target: string
@@ -120,14 +123,24 @@ function runTarget(
       stdio: ['ignore', 'pipe', 'pipe'],
     })
     let output = ''
+    let stopped: NodeJS.Timeout | undefined
     const collect = (chunk: Buffer): void => {
       output += chunk.toString()
       if (echo) process.stderr.write(chunk)
+      // libFuzzer is done once it prints its final stats. A target with servers on
+      // sockets keeps the event loop alive after that, so end the process if it
+      // does not exit by itself.
+      if (stopped === undefined && output.includes(FINAL_STATS_LINE))
+        stopped = setTimeout(() => child.kill('SIGTERM'), EXIT_GRACE_MS)
     }
     child.stdout.on('data', collect)
     child.stderr.on('data', collect)
     child.on('error', fail)
-    child.on('close', (code) => done(readFuzzerOutput(target.name, seconds, output, code)))
+    child.on('close', (code) => {
+      clearTimeout(stopped)
+      const ended = code ?? (output.includes(FINAL_STATS_LINE) ? 0 : null)
+      done(readFuzzerOutput(target.name, seconds, output, ended))
+    })
   })
 }
 
