@@ -2,7 +2,7 @@
 // time that depends on the number of distinct prefix lengths, not on the
 // number of blocks.
 
-import { formatIP, parseIPv4, parseIPv6, type IP } from './ip.js'
+import { embeddedIPv4Block, formatIP, parseIPv4, parseIPv6, type IP } from './ip.js'
 
 export interface Cidr {
   readonly version: 4 | 6
@@ -40,7 +40,9 @@ export class CidrError extends Error {}
 /**
  * Parses `a.b.c.d/n` or `v6::/n`. The address must be written in plain dotted-quad
  * or RFC 4291 form here: CIDRs come from operators, and an unusual spelling is
- * more likely a typo than an intent. Host bits must be zero.
+ * more likely a typo than an intent. Host bits must be zero. An IPv6 block of
+ * addresses that carry IPv4 ones (`::ffff:10.0.0.0/104`) is read as that IPv4
+ * block, since addresses are unwrapped the same way before they are matched.
  */
 export function parseCidr(text: string): Cidr {
   const slash = text.indexOf('/')
@@ -63,7 +65,8 @@ export function parseCidr(text: string): Cidr {
       `"${text}" has host bits set after /${prefix}: did you mean ${formatCidr(cidr)}?`,
     )
   }
-  return cidr
+  const v4 = ip.version === 6 ? embeddedIPv4Block(ip.value, prefix) : undefined
+  return v4 ? cidrOf(v4.ip, v4.prefix) : cidr
 }
 
 function parseStrictIPv4(text: string) {

@@ -73,7 +73,7 @@ export function parseHost(raw: string): CanonicalHost | InvalidHost {
   // Fast path: most hosts are plain ASCII letters, digits and hyphens, checked in one pass.
   const scan = scanAsciiName(host)
   if (scan === SCAN_NOT_PLAIN) {
-    const ascii = idnaToAscii(host)
+    const ascii = idnaToAscii(raw)
     if (typeof ascii !== 'string') return ascii
     host = ascii
   } else if (scan === SCAN_UPPERCASE) {
@@ -142,10 +142,17 @@ function scanAsciiName(host: string): number {
   return lastLabel === 0 || lastLabel > MAX_LABEL_LENGTH ? SCAN_NOT_PLAIN : result
 }
 
-function idnaToAscii(host: string): string | InvalidHost {
-  if (!RAW_HOST.test(host)) return invalid('contains characters that cannot appear in a host name')
-  if (host.split('.').includes('')) return invalid('empty label')
-  const ascii = domainToASCII(host.toLowerCase())
+/**
+ * IDNA (UTS 46) to an A-label name, one trailing dot removed. The raw host is
+ * mapped with its trailing dot: mapping turns "。" and "．" into ".", so
+ * "a.b。" ends in one dot (it is a.b) and "a.b。." in two (an empty label),
+ * as the URL parser reads them.
+ */
+function idnaToAscii(raw: string): string | InvalidHost {
+  if (!RAW_HOST.test(raw)) return invalid('contains characters that cannot appear in a host name')
+  if ((raw.endsWith('.') ? raw.slice(0, -1) : raw).split('.').includes(''))
+    return invalid('empty label')
+  const ascii = domainToASCII(raw.toLowerCase())
   if (ascii === '') return invalid('not a valid internationalised domain name')
   const name = ascii.endsWith('.') ? ascii.slice(0, -1) : ascii
   if (!LDH_NAME.test(name)) {

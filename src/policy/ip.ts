@@ -227,6 +227,33 @@ export function embeddedIPv4(ip: IPv6): IPv4 | undefined {
   return undefined
 }
 
+/**
+ * The IPv4 block an IPv6 block stands for when every address in it carries an
+ * IPv4 address (the forms embeddedIPv4 unwraps): `::ffff:10.0.0.0/104` is
+ * 10.0.0.0/8, `2002:a00::/24` is 10.0.0.0/8, and a 6to4 block longer than /48
+ * holds spellings of one IPv4 address. Undefined for any other block, including
+ * IPv4-compatible ones that hold :: or ::1.
+ */
+export function embeddedIPv4Block(
+  network: bigint,
+  prefix: number,
+): { readonly ip: IPv4; readonly prefix: number } | undefined {
+  const low32 = Number(network & 0xffffffffn)
+  const high96 = network >> 32n
+  if (prefix >= 96) {
+    const carriesIPv4 =
+      high96 === MAPPED_PREFIX >> 32n ||
+      high96 === NAT64_PREFIX >> 32n ||
+      // An aligned block starting at ::2 or above holds neither :: nor ::1.
+      (high96 === 0n && low32 > 1)
+    if (carriesIPv4) return { ip: ipv4(low32), prefix: prefix - 96 }
+  }
+  if (prefix >= 16 && network >> 112n === SIX_TO_FOUR) {
+    return { ip: ipv4(Number((network >> 80n) & 0xffffffffn)), prefix: Math.min(prefix - 16, 32) }
+  }
+  return undefined
+}
+
 /** The address a decision is about: IPv6 forms that carry an IPv4 address become that address. */
 export function unwrapIP(ip: IP): IP {
   if (ip.version === 4) return ip

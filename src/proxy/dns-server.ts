@@ -405,8 +405,8 @@ class Responder {
     if (question.qtype !== TYPE_A && question.qtype !== TYPE_AAAA) return refused
     // A name with a dot, backslash, space, control or non-ASCII byte inside a label is not a
     // host name, and dns-packet would decode it ambiguously (it joins labels with '.' and
-    // decodes bytes as UTF-8). Such names never reach the policy.
-    if (!isPlainName(question.labels)) return refused
+    // decodes bytes as UTF-8). Such names never reach the policy, and nor does the root.
+    if (question.labels.length === 0 || !isPlainName(question.labels)) return refused
 
     let allow = false
     try {

@@ -27,7 +27,8 @@ const MAX_HEAD_BYTES = 32 * 1024
  */
 export const CONNECTIONS_CHECK_MS = 1000
 const CONNECT_PREFIX = Buffer.from('CONNECT ', 'latin1')
-const CONNECT_LINE = /^CONNECT ([^ ]+) HTTP\/1\.[01]$/
+// The authority is visible ASCII: a CR, LF, NUL or 8-bit byte in it is as malformed as in a header line.
+const CONNECT_LINE = /^CONNECT ([!-~]+) HTTP\/1\.[01]$/
 /** A header line: a token, a colon, and a value of visible characters, spaces, tabs and obs-text. */
 // eslint-disable-next-line no-control-regex
 const HEADER_LINE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+:[^\x00-\x08\x0a-\x1f\x7f]*$/

@@ -534,6 +534,8 @@ describe('policy surface', () => {
       [[Buffer.from([0x61, 0xff]), Buffer.from('pypi'), Buffer.from('test')], 'a\\255.pypi.test'],
       [[Buffer.from('a b'), Buffer.from('pypi'), Buffer.from('test')], 'a\\032b.pypi.test'],
       [[Buffer.from('a\\b'), Buffer.from('pypi'), Buffer.from('test')], 'a\\\\b.pypi.test'],
+      // The root (no labels); found by the dns fuzz target.
+      [[], '.'],
     ]
     for (const [labels] of cases) {
       const r = parse((await udpExchange(query({ name: labels })))!)

@@ -19,6 +19,8 @@ describe('canonicalHost: names', () => {
     ['ｇｉｔｈｕｂ.com', 'github.com'], // fullwidth letters map to ASCII
     ['gith\u00adub.com', 'github.com'], // soft hyphen is ignored by IDNA
     ['пример.рф', 'xn--e1afmkfd.xn--p1ai'],
+    ['github.com\u3002', 'github.com'], // an ideographic full stop is the one trailing dot
+    ['１.２\uff0e', '1.0.0.2'],
   ])('%s -> %s', (raw, expected) => {
     expect(canon(raw)).toBe(expected)
   })
@@ -29,6 +31,10 @@ describe('canonicalHost: names', () => {
     ['a..b', 'empty label'],
     ['.example.com', 'empty label'],
     ['example.com..', 'empty label'],
+    // Found by the host fuzz target: one "." removed before IDNA mapping and one after.
+    ['example.com\u3002.', 'empty label'],
+    ['2.53\uff0e.', 'empty label'],
+    ['example.com\uff0e\u3002', 'empty label'],
     ['exa mple.com', 'characters'],
     ['example.com/evil', 'characters'],
     ['a/b', 'characters'], // an IDNA library alone would truncate this to "a"

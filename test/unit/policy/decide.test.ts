@@ -599,3 +599,26 @@ describe("decide: isorun's own networks stay closed", () => {
     expect(decide(connect('172.26.0.6'), p).action).toBe('deny')
   })
 })
+
+describe('decide: IPv4 blocks written as IPv6 match every spelling', () => {
+  // Found by the address-spellings fuzz target.
+  it('a deny rule', () => {
+    const p = compilePolicy({
+      name: 'test',
+      mode: 'allow-all',
+      allow: [],
+      deny: [{ rule: '::ffff:10.0.0.0/104', from: 'test' }],
+    })
+    for (const host of ['10.1.2.3', '[::ffff:10.1.2.3]', '012.1.2.3', '[2002:a01:203::]'])
+      expect(decide(connect(host), p)).toMatchObject({ action: 'deny', reason: 'denied-by-rule' })
+    expect(decide(connect('a.example', 443, { resolved: ['10.9.9.9'] }), p).action).toBe('deny')
+  })
+  it("the operator's blocked ranges", () => {
+    const p = compilePolicy(
+      { name: 'test', mode: 'allow-all', allow: [], deny: [] },
+      { allowSpecial: ['private'], blockAlways: ['::ffff:172.26.0.0/112'] },
+    )
+    expect(decide(connect('172.26.0.3'), p)).toMatchObject({ reason: 'special-address' })
+    expect(decide(connect('172.27.0.3'), p).action).toBe('allow')
+  })
+})

@@ -23,6 +23,17 @@ describe('parseRule: accepted forms', () => {
     ['2001:db8::/32', '2001:db8::/32', 'cidr', 'default'],
     ['[2001:db8::1]:8443', '[2001:db8::1]:8443', 'cidr', 'range'],
     ['[::ffff:10.0.0.1]', '10.0.0.1', 'cidr', 'default'],
+    // Found by the address-spellings fuzz target: blocks of IPv4 inside IPv6 were left IPv6,
+    // so they matched no request (requests are unwrapped to IPv4).
+    ['::ffff:10.0.0.0/104', '10.0.0.0/8', 'cidr', 'default'],
+    ['[::ffff:10.0.0.1/128]:22', '10.0.0.1:22', 'cidr', 'range'],
+    ['64:ff9b::a00:0/120', '10.0.0.0/24', 'cidr', 'default'],
+    ['::a00:0/104', '10.0.0.0/8', 'cidr', 'default'],
+    ['2002:a00::/24', '10.0.0.0/8', 'cidr', 'default'],
+    ['2002:a00:1:abcd::/64', '10.0.0.1', 'cidr', 'default'],
+    ['::ffff:0:0/96', '0.0.0.0/0', 'cidr', 'default'],
+    ['::/96', '::/96', 'cidr', 'default'], // holds :: and ::1, which carry no IPv4 address
+    ['2002::/15', '2002::/15', 'cidr', 'default'],
     ['  pypi.org  ', 'pypi.org', 'exact', 'default'],
   ])('%s -> %s', (text, canonical, hostKind, portKind) => {
     const rule = parseRule(text)

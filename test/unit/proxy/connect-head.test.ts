@@ -35,6 +35,12 @@ describe('parseConnectHead', () => {
     ['a NUL in a value', 'CONNECT a:1 HTTP/1.1\r\nX: a\u0000b'],
     ['a DEL in a value', 'CONNECT a:1 HTTP/1.1\r\nX: a\u007fb'],
     ['an empty line inside', 'CONNECT a:1 HTTP/1.1\r\n\r\nX: a'],
+    // Found by the connect-head fuzz target: the request line took any byte but a space.
+    ['a bare LF in the authority', 'CONNECT a\nb:1 HTTP/1.1'],
+    ['a bare CR in the authority', 'CONNECT a\rb:1 HTTP/1.1'],
+    ['a tab in the authority', 'CONNECT a\tb:1 HTTP/1.1'],
+    ['a NUL in the authority', 'CONNECT a\u0000b:1 HTTP/1.1'],
+    ['an 8-bit byte in the authority', 'CONNECT \u00c0[2001:db8::1]:8443 HTTP/1.1'],
   ])('%s is malformed', (_name, head) => {
     expect(parseConnectHead(head)).toHaveProperty('error')
   })
