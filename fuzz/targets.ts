@@ -20,13 +20,6 @@ export const FUZZ_TARGETS: readonly FuzzTargetInfo[] = [
     timeoutMs: 5000,
   },
   {
-    name: 'http-head',
-    description: 'HTTP head reader and first-bytes classifier of tunnels',
-    async: false,
-    ciSeconds: 8,
-    timeoutMs: 5000,
-  },
-  {
     name: 'connect-head',
     description: 'CONNECT head and authority read on the HTTP proxy port',
     async: false,
