@@ -3,7 +3,7 @@
 
 import http from 'node:http'
 import type { ProfileCatalogue } from '../profiles/index.js'
-import type { NetworkProfileDetail } from '../sdk/types.js'
+import type { NetworkProfileDetail } from 'isorun'
 import {
   hasBearer,
   HttpError,

@@ -34,7 +34,7 @@ import type {
   NetworkPolicy,
   SandboxInfo,
   SandboxStatus,
-} from '../sdk/types.js'
+} from 'isorun'
 import type { RunnerConfig } from './config.js'
 import {
   Docker,

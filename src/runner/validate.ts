@@ -1,12 +1,7 @@
 // Validation of API request bodies. Each failure is a 400 whose message names
 // the field and says what is expected.
 
-import type {
-  CreateSandboxRequest,
-  ExecRequest,
-  NetworkPolicy,
-  SandboxResources,
-} from '../sdk/types.js'
+import type { CreateSandboxRequest, ExecRequest, NetworkPolicy, SandboxResources } from 'isorun'
 import type { RunnerConfig } from './config.js'
 import { SandboxError, type PolicyRequest } from './sandboxes.js'
 

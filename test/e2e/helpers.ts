@@ -2,7 +2,7 @@
 // global set-up, an SDK client, and sandboxes that are always destroyed.
 
 import { inject } from 'vitest'
-import { Isorun, type CreateOptions, type Sandbox } from '../../src/sdk/index.js'
+import { Isorun, type CreateOptions, type Sandbox } from 'isorun'
 import { docker, run } from './setup/sh.js'
 
 export const e2e = inject('e2e')

@@ -1,7 +1,7 @@
 // `isorun run --profile P --image I -- CMD…`: create a sandbox, run one command,
 // print its output, show what was blocked, destroy it, exit with the command's code.
 
-import type { NetworkPolicy } from '../../sdk/types.js'
+import type { NetworkPolicy } from 'isorun'
 import { parseArgs, splitList, withUsage } from '../args.js'
 import { call, clientFrom, CLIENT_OPTIONS, formatEvent } from '../client.js'
 import { UsageError } from '../errors.js'
