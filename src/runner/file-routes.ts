@@ -52,7 +52,7 @@ export function fileRoutes(sandboxes: SandboxManager, maxFileBytes: number): Rou
         const path = pathOf(req)
         const mode = modeParam(queryParams(req).get('mode'))
         const container = sandboxes.container(id as string)
-        const spool = await spoolBody(req, res, maxFileBytes)
+        const spool = await spoolBody(req, maxFileBytes)
         try {
           await writeFile(container, path, spool.file, spool.size, mode)
         } finally {
@@ -107,23 +107,14 @@ function modeParam(raw: string | null): number {
 /**
  * Saves the request body to a temporary file, refusing more than `limit`
  * bytes: the tar the engine gets needs the size up front, and the engine gets
- * nothing unless the whole file arrived.
+ * nothing unless the whole file arrived. A body over the limit is still read
+ * to its end (and dropped) before the answer: closing on a client that is
+ * still sending resets the connection, and the client would never see why.
  */
 async function spoolBody(
   req: http.IncomingMessage,
-  res: http.ServerResponse,
   limit: number,
 ): Promise<{ file: string; size: number; remove: () => Promise<void> }> {
-  const tooLarge = (): SandboxError => {
-    // The client may still be sending: close the connection after the answer.
-    res.setHeader('Connection', 'close')
-    return new SandboxError(
-      413,
-      'too-large',
-      `the file is larger than the runner's limit of ${limit} bytes (ISORUN_MAX_FILE_BYTES)`,
-    )
-  }
-  if (Number(req.headers['content-length'] ?? 0) > limit) throw tooLarge()
   const dir = await mkdtemp(join(tmpdir(), 'isorun-upload-'))
   const remove = (): Promise<void> => rm(dir, { recursive: true, force: true })
   const file = join(dir, 'body')
@@ -132,9 +123,18 @@ async function spoolBody(
   try {
     for await (const chunk of req as AsyncIterable<Buffer>) {
       size += chunk.length
-      if (size > limit) throw tooLarge()
+      if (size > limit) {
+        out.destroy()
+        continue
+      }
       if (!out.write(chunk)) await once(out, 'drain')
     }
+    if (size > limit)
+      throw new SandboxError(
+        413,
+        'too-large',
+        `the file is larger than the runner's limit of ${limit} bytes (ISORUN_MAX_FILE_BYTES)`,
+      )
     out.end()
     await once(out, 'close')
     return { file, size, remove }

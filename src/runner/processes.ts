@@ -123,6 +123,7 @@ export class SandboxProcess {
 
   /** stdout/stderr frames as they come, then one `exit` (or `error`) event. Pulling slowly slows the command. */
   async *events(): AsyncGenerator<ProcessEvent> {
+    let ended = false
     try {
       yield* this.early
       try {
@@ -130,8 +131,11 @@ export class SandboxProcess {
       } catch {
         // The connection to the engine broke (e.g. the sandbox was removed): the exit code says more.
       }
+      ended = true
       yield await this.exitEvent()
     } finally {
+      // Whoever read the events stopped before the command ended: nobody will see its output.
+      if (!ended) void this.stopForGood('events abandoned', true)
       this.finish()
     }
   }
@@ -192,7 +196,10 @@ export class SandboxProcess {
 
   /** Sends a signal to the command, its process group and its descendants. */
   async signal(signal: SignalName): Promise<void> {
-    if (this.exited) return
+    if (!this.exited) await this.sendSignal(signal)
+  }
+
+  private async sendSignal(signal: SignalName): Promise<void> {
     const rounds = signal === 'SIGKILL' ? '10' : '1'
     const result = await runShellScript(this.container, STOP, [
       signal.slice(3),
@@ -219,10 +226,10 @@ export class SandboxProcess {
   }
 
   /** SIGKILL, retried a few times: the stop exec itself can fail while the sandbox is at its pids limit. */
-  private async stopForGood(why: string): Promise<void> {
-    for (let attempt = 1; !this.exited; attempt++) {
+  private async stopForGood(why: string, evenIfEnded = false): Promise<void> {
+    for (let attempt = 1; evenIfEnded || !this.exited; attempt++) {
       try {
-        await this.signal('SIGKILL')
+        await this.sendSignal('SIGKILL')
         return
       } catch (err) {
         if (attempt >= 5) {

@@ -23,7 +23,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { IsorunFileError, type Sandbox } from 'isorun'
 import { docker } from './setup/sh.js'
 import { E2E_MAX_FILE_BYTES } from './setup/global-setup.js'
-import { client, e2e, skipReason } from './helpers.js'
+import { client, e2e, runnerContainer, skipReason } from './helpers.js'
 
 const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex')
 
@@ -204,14 +204,7 @@ describe.skipIf(skipReason !== undefined)('SDK files', () => {
     // …and nowhere on this host, nor in the runner's container.
     for (const path of [`/etc/${tag}`, `/tmp/${tag}`, `/var/${tag}`, `/opt/${tag}-dir`])
       expect(existsSync(path)).toBe(false)
-    const runner = await docker(
-      'ps',
-      '-q',
-      '--filter',
-      `label=com.docker.compose.project=${e2e.project}`,
-      '--filter',
-      'label=com.docker.compose.service=runner',
-    )
+    const runner = await runnerContainer()
     const inRunner = await docker(
       'exec',
       runner,

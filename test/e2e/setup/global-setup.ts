@@ -102,6 +102,8 @@ async function buildSandboxImage(caCert: string): Promise<void> {
       '# The sandbox trusts the test CA that signed the stand-in index, as a company image trusts its internal CA.',
       'COPY isorun-e2e-ca.crt /usr/local/share/ca-certificates/isorun-e2e-ca.crt',
       'RUN update-ca-certificates >/dev/null',
+      '# pip as in the python:3.12 images the documented examples name (Debian marks its Python as managed, PEP 668).',
+      'ENV PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1',
       '',
     ].join('\n'),
   )
