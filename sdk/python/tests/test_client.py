@@ -52,7 +52,11 @@ class UsageChecks(unittest.TestCase):
 
     def test_network_profile_and_network_together_raise_before_any_request(self) -> None:
         with self.assertRaises(IsorunUsageError) as caught:
-            self.client.create(image="python:3.12-slim", network_profile="claude-code", network={"allow": ["pypi.org"]})
+            self.client.create(
+                image="python:3.12-slim",
+                network_profile="claude-code",
+                network={"allow": ["pypi.org"]},
+            )
         self.assertEqual(caught.exception.code, "conflicting-network")
         self.assertIn("not both", str(caught.exception))
         self.assertEqual(self.server.requests, 0)
@@ -88,7 +92,9 @@ class ConnectionErrors(unittest.TestCase):
 class DownloadNames(unittest.TestCase):
     def test_only_plain_names_inside_the_root_are_accepted(self) -> None:
         with tempfile.TemporaryDirectory() as root:
-            self.assertEqual(local_child(root, root, "a.txt", "/d/a.txt"), os.path.join(root, "a.txt"))
+            self.assertEqual(
+                local_child(root, root, "a.txt", "/d/a.txt"), os.path.join(root, "a.txt")
+            )
             self.assertEqual(local_child(root, root, "..x", "/d/..x"), os.path.join(root, "..x"))
             for name in ("", ".", "..", "../escape", "a/b", "/etc/passwd", "nul\0byte"):
                 with self.assertRaises(IsorunFileError, msg=repr(name)) as caught:

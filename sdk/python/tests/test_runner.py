@@ -18,7 +18,10 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-@unittest.skipUnless(IMAGE and os.environ.get("ISORUN_URL"), "needs a runner: ISORUN_URL, ISORUN_API_KEY, ISORUN_TEST_IMAGE")
+@unittest.skipUnless(
+    IMAGE and os.environ.get("ISORUN_URL"),
+    "needs a runner: ISORUN_URL, ISORUN_API_KEY, ISORUN_TEST_IMAGE",
+)
 class AgainstTheRunner(unittest.TestCase):
     isorun: Isorun
     sbx: Sandbox
@@ -122,7 +125,9 @@ class AgainstTheRunner(unittest.TestCase):
                     f.write(content)
             os.symlink("/etc/passwd", os.path.join(source, "link"))
             up = self.sbx.files.upload(source, "/py-tree")
-            self.assertEqual((up.files, up.directories, up.skipped), (4, 4, [os.path.join(source, "link")]))
+            self.assertEqual(
+                (up.files, up.directories, up.skipped), (4, 4, [os.path.join(source, "link")])
+            )
             self.sbx.exec("ln -s /etc /py-tree/a/etc-link && ln -s ../.. /py-tree/a/up")
             copy = os.path.join(tmp, "copy")
             down = self.sbx.files.download("/py-tree", copy)
@@ -132,9 +137,23 @@ class AgainstTheRunner(unittest.TestCase):
                 with open(os.path.join(copy, name), "rb") as f:
                     self.assertEqual(f.read(), content, name)
             found = sorted(
-                os.path.relpath(os.path.join(d, n), copy) for d, ds, fs in os.walk(copy) for n in ds + fs
+                os.path.relpath(os.path.join(d, n), copy)
+                for d, ds, fs in os.walk(copy)
+                for n in ds + fs
             )
-            self.assertEqual(found, ["a", "a/b", "a/b/all-bytes", "a/b/c", "a/b/c/ünï file.txt", "a/empty.txt", "bin.dat", "empty"])
+            self.assertEqual(
+                found,
+                [
+                    "a",
+                    "a/b",
+                    "a/b/all-bytes",
+                    "a/b/c",
+                    "a/b/c/ünï file.txt",
+                    "a/empty.txt",
+                    "bin.dat",
+                    "empty",
+                ],
+            )
             # Nothing was written beside the download directory.
             self.assertEqual(sorted(os.listdir(tmp)), ["copy", "source"])
 

@@ -69,7 +69,9 @@ class Transport:
         conn = self._connection(self.timeout if timeout is None else timeout)
         try:
             try:
-                conn.request(method, self._prefix + path, body=data, headers=headers, encode_chunked=chunked)
+                conn.request(
+                    method, self._prefix + path, body=data, headers=headers, encode_chunked=chunked
+                )
             except (BrokenPipeError, ConnectionResetError):
                 # The runner may answer (e.g. 413 too-large) and close before the body is sent.
                 pass
@@ -77,7 +79,8 @@ class Transport:
         except socket.timeout as err:
             conn.close()
             raise IsorunConnectionError(
-                f"{method} {path}: the runner at {self.url} did not answer in time ({err})", "timeout"
+                f"{method} {path}: the runner at {self.url} did not answer in time ({err})",
+                "timeout",
             ) from None
         except (OSError, http.client.HTTPException) as err:
             conn.close()
@@ -94,13 +97,17 @@ class Transport:
             raise _api_error(method, path, response.status, text)
         return response
 
-    def request(self, method: str, path: str, json_body: Any = None, timeout: Optional[float] = None) -> Any:
+    def request(
+        self, method: str, path: str, json_body: Any = None, timeout: Optional[float] = None
+    ) -> Any:
         """A JSON call: the parsed answer, or an error."""
         response = self.open(method, path, json_body=json_body, timeout=timeout)
         try:
             text = response.read().decode("utf-8")
         except (OSError, http.client.HTTPException) as err:
-            raise IsorunConnectionError(f"{method} {path}: the answer broke off ({err})", "stream-broken") from None
+            raise IsorunConnectionError(
+                f"{method} {path}: the answer broke off ({err})", "stream-broken"
+            ) from None
         finally:
             response.close()
         try:

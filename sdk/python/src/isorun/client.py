@@ -40,7 +40,9 @@ def _check_network_choice(network_profile: Any, network: Any, what: str) -> None
         raise IsorunUsageError(
             f"{what}: give either network_profile or network, not both", "conflicting-network"
         )
-    if network_profile is not None and (not isinstance(network_profile, str) or network_profile == ""):
+    if network_profile is not None and (
+        not isinstance(network_profile, str) or network_profile == ""
+    ):
         raise IsorunUsageError(f"{what}: network_profile must be a profile name")
     if network is not None and not isinstance(network, dict):
         raise IsorunUsageError(f"{what}: network must be a dict such as {{'allow': ['pypi.org']}}")
@@ -68,14 +70,21 @@ class Isorun:
     ``api_key`` to ISORUN_API_KEY; ``timeout`` (seconds) bounds each API call's socket
     operations."""
 
-    def __init__(self, url: Optional[str] = None, api_key: Optional[str] = None, timeout: float = 120.0) -> None:
+    def __init__(
+        self, url: Optional[str] = None, api_key: Optional[str] = None, timeout: float = 120.0
+    ) -> None:
         base = (url or _env("ISORUN_URL") or DEFAULT_URL).rstrip("/")
-        self._transport = Transport(base, api_key if api_key is not None else _env("ISORUN_API_KEY"), timeout)
+        self._transport = Transport(
+            base, api_key if api_key is not None else _env("ISORUN_API_KEY"), timeout
+        )
         self.url = base
 
     def network_profiles(self) -> List[NetworkProfileSummary]:
         """The live profile catalogue of the runner."""
-        return [NetworkProfileSummary.from_json(p) for p in self._transport.request("GET", "/v1/network-profiles")]
+        return [
+            NetworkProfileSummary.from_json(p)
+            for p in self._transport.request("GET", "/v1/network-profiles")
+        ]
 
     def network_profile(self, name: str) -> NetworkProfileDetail:
         """One profile with its rules resolved."""
@@ -107,14 +116,23 @@ class Isorun:
             resources=resources,
             timeoutMs=timeout_ms,
         )
-        return Sandbox(self._transport, SandboxInfo.from_json(self._transport.request("POST", "/v1/sandboxes", body)))
+        return Sandbox(
+            self._transport,
+            SandboxInfo.from_json(self._transport.request("POST", "/v1/sandboxes", body)),
+        )
 
     def get(self, id: str) -> "Sandbox":
         """An existing sandbox, by id."""
-        return Sandbox(self._transport, SandboxInfo.from_json(self._transport.request("GET", f"/v1/sandboxes/{_quote(id)}")))
+        return Sandbox(
+            self._transport,
+            SandboxInfo.from_json(self._transport.request("GET", f"/v1/sandboxes/{_quote(id)}")),
+        )
 
     def list(self) -> List["Sandbox"]:
-        return [Sandbox(self._transport, SandboxInfo.from_json(i)) for i in self._transport.request("GET", "/v1/sandboxes")]
+        return [
+            Sandbox(self._transport, SandboxInfo.from_json(i))
+            for i in self._transport.request("GET", "/v1/sandboxes")
+        ]
 
 
 class Sandbox:
@@ -155,7 +173,9 @@ class Sandbox:
         )
         # Heartbeats come every 15 s, so a silent command never trips the socket timeout.
         timeout = max(self._transport.timeout, 60.0)
-        response = self._transport.open("POST", self._path("/processes"), json_body=body, timeout=timeout)
+        response = self._transport.open(
+            "POST", self._path("/processes"), json_body=body, timeout=timeout
+        )
         return SandboxProcess(self._transport, self.id, response)
 
     def exec(
@@ -201,18 +221,30 @@ class Sandbox:
     ) -> List[NetworkEvent]:
         """Recent decisions of this sandbox's egress proxy, oldest first; ``action`` is
         ``'allow'`` or ``'deny'``, ``since`` an ISO time."""
-        query = {k: v for k, v in (("action", action), ("limit", limit), ("since", since)) if v is not None}
+        query = {
+            k: v
+            for k, v in (("action", action), ("limit", limit), ("since", since))
+            if v is not None
+        }
         suffix = f"?{urlencode(query)}" if query else ""
         result = self._transport.request("GET", self._path(f"/network-events{suffix}"))
         return [NetworkEvent.from_json(e) for e in result["events"]]
 
-    def update_network(self, network_profile: Optional[str] = None, network: Optional[Dict[str, Any]] = None) -> SandboxInfo:
+    def update_network(
+        self, network_profile: Optional[str] = None, network: Optional[Dict[str, Any]] = None
+    ) -> SandboxInfo:
         """Replaces the sandbox's network policy live: new connections follow it."""
         _check_network_choice(network_profile, network, "update_network")
         if network_profile is None and network is None:
             raise IsorunUsageError("update_network: give network_profile or network")
-        body = {"networkProfile": network_profile} if network_profile is not None else {"network": network}
-        self.info = SandboxInfo.from_json(self._transport.request("PUT", self._path("/network"), body))
+        body = (
+            {"networkProfile": network_profile}
+            if network_profile is not None
+            else {"network": network}
+        )
+        self.info = SandboxInfo.from_json(
+            self._transport.request("PUT", self._path("/network"), body)
+        )
         return self.info
 
     def refresh(self) -> SandboxInfo:

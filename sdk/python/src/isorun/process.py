@@ -28,7 +28,9 @@ class SandboxProcess:
     ``wait()`` returns how it ended; ``kill()`` stops it with everything it started. As a
     context manager it kills the command if it is still running on exit."""
 
-    def __init__(self, transport: "Transport", sandbox_id: str, response: http.client.HTTPResponse) -> None:
+    def __init__(
+        self, transport: "Transport", sandbox_id: str, response: http.client.HTTPResponse
+    ) -> None:
         self._transport = transport
         self.sandbox_id = sandbox_id
         self._response = response
@@ -59,7 +61,8 @@ class SandboxProcess:
                 line = self._response.readline()
             except (OSError, http.client.HTTPException, ValueError) as err:
                 raise IsorunConnectionError(
-                    f"the connection to the runner broke while the process ran: {err}", "stream-broken"
+                    f"the connection to the runner broke while the process ran: {err}",
+                    "stream-broken",
                 ) from None
             if not line:
                 return None
@@ -88,13 +91,21 @@ class SandboxProcess:
             self._buffers[kind].append((self._arrived, base64.b64decode(event["data"])))
             self._arrived += 1
         elif kind == "exit":
-            self._finish(result=ProcessResult(exit_code=event["exitCode"], timed_out=event["timedOut"]))
+            self._finish(
+                result=ProcessResult(exit_code=event["exitCode"], timed_out=event["timedOut"])
+            )
         elif kind == "error":
             error = event.get("error") or {}
-            self._finish(error=IsorunApiError(error.get("message", "the process failed"), error.get("code", "error")))
+            self._finish(
+                error=IsorunApiError(
+                    error.get("message", "the process failed"), error.get("code", "error")
+                )
+            )
         return True
 
-    def _finish(self, result: Optional[ProcessResult] = None, error: Optional[IsorunError] = None) -> None:
+    def _finish(
+        self, result: Optional[ProcessResult] = None, error: Optional[IsorunError] = None
+    ) -> None:
         self._result = result
         self._error = error
         self._close()
@@ -139,7 +150,8 @@ class SandboxProcess:
 
     def wait(self) -> ProcessResult:
         """Reads to the end (keeping unread output for stdout/stderr) and returns
-        ``ProcessResult(exit_code, timed_out)``; raises if the stream broke or the sandbox went away."""
+        ``ProcessResult(exit_code, timed_out)``; raises if the stream broke or the sandbox went away.
+        """
         with self._lock:
             while self._pump_one():
                 pass
@@ -153,7 +165,9 @@ class SandboxProcess:
     def _path(self) -> str:
         from urllib.parse import quote
 
-        return f"/v1/sandboxes/{quote(self.sandbox_id, safe='')}/processes/{quote(self.id, safe='')}"
+        return (
+            f"/v1/sandboxes/{quote(self.sandbox_id, safe='')}/processes/{quote(self.id, safe='')}"
+        )
 
     def write(self, data: Union[bytes, str]) -> None:
         """Writes to the command's stdin (spawned with ``stdin=True``)."""
