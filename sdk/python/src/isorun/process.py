@@ -40,7 +40,11 @@ class SandboxProcess:
         self._arrived = 0
         self._result: Optional[ProcessResult] = None
         self._error: Optional[IsorunError] = None
-        first = self._read_event()
+        try:
+            first = self._read_event()
+        except IsorunError:
+            self._close()
+            raise
         if first is None or first.get("type") != "start":
             self._close()
             raise IsorunConnectionError(
