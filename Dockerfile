@@ -36,6 +36,8 @@ ENV NPM_CONFIG_UPDATE_NOTIFIER=false \
 # and never copied into the runtime stage.
 COPY docker/extra-ca/ /tmp/extra-ca/
 COPY package.json package-lock.json ./
+# The SDK (package `isorun`) is an npm workspace the server depends on.
+COPY sdk/typescript/package.json sdk/typescript/package.json
 # --ignore-scripts: the runtime needs no native addons (optional ones such as
 # ssh2's crypto binding fall back to JS), there is no compiler in the image,
 # and install scripts of third-party packages are not something we want to
@@ -52,6 +54,7 @@ COPY . .
 # runtime stage copies this node_modules as it is. prune works offline.
 RUN npm run build \
  && test -f dist/src/cli/main.js \
+ && test -f sdk/typescript/dist/index.js \
  && npm prune --omit=dev --ignore-scripts \
  && find node_modules -mindepth 1 -maxdepth 1 -type d -empty -delete
 
@@ -80,6 +83,9 @@ COPY --from=build /src/package.json ./package.json
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/profiles ./profiles
 COPY --from=build /src/dist/src ./dist/src
+# node_modules/isorun is a workspace link to the SDK: the CLI's client commands use it.
+COPY --from=build /src/sdk/typescript/package.json ./sdk/typescript/package.json
+COPY --from=build /src/sdk/typescript/dist ./sdk/typescript/dist
 # `isorun` on the PATH, so `docker compose exec runner isorun ls` works.
 RUN printf '#!/bin/sh\nexec node /app/dist/src/cli/main.js "$@"\n' >/usr/local/bin/isorun \
  && chmod 0755 /usr/local/bin/isorun

@@ -48,7 +48,7 @@ import net from 'node:net'
 import { cpus, loadavg, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { Isorun, type Sandbox } from '../src/sdk/index.js'
+import { Isorun, type Sandbox } from 'isorun'
 import {
   Docker,
   dockerMessage,

@@ -12,12 +12,8 @@
 
 import { randomBytes } from 'node:crypto'
 import type { Docker } from '../../src/runner/docker.js'
-import {
-  dockerMessage,
-  execInContainer,
-  removeContainer,
-  removeNetwork,
-} from '../../src/runner/docker.js'
+import { runShellScript } from '../../src/runner/container-shell.js'
+import { dockerMessage, removeContainer, removeNetwork } from '../../src/runner/docker.js'
 
 export interface FloorRound {
   readonly networkCreate: number
@@ -116,13 +112,7 @@ export async function floorRound(docker: Docker, image: string, run: string): Pr
     })
     const [, startFirst] = await timed(() => docker.getContainer(a).start())
     const [, startSecond] = await timed(() => docker.getContainer(b).start())
-    const [out, firstExec] = await timed(() =>
-      execInContainer(docker.getContainer(b), {
-        cmd: ['true'],
-        timeoutMs: 30_000,
-        outputLimit: 4096,
-      }),
-    )
+    const [out, firstExec] = await timed(() => runShellScript(docker.getContainer(b), 'true', []))
     if (out.exitCode !== 0) throw new Error(`floor: exec true exited ${out.exitCode}`)
     const [, removeContainers] = await timed(() =>
       Promise.all([removeContainer(docker, a), removeContainer(docker, b)]),

@@ -9,7 +9,7 @@
 
 import type { Readable } from 'node:stream'
 import type { Docker } from '../../src/runner/docker.js'
-import { execInContainer } from '../../src/runner/docker.js'
+import { runShellScript } from '../../src/runner/container-shell.js'
 
 export interface EngineEvent {
   /** ms since the epoch, from timeNano. */
@@ -157,11 +157,8 @@ const READ_NODE_STATUS =
 /** Memory of a sidecar: its node process (read inside the container) and its cgroup. */
 export async function sidecarMemory(docker: Docker, name: string): Promise<SidecarMemory> {
   const container = docker.getContainer(name)
-  const out = await execInContainer(container, {
-    cmd: ['/bin/sh', '-c', READ_NODE_STATUS],
-    timeoutMs: 10_000,
-    outputLimit: 64 * 1024,
-  })
+  const result = await runShellScript(container, READ_NODE_STATUS, [])
+  const out = { ...result, stdout: result.stdout.toString('utf8') }
   const pids = out.stdout.match(/^pid /gm)?.length ?? 0
   if (out.exitCode !== 0 || pids !== 1)
     throw new Error(
@@ -191,12 +188,8 @@ export async function sidecarMemory(docker: Docker, name: string): Promise<Sidec
 
 /** Whether a container's /etc/hosts maps `name` (so resolving it never leaves the container). */
 export async function hostsMaps(docker: Docker, container: string, name: string): Promise<string> {
-  const out = await execInContainer(docker.getContainer(container), {
-    cmd: ['/bin/cat', '/etc/hosts'],
-    timeoutMs: 10_000,
-    outputLimit: 64 * 1024,
-  })
-  for (const line of out.stdout.split('\n')) {
+  const out = await runShellScript(docker.getContainer(container), 'cat /etc/hosts', [])
+  for (const line of out.stdout.toString('utf8').split('\n')) {
     const [address, ...names] = line.trim().split(/\s+/)
     if (address && !address.startsWith('#') && names.includes(name)) return address
   }

@@ -16,7 +16,7 @@
 import { rmSync } from 'node:fs'
 import { basename } from 'node:path'
 import pino from 'pino'
-import type { CreateSandboxRequest, SandboxInfo } from '../../src/sdk/types.js'
+import type { CreateSandboxRequest, SandboxInfo } from 'isorun'
 import { ProfileCatalogue } from '../../src/profiles/index.js'
 import { createApiServer } from '../../src/runner/api.js'
 import { loadRunnerConfig } from '../../src/runner/config.js'

@@ -3,8 +3,7 @@
 
 import { readFileSync } from 'node:fs'
 import { generatedKeyFile } from '../runner/config.js'
-import { Isorun, IsorunError } from '../sdk/index.js'
-import type { NetworkEvent } from '../sdk/types.js'
+import { Isorun, IsorunError, type NetworkEvent } from 'isorun'
 import { CliError } from './errors.js'
 
 export const CLIENT_OPTIONS = {

@@ -46,7 +46,7 @@ export function builtinProfilesDir(): string {
     const pkg = join(dir, 'package.json')
     if (existsSync(pkg) && existsSync(join(dir, 'profiles'))) {
       try {
-        if ((JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name === 'isorun')
+        if ((JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name === '@isorun/server')
           return join(dir, 'profiles')
       } catch {
         // not our package.json; keep walking up
@@ -54,7 +54,7 @@ export function builtinProfilesDir(): string {
     }
     dir = dirname(dir)
   }
-  throw new Error('cannot find the built-in profiles directory next to the isorun package')
+  throw new Error('cannot find the built-in profiles directory next to the @isorun/server package')
 }
 
 interface FileState {

@@ -3,7 +3,7 @@
 
 import http from 'node:http'
 import type { ProfileCatalogue } from '../profiles/index.js'
-import type { NetworkProfileDetail } from '../sdk/types.js'
+import type { NetworkProfileDetail } from 'isorun'
 import {
   hasBearer,
   HttpError,
@@ -14,27 +14,18 @@ import {
   sendJson,
 } from '../lib/http-json.js'
 import type { RunnerConfig } from './config.js'
-import { SandboxError, type SandboxManager } from './sandboxes.js'
-import { parseCreateRequest, parseExecRequest, parseUpdateNetwork } from './validate.js'
-
-type Handler = (
-  req: http.IncomingMessage,
-  res: http.ServerResponse,
-  params: string[],
-) => Promise<void>
-
-interface Route {
-  readonly method: string
-  readonly pattern: RegExp
-  readonly handler: Handler
-}
-
-const ID = '([A-Za-z0-9_.-]{1,64})'
+import { fileRoutes } from './file-routes.js'
+import { processRoutes } from './process-routes.js'
+import { ProcessTable } from './processes.js'
+import { ID, type Route } from './route.js'
+import { SandboxError, type ManagerLogger, type SandboxManager } from './sandboxes.js'
+import { parseCreateRequest, parseUpdateNetwork } from './validate.js'
 
 export function createApiServer(
   config: RunnerConfig,
   catalogue: ProfileCatalogue,
   sandboxes: SandboxManager,
+  log: ManagerLogger = { info: () => undefined, warn: (obj, msg) => console.warn(msg, obj) },
 ): http.Server {
   const routes: Route[] = [
     {
@@ -100,16 +91,6 @@ export function createApiServer(
       },
     },
     {
-      method: 'POST',
-      pattern: new RegExp(`^/v1/sandboxes/${ID}/exec$`),
-      handler: async (req, res, [id]) =>
-        sendJson(
-          res,
-          200,
-          await sandboxes.exec(id as string, parseExecRequest(await readJson(req))),
-        ),
-    },
-    {
       method: 'GET',
       pattern: new RegExp(`^/v1/sandboxes/${ID}/network-events$`),
       handler: async (req, res, [id]) => {
@@ -136,6 +117,8 @@ export function createApiServer(
           await sandboxes.updateNetwork(id as string, parseUpdateNetwork(await readJson(req))),
         ),
     },
+    ...processRoutes(sandboxes, new ProcessTable(log)),
+    ...fileRoutes(sandboxes, config.maxFileBytes),
   ]
 
   return http.createServer({ headersTimeout: 20_000, requestTimeout: 0 }, (req, res) => {

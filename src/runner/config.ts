@@ -39,6 +39,8 @@ export interface RunnerConfig {
   readonly defaults: SandboxDefaults
   readonly maxTimeoutMs: number
   readonly pullImages: boolean
+  /** The largest file the file API reads or writes. */
+  readonly maxFileBytes: number
 }
 
 export class ConfigError extends Error {}
@@ -162,5 +164,6 @@ export function loadRunnerConfig(env: NodeJS.ProcessEnv = process.env): RunnerCo
     },
     maxTimeoutMs: int(env, 'ISORUN_MAX_TIMEOUT_MS', 24 * 3600_000, 1000, 30 * 24 * 3600_000),
     pullImages: bool(env, 'ISORUN_PULL_IMAGES', true),
+    maxFileBytes: int(env, 'ISORUN_MAX_FILE_BYTES', 1024 ** 3, 1, 2 ** 40),
   }
 }

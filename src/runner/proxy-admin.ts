@@ -1,7 +1,7 @@
 // The runner's client for a sidecar's admin API (reached on the egress network).
 
 import type { PolicySpec } from '../policy/index.js'
-import type { NetworkEvent, NetworkEventsQuery } from '../sdk/types.js'
+import type { NetworkEvent, NetworkEventsQuery } from 'isorun'
 
 export class ProxyAdminError extends Error {}
 

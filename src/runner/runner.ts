@@ -54,7 +54,7 @@ export async function startRunner(
   })
   sandboxes.startSweeper()
 
-  const server = createApiServer(config, catalogue, sandboxes)
+  const server = createApiServer(config, catalogue, sandboxes, logger)
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(config.listen.port, config.listen.host, () => resolve())

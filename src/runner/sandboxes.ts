@@ -27,21 +27,18 @@ import {
 } from '../profiles/index.js'
 import type {
   CreateSandboxRequest,
-  ExecRequest,
-  ExecResult,
   NetworkEvent,
   NetworkEventsQuery,
   NetworkPolicy,
   SandboxInfo,
   SandboxStatus,
-} from '../sdk/types.js'
+} from 'isorun'
 import type { RunnerConfig } from './config.js'
 import {
   Docker,
   DockerError,
   dockerMessage,
   ensureImage,
-  execInContainer,
   isNotFound,
   removeContainer,
   removeNetwork,
@@ -95,7 +92,6 @@ interface SandboxRecord {
   policy: PolicyRequest
 }
 
-const OUTPUT_LIMIT = 10 * 1024 * 1024
 /** How old an incomplete sandbox must be before recovery removes it as an orphan. */
 const INCOMPLETE_GRACE_MS = 60_000
 const PROXY_START_TIMEOUT_MS = 20_000
@@ -503,33 +499,9 @@ export class SandboxManager {
     return Promise.all(records.map(async (r) => this.info(r, await this.status(r.id))))
   }
 
-  async exec(id: string, request: ExecRequest): Promise<ExecResult> {
-    this.require(id)
-    const cmd = typeof request.cmd === 'string' ? ['/bin/sh', '-c', request.cmd] : request.cmd
-    const env = request.env ? Object.entries(request.env).map(([k, v]) => `${k}=${v}`) : undefined
-    try {
-      const out = await execInContainer(this.docker.getContainer(sandboxName(id)), {
-        cmd,
-        ...(env ? { env } : {}),
-        ...(request.cwd ? { cwd: request.cwd } : {}),
-        timeoutMs: request.timeoutMs ?? 10 * 60_000,
-        outputLimit: OUTPUT_LIMIT,
-      })
-      return {
-        exitCode: out.exitCode,
-        stdout: out.stdout,
-        stderr: out.stderr,
-        ...(out.timedOut ? { timedOut: true } : {}),
-        ...(out.truncated ? { truncated: true } : {}),
-      }
-    } catch (err) {
-      if (isNotFound(err))
-        throw new SandboxError(409, 'sandbox-not-running', `sandbox ${id} has no running container`)
-      const message = dockerMessage(err)
-      if (/is not running/i.test(message))
-        throw new SandboxError(409, 'sandbox-not-running', `sandbox ${id} is not running`)
-      throw new SandboxError(500, 'exec-failed', `exec in sandbox ${id} failed: ${message}`)
-    }
+  /** The sandbox's container, for commands and files; 404 for an unknown sandbox. */
+  container(id: string): Docker.Container {
+    return this.docker.getContainer(sandboxName(this.require(id).id))
   }
 
   async networkEvents(id: string, query: NetworkEventsQuery): Promise<NetworkEvent[]> {

@@ -6,8 +6,11 @@ import type {
   ExecRequest,
   NetworkPolicy,
   SandboxResources,
-} from '../sdk/types.js'
+  SignalName,
+  SpawnRequest,
+} from 'isorun'
 import type { RunnerConfig } from './config.js'
+import { SIGNALS } from './processes.js'
 import { SandboxError, type PolicyRequest } from './sandboxes.js'
 
 function bad(message: string, code = 'invalid-request'): SandboxError {
@@ -116,8 +119,19 @@ export function parseCreateRequest(
 }
 
 export function parseExecRequest(body: unknown): ExecRequest {
+  return parseCommand(body, ['cmd', 'env', 'cwd', 'timeoutMs'], 'exec')
+}
+
+export function parseSpawnRequest(body: unknown): SpawnRequest {
+  const request = parseCommand(body, ['cmd', 'env', 'cwd', 'timeoutMs', 'stdin'], 'spawn')
+  const { stdin } = body as Record<string, unknown>
+  if (stdin !== undefined && typeof stdin !== 'boolean') throw bad('stdin must be true or false')
+  return { ...request, ...(stdin === true ? { stdin } : {}) }
+}
+
+function parseCommand(body: unknown, fields: readonly string[], what: string): ExecRequest {
   if (!isObject(body)) throw bad('the body must be a JSON object with "cmd"')
-  onlyFields(body, ['cmd', 'env', 'cwd', 'timeoutMs'], 'exec')
+  onlyFields(body, fields, what)
   const { cmd } = body
   const okArray = Array.isArray(cmd) && cmd.length > 0 && cmd.every((c) => typeof c === 'string')
   if (!(typeof cmd === 'string' && cmd !== '') && !okArray)
@@ -132,6 +146,15 @@ export function parseExecRequest(body: unknown): ExecRequest {
     ...(typeof body.cwd === 'string' ? { cwd: body.cwd } : {}),
     ...(timeoutMs ? { timeoutMs } : {}),
   }
+}
+
+export function parseKillRequest(body: unknown): SignalName {
+  if (!isObject(body)) throw bad('the body must be a JSON object such as { "signal": "SIGTERM" }')
+  onlyFields(body, ['signal'], 'kill')
+  const { signal = 'SIGKILL' } = body
+  if (!(SIGNALS as readonly unknown[]).includes(signal))
+    throw bad(`signal must be one of ${SIGNALS.join(', ')}`, 'invalid-signal')
+  return signal as SignalName
 }
 
 export function parseUpdateNetwork(body: unknown): PolicyRequest {

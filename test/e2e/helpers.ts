@@ -2,7 +2,7 @@
 // global set-up, an SDK client, and sandboxes that are always destroyed.
 
 import { inject } from 'vitest'
-import { Isorun, type CreateOptions, type Sandbox } from '../../src/sdk/index.js'
+import { Isorun, type CreateOptions, type Sandbox } from 'isorun'
 import { docker, run } from './setup/sh.js'
 
 export const e2e = inject('e2e')
@@ -44,9 +44,9 @@ export function proxyEgressAddress(sandbox: Sandbox): Promise<string> {
   )
 }
 
-/** The runner container's address on the egress network. */
-export async function runnerAddress(): Promise<string> {
-  const id = await docker(
+/** The id of the stack's runner container. */
+export function runnerContainer(): Promise<string> {
+  return docker(
     'ps',
     '-q',
     '--filter',
@@ -54,6 +54,11 @@ export async function runnerAddress(): Promise<string> {
     '--filter',
     'label=com.docker.compose.service=runner',
   )
+}
+
+/** The runner container's address on the egress network. */
+export async function runnerAddress(): Promise<string> {
+  const id = await runnerContainer()
   return docker(
     'inspect',
     '-f',

@@ -3,7 +3,7 @@
 // 169.254.169.254 is never dialled (its stand-in sits on a network we create,
 // attached to the proxy, so a failed defence would reach the stand-in).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { Sandbox } from '../../src/sdk/index.js'
+import type { Sandbox } from 'isorun'
 import { docker, run } from './setup/sh.js'
 import {
   client,

@@ -1,7 +1,7 @@
 // The stack as a user starts it: `docker compose up -d` brings the runner up
 // healthy; the API needs the key; the SDK lists the live profile catalogue.
 import { describe, expect, it } from 'vitest'
-import { IsorunApiError, IsorunUsageError, Isorun } from '../../src/sdk/index.js'
+import { IsorunApiError, IsorunUsageError, Isorun } from 'isorun'
 import { docker } from './setup/sh.js'
 import { client, e2e, skipReason } from './helpers.js'
 

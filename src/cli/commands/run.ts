@@ -1,7 +1,8 @@
 // `isorun run --profile P --image I -- CMD…`: create a sandbox, run one command,
 // print its output, show what was blocked, destroy it, exit with the command's code.
 
-import type { NetworkPolicy } from '../../sdk/types.js'
+import { pipeline } from 'node:stream/promises'
+import type { NetworkPolicy, ProcessResult, Sandbox } from 'isorun'
 import { parseArgs, splitList, withUsage } from '../args.js'
 import { call, clientFrom, CLIENT_OPTIONS, formatEvent } from '../client.js'
 import { UsageError } from '../errors.js'
@@ -18,6 +19,24 @@ const USAGE = `usage: isorun run (--profile NAME | --allow RULES [--deny RULES])
   --keep             do not destroy the sandbox afterwards (prints its id)
   --json             print { sandbox, exitCode, stdout, stderr, blocked } as JSON
   --url URL, --api-key KEY   runner API (default ISORUN_URL, ISORUN_API_KEY)`
+
+/** Runs the command with its stdout and stderr passed through to ours as they come. */
+async function runPassingOutput(
+  sandbox: Sandbox,
+  command: string[],
+  timeoutMs: number,
+): Promise<ProcessResult> {
+  const proc = await sandbox.spawn(command, { timeoutMs })
+  const passed = [
+    pipeline(proc.stdout, process.stdout, { end: false }),
+    pipeline(proc.stderr, process.stderr, { end: false }),
+  ]
+  try {
+    return await proc.wait()
+  } finally {
+    await Promise.allSettled(passed)
+  }
+}
 
 export async function runCommand(argv: string[]): Promise<number> {
   const dash = argv.indexOf('--')
@@ -86,15 +105,17 @@ export async function runCommand(argv: string[]): Promise<number> {
     `sandbox ${sandbox.id} ready in ${((Date.now() - started) / 1000).toFixed(1)} s; running ${JSON.stringify(command.join(' '))}`,
   )
   try {
-    const result = await call(() => sandbox.exec(command, { timeoutMs: timeoutSeconds * 1000 }))
+    const timeoutMs = timeoutSeconds * 1000
+    // For people, output as it comes; for --json, all of it in one object.
+    const result = values.json
+      ? await call(() => sandbox.exec(command, { timeoutMs }))
+      : await call(() => runPassingOutput(sandbox, command, timeoutMs))
     const blocked = await call(() => sandbox.networkEvents({ action: 'deny', limit: 100 })).catch(
       () => [],
     )
     if (values.json) {
       printJson({ sandbox: sandbox.id, ...result, blocked })
     } else {
-      process.stdout.write(result.stdout)
-      process.stderr.write(result.stderr)
       if (result.timedOut) progress(`the command timed out after ${timeoutSeconds} s`)
       if (blocked.length > 0) {
         progress(`blocked ${blocked.length} connection${blocked.length === 1 ? '' : 's'}:`)

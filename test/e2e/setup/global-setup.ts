@@ -42,6 +42,8 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..')
 const PROJECT = 'isorun-e2e'
 const STANDIN = 'isorun-e2e-standin'
 const SANDBOX_IMAGE = 'isorun-e2e/sandbox:latest'
+/** The runner's file size limit in the end-to-end stack. */
+export const E2E_MAX_FILE_BYTES = 64 * 1024 * 1024
 
 function log(text: string): void {
   process.stderr.write(`[e2e] ${text}\n`)
@@ -100,6 +102,8 @@ async function buildSandboxImage(caCert: string): Promise<void> {
       '# The sandbox trusts the test CA that signed the stand-in index, as a company image trusts its internal CA.',
       'COPY isorun-e2e-ca.crt /usr/local/share/ca-certificates/isorun-e2e-ca.crt',
       'RUN update-ca-certificates >/dev/null',
+      '# pip as in the python:3.12 images the documented examples name (Debian marks its Python as managed, PEP 668).',
+      'ENV PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1',
       '',
     ].join('\n'),
   )
@@ -202,6 +206,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
     ISORUN_ALLOW_PRIVATE: `${standinIp}/32`,
     ISORUN_PROXY_EXTRA_HOSTS: `pypi.org:${standinIp},files.pythonhosted.org:${standinIp}`,
     ISORUN_DEFAULT_TIMEOUT_MS: String(20 * 60_000),
+    // Room for the 50 MB file test, small enough to test the limit.
+    ISORUN_MAX_FILE_BYTES: String(E2E_MAX_FILE_BYTES),
   }
   log(`starting the runner (stand-in at ${standinIp})…`)
   await composeRun(['up', '-d'], composeEnv)

@@ -85,6 +85,37 @@ export interface ExecRequest {
   timeoutMs?: number
 }
 
+/** `POST /v1/sandboxes/:id/processes`: a command whose output streams back as it runs. */
+export interface SpawnRequest extends ExecRequest {
+  /** Keep the command's stdin open for writes (default: it reads end-of-file at once). */
+  stdin?: boolean
+}
+
+/** Signals a process can be sent. */
+export type SignalName =
+  'SIGTERM' | 'SIGKILL' | 'SIGINT' | 'SIGHUP' | 'SIGQUIT' | 'SIGUSR1' | 'SIGUSR2'
+
+/**
+ * One line of the NDJSON stream that `POST /v1/sandboxes/:id/processes` answers
+ * with: `start` first, then output and heartbeats, then `exit` or `error` last.
+ */
+export type ProcessStreamEvent =
+  | { type: 'start'; id: string; pid: number }
+  /** `data` is base64: output is bytes, not necessarily text. */
+  | { type: 'stdout'; data: string }
+  | { type: 'stderr'; data: string }
+  /** Sent every 15 s while nothing else is, so idle connections stay up. */
+  | { type: 'heartbeat' }
+  | { type: 'exit'; exitCode: number; timedOut: boolean }
+  | { type: 'error'; error: { code: string; message: string } }
+
+/** How a process ended. */
+export interface ProcessResult {
+  exitCode: number
+  /** True when the command ran past its timeout and was killed; exitCode is then 124. */
+  timedOut: boolean
+}
+
 export interface ExecResult {
   exitCode: number
   stdout: string
@@ -129,6 +160,21 @@ export interface NetworkEventsQuery {
 export interface UpdateNetworkRequest {
   networkProfile?: string
   network?: NetworkPolicy
+}
+
+export type FileType = 'file' | 'directory' | 'symlink' | 'other'
+
+/** One entry of `GET /v1/sandboxes/:id/files/list`. */
+export interface FileEntry {
+  name: string
+  type: FileType
+  size: number
+  /** Permission bits (e.g. 0o644). */
+  mode: number
+  /** Last modification, ISO time. */
+  mtime: string
+  /** Where a symlink points, as the sandbox resolves it. */
+  linkTarget?: string
 }
 
 /** Every error response: `{ error: { code, message } }`. */
