@@ -369,7 +369,7 @@ describe('ports and protocols', () => {
     const client = await RawClient.connect(P)
     client.write(`CONNECT ssh.test:${DEAD} HTTP/1.1\r\nHost: ssh.test:${DEAD}\r\n\r\n`)
     // The client waits for a banner; a failed dial must not leave it waiting for the idle timeout.
-    await client.waitForClose(3000)
+    await client.waitForClose()
     const event = await proxy.waitForEvent((e) => e.port === DEAD, { since })
     expect(event).toMatchObject({ host: 'ssh.test', action: 'allow', bytesUp: 0, bytesDown: 0 })
     expect(event.error).toMatch(/ECONNREFUSED/)
