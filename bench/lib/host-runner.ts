@@ -23,7 +23,8 @@ function repoRoot(): string {
   return dir
 }
 
-export const BUILT_CLI = join(repoRoot(), 'dist/src/cli/main.js')
+export const REPO_ROOT = repoRoot()
+export const BUILT_CLI = join(REPO_ROOT, 'dist/src/cli/main.js')
 
 export interface HostRunnerOptions {
   /** Kept across restarts: the runner's generated files live here. */
