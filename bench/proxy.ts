@@ -31,7 +31,7 @@
 //                         load (profiles kept in DIR, default $TMPDIR/isorun-bench-profiles)
 //   --isorun-args "A"     with --cpu-prof: extra proxy arguments (e.g. "--no-log-allowed")
 
-import { fork, spawn, spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import {
   chmodSync,
   mkdirSync,
@@ -54,7 +54,8 @@ import {
 import type { LoadResult, LoadSpec } from './lib/load.js'
 import { formatNumber } from './lib/measure.js'
 import { makeCertificates } from './lib/certs.js'
-import { startIsorunProxy, type RunningProxy } from './lib/isorun-proxy.js'
+import { startUpstreamProcess, type Upstreams } from './lib/upstream-process.js'
+import { allowOnLoopback, startIsorunProxy, type RunningProxy } from './lib/isorun-proxy.js'
 import { freePort } from './lib/net.js'
 import { cpuSeconds, memory, RssSampler } from './lib/procstat.js'
 import { ensureSquid, startSquid } from './lib/squid.js'
@@ -100,23 +101,6 @@ const ALSO_CLI = (option('--also-cli') ?? '').split(',').filter(Boolean)
 
 // ---------------------------------------------------------------- setup
 
-interface Upstreams {
-  readonly httpPort: number
-  readonly tlsPort: number
-  stop(): void
-}
-
-function startUpstreams(cert: string, key: string): Promise<Upstreams> {
-  return new Promise((resolvePorts, reject) => {
-    const child = fork(UPSTREAM, [cert, key], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-    child.once('error', reject)
-    child.once('exit', (code) => reject(new Error(`upstream servers exited with ${code}`)))
-    child.once('message', (m: { httpPort: number; tlsPort: number }) =>
-      resolvePorts({ ...m, stop: () => child.disconnect() }),
-    )
-  })
-}
-
 // ---------------------------------------------------------------- proxies under test
 
 interface Contender {
@@ -126,18 +110,7 @@ interface Contender {
 }
 
 function startIsorun(extra: string[], nodeFlags: string[] = [], cli = CLI): Promise<RunningProxy> {
-  return startIsorunProxy(
-    [
-      '--allow',
-      `${NAME}:*`,
-      '--resolve',
-      `${NAME}=${LOOPBACK}`,
-      '--allow-private',
-      'loopback',
-      ...extra,
-    ],
-    { nodeFlags, cli },
-  )
+  return startIsorunProxy([...allowOnLoopback(NAME), ...extra], { nodeFlags, cli })
 }
 
 // ---------------------------------------------------------------- loads
@@ -572,7 +545,7 @@ async function main(): Promise<void> {
   scratch = mkdtempSync(join(tmpdir(), 'isorun-bench-proxy-'))
   chmodSync(scratch, 0o755) // squid runs as its own user (proxy) and reads its files under here
   const certs = makeCertificates(scratch, NAME)
-  const up = await startUpstreams(certs.cert, certs.key)
+  const up = await startUpstreamProcess(UPSTREAM, certs.cert, certs.key)
   try {
     if (CPU_PROF !== undefined) {
       await profile(up, resolve(CPU_PROF || join(tmpdir(), 'isorun-bench-profiles')))

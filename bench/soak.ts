@@ -38,14 +38,14 @@
 //   --json            the report as JSON on stdout (progress stays on stderr)
 //   --tunnels N, --tunnel-seconds S, --slow N, --reps N, --creates N   scale by hand
 
-import { fork } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import tls from 'node:tls'
 import { fileURLToPath } from 'node:url'
 import { makeCertificates } from './lib/certs.js'
-import { startIsorunProxy, type RunningProxy } from './lib/isorun-proxy.js'
+import { startUpstreamProcess, type Upstreams } from './lib/upstream-process.js'
+import { allowOnLoopback, startIsorunProxy, type RunningProxy } from './lib/isorun-proxy.js'
 import { tlsRequest, type LoadSpec } from './lib/load.js'
 import { percentile } from './lib/measure.js'
 import { heapAfterGc, inspectFlag } from './lib/heap.js'
@@ -130,24 +130,6 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 // ---------------------------------------------------------------- set-up
 
-interface Upstreams {
-  readonly pid: number
-  readonly httpPort: number
-  readonly tlsPort: number
-  stop(): void
-}
-
-function startUpstreams(cert: string, key: string): Promise<Upstreams> {
-  return new Promise((resolvePorts, reject) => {
-    const child = fork(UPSTREAM, [cert, key], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-    child.once('error', reject)
-    child.once('exit', (code) => reject(new Error(`the soak upstreams exited with ${code}`)))
-    child.once('message', (m: { httpPort: number; tlsPort: number }) =>
-      resolvePorts({ ...m, pid: child.pid as number, stop: () => child.disconnect() }),
-    )
-  })
-}
-
 interface Bench {
   readonly scratch: string
   readonly caFile: string
@@ -163,18 +145,11 @@ interface SoakProxy extends RunningProxy {
 
 async function startProxy(): Promise<SoakProxy> {
   const inspectPort = await freePort()
-  const proxy = await startIsorunProxy(
-    [
-      '--allow',
-      `${NAME}:*`,
-      '--resolve',
-      `${NAME}=${LOOPBACK}`,
-      '--allow-private',
-      'loopback',
-      '--no-log-allowed',
-    ],
-    { socks: true, tls: true, nodeFlags: ['--max-semi-space-size=1', inspectFlag(inspectPort)] },
-  )
+  const proxy = await startIsorunProxy([...allowOnLoopback(NAME), '--no-log-allowed'], {
+    socks: true,
+    tls: true,
+    nodeFlags: ['--max-semi-space-size=1', inspectFlag(inspectPort)],
+  })
   return { ...proxy, inspectPort }
 }
 
@@ -680,7 +655,7 @@ async function main(): Promise<void> {
   if (proxyScenarios.length > 0) {
     const scratch = mkdtempSync(join(tmpdir(), 'isorun-bench-soak-'))
     const certs = makeCertificates(scratch, NAME)
-    const up = await startUpstreams(certs.cert, certs.key)
+    const up = await startUpstreamProcess(UPSTREAM, certs.cert, certs.key)
     const bench: Bench = {
       scratch,
       caFile: certs.ca,

@@ -18,6 +18,11 @@ export interface RunningProxy {
   stop(): Promise<void>
 }
 
+/** Proxy arguments that allow `name` on every port and map it to loopback (the local upstreams). */
+export function allowOnLoopback(name: string): string[] {
+  return ['--allow', `${name}:*`, '--resolve', `${name}=${LOOPBACK}`, '--allow-private', 'loopback']
+}
+
 export interface ProxyProcessOptions {
   /** Flags for node itself, before the script. */
   readonly nodeFlags?: readonly string[]
