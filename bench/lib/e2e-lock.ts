@@ -22,16 +22,19 @@ function parentOf(pid: number): number {
 function holders(path: string): number[] {
   if (!existsSync(path)) return []
   const inode = statSync(path).ino
-  return readFileSync('/proc/locks', 'latin1')
-    .split('\n')
-    .filter((l) => / FLOCK /.test(l))
-    .flatMap((l) => {
-      const f = l.trim().split(/\s+/)
-      // "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"
-      const pid = Number(f[4])
-      const ino = Number(f[5]?.split(':')[2])
-      return ino === inode ? [pid] : []
-    })
+  return (
+    readFileSync('/proc/locks', 'latin1')
+      .split('\n')
+      // Holders only: a line with "->" is a process waiting for the lock.
+      .filter((l) => / FLOCK /.test(l) && !l.includes('->'))
+      .flatMap((l) => {
+        const f = l.trim().split(/\s+/)
+        // "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"
+        const pid = Number(f[4])
+        const ino = Number(f[5]?.split(':')[2])
+        return ino === inode ? [pid] : []
+      })
+  )
 }
 
 function heldByAncestor(path: string): boolean {

@@ -652,7 +652,11 @@ export class SandboxManager {
       const network = networks.find((n) => n.Labels?.[LABEL.sandbox] === id)
       const labels: Record<string, string> =
         proxy?.Labels ?? sandbox?.Labels ?? network?.Labels ?? {}
-      const verdict = this.leftoverVerdict(labels, Boolean(proxy && sandbox && network))
+      // A container that was never started is what a create stopped in the middle of leaves.
+      const started = (c: Docker.ContainerInfo | undefined): boolean =>
+        c !== undefined && c.State !== 'created'
+      const complete = Boolean(network && started(proxy) && started(sandbox))
+      const verdict = this.leftoverVerdict(labels, complete)
       if (verdict === 'foreign') {
         foreign++
         continue

@@ -8,10 +8,9 @@ import { randomBytes } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { CREATE_STEPS, DockerRelay } from '../../bench/lib/docker-relay.js'
 import { startHostRunner, type HostRunner } from '../../bench/lib/host-runner.js'
-import { Docker } from '../../src/runner/docker.js'
 import { Isorun } from '../../src/sdk/index.js'
-import { DockerRelay } from './docker-relay.js'
 import { docker, run } from './setup/sh.js'
 import {
   e2e,
@@ -74,46 +73,42 @@ describe.skipIf(skipReason !== undefined)('runner faults', () => {
     await rm(stateDir, { recursive: true, force: true })
   })
 
-  it('a runner killed with SIGKILL in the middle of a create leaves nothing once restarted', async () => {
-    const first = await start()
-    const engine = new Docker()
-    // Events since a second ago: the engine replays any we would miss while subscribing.
-    const events = (await engine.getEvents({
-      since: Math.floor(Date.now() / 1000) - 1,
-      filters: {
-        type: ['container'],
-        event: ['create'],
-        label: [`isorun.runner=${runnerId}`, 'isorun.role=proxy'],
-      },
-    })) as NodeJS.ReadableStream & { destroy(): void }
-    const proxyCreated = new Promise<void>((resolve) => events.once('data', () => resolve()))
-    const creating = new Isorun({ url: first.url, apiKey: first.apiKey })
-      .create({ image: e2e.sandboxImage, networkProfile: 'locked-down' })
-      .then(
-        () => 'created',
-        (err: Error) => err.message,
-      )
-    // The sandbox network and its proxy exist, the sandbox container does not yet.
-    await proxyCreated
-    events.destroy()
-    first.child.kill('SIGKILL')
-    expect(await first.exited).toBe('SIGKILL')
-    expect(await creating).not.toBe('created')
-    expect(await objectsOf(runnerId)).not.toBe('')
+  // Stopped by the relay just before the engine starts the proxy, and just before it starts
+  // the sandbox container: both leave a half-made sandbox (a container that never ran).
+  it.each(CREATE_STEPS.filter((s) => s.before.endsWith('starts')))(
+    'a runner killed with SIGKILL just before $before leaves nothing once restarted',
+    async (step) => {
+      const relay = new DockerRelay(join(stateDir, 'docker-kill.sock'))
+      await relay.up()
+      const first = await start({ DOCKER_HOST: relay.dockerHost })
+      const held = relay.hold(step.pattern, step.skip)
+      const creating = new Isorun({ url: first.url, apiKey: first.apiKey })
+        .create({ image: e2e.sandboxImage, networkProfile: 'locked-down' })
+        .then(
+          () => 'created',
+          (err: Error) => err.message,
+        )
+      await held
+      first.child.kill('SIGKILL')
+      expect(await first.exited).toBe('SIGKILL')
+      await relay.cut()
+      expect(await creating).not.toBe('created')
+      expect(await objectsOf(runnerId)).not.toBe('')
 
-    const second = await start()
-    // Recovery runs before the API listens: the half-made sandbox is already gone.
-    expect(await objectsOf(runnerId)).toBe('')
-    expect(second.output()).toContain('removed an incomplete or abandoned sandbox')
-    // And the restarted runner works.
-    const sbx = await new Isorun({ url: second.url, apiKey: second.apiKey }).create({
-      image: e2e.sandboxImage,
-      networkProfile: 'locked-down',
-    })
-    await sbx.destroy()
-    expect(await objectsOf(runnerId)).toBe('')
-    await second.stop()
-  })
+      const second = await start()
+      // Recovery runs before the API listens: the half-made sandbox is already gone.
+      expect(await objectsOf(runnerId)).toBe('')
+      expect(second.output()).toContain('removed an incomplete or abandoned sandbox')
+      // And the restarted runner works.
+      const sbx = await new Isorun({ url: second.url, apiKey: second.apiKey }).create({
+        image: e2e.sandboxImage,
+        networkProfile: 'locked-down',
+      })
+      await sbx.destroy()
+      expect(await objectsOf(runnerId)).toBe('')
+      await second.stop()
+    },
+  )
 
   it('a runner that loses the engine while a proxy restarts sends the policy again when the engine is back', async () => {
     const relay = new DockerRelay(join(stateDir, 'docker.sock'))
