@@ -484,7 +484,9 @@ export class SandboxManager {
         RestartPolicy: { Name: 'unless-stopped' },
         LogConfig: { Type: 'json-file', Config: { 'max-size': '10m', 'max-file': '3' } },
       },
-      NetworkingConfig: { EndpointsConfig: { [networkName(id)]: {} } },
+      NetworkingConfig: {
+        EndpointsConfig: { [networkName(id)]: { IPAMConfig: { IPv4Address: subnet.sandbox } } },
+      },
     })
     await container.start()
   }

@@ -146,6 +146,24 @@ describe.skipIf(skipReason !== undefined)('runner faults', () => {
   })
 })
 
+describe.skipIf(skipReason !== undefined)('containers that restart', () => {
+  it("come back in either order: the sandbox first does not take the proxy's address", async () => {
+    await withSandbox({ network: { allow: ['pypi.org'] } }, async (sbx) => {
+      expect((await sbx.exec(curlStandin)).stdout).toContain('stand-in')
+      // As after an engine restart, when the engine happens to start the sandbox first.
+      await docker('stop', '-t', '1', proxyContainer(sbx), sandboxContainer(sbx))
+      await docker('start', sandboxContainer(sbx))
+      await docker('start', proxyContainer(sbx))
+      await waitFor(
+        'the restarted proxy to get its policy back',
+        async () => ((await sbx.exec(curlStandin)).stdout.includes('stand-in') ? true : undefined),
+        60_000,
+      )
+      expect((await sbx.refresh()).status).toBe('running')
+    })
+  })
+})
+
 describe.skipIf(skipReason !== undefined)('proxy crash', () => {
   it('a proxy that crashes is restarted by the engine and gets its policy back from the runner', async () => {
     await withSandbox({ network: { allow: ['pypi.org'] } }, async (sbx) => {
