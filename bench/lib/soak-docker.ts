@@ -10,7 +10,7 @@
 
 import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Isorun, type Sandbox } from '../../src/sdk/index.js'
@@ -340,6 +340,9 @@ async function dockerd(stage: Stage): Promise<ScenarioResult> {
       ).catch((err: Error) => ({ state: `neither: ${err.message}`, ms: Date.now() - back })),
     ),
   )
+  // Kept for reading when something went wrong: the runner's own account of the restart.
+  const runnerLog = join(tmpdir(), `isorun-soak-runner-${stage.runnerId}.log`)
+  writeFileSync(runnerLog, runner.output())
   progress('dockerd: destroying the sandboxes')
   const destroyed = await Promise.allSettled(sandboxes.map((s) => s.destroy()))
   const left = objectsOf(stage.runnerId)
@@ -350,6 +353,7 @@ async function dockerd(stage: Stage): Promise<ScenarioResult> {
     figures: [
       ['usable before the restart', `${before} of ${sandboxes.length}`],
       ['engine down, SIGTERM to answering again', `${(downMs / 1000).toFixed(1)} s`],
+      ['runner log', runnerLog],
       [
         'each sandbox after',
         states.map((s) => `${s.state} after ${(s.ms / 1000).toFixed(1)} s`).join('; '),
