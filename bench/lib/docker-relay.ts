@@ -104,23 +104,23 @@ export const CREATE_STEPS: readonly {
   readonly pattern: RegExp
   readonly skip?: number
 }[] = [
-  { before: 'the network is created', pattern: /^POST \S*\/networks\/create / },
+  { before: 'the network is created', pattern: /^POST \S*\/networks\/create[?\s]/ },
   {
     before: 'the proxy is created',
-    pattern: /^POST \S*\/containers\/create\?name=isorun-sbx-[0-9a-f]+-proxy /,
+    pattern: /^POST \S*\/containers\/create\?name=isorun-sbx-[0-9a-f]+-proxy[&\s]/,
   },
   {
     before: 'the proxy joins the egress network',
-    pattern: /^POST \S*\/networks\/[^/\s]+\/connect /,
+    pattern: /^POST \S*\/networks\/[^/\s]+\/connect[?\s]/,
   },
-  { before: 'the proxy starts', pattern: /^POST \S*\/containers\/[0-9a-f]+\/start / },
+  { before: 'the proxy starts', pattern: /^POST \S*\/containers\/[0-9a-f]+\/start[?\s]/ },
   {
     before: 'the sandbox container is created',
-    pattern: /^POST \S*\/containers\/create\?name=isorun-sbx-[0-9a-f]+ /,
+    pattern: /^POST \S*\/containers\/create\?name=isorun-sbx-[0-9a-f]+[&\s]/,
   },
   {
     before: 'the sandbox container starts',
-    pattern: /^POST \S*\/containers\/[0-9a-f]+\/start /,
+    pattern: /^POST \S*\/containers\/[0-9a-f]+\/start[?\s]/,
     skip: 1,
   },
 ]

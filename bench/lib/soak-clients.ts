@@ -277,9 +277,22 @@ export function clientHelloPrefix(name: string, bytes = 120): Promise<Buffer> {
 
 /**
  * Opens a connection that starts a request and never finishes it. Resolves once the
- * partial bytes are written; the socket is the caller's to hold and to close.
+ * partial bytes are written; the socket is the caller's to hold and to close. It reads
+ * (and drops) whatever the proxy sends: a socket nobody reads never sees the proxy's
+ * end of the connection.
  */
 export async function openSlow(
+  kind: SlowKind,
+  ports: { http: number; socks: number; tls: number; upstreamTls: number },
+  name: string,
+  hello: Buffer,
+): Promise<net.Socket> {
+  const socket = await startSlow(kind, ports, name, hello)
+  socket.resume()
+  return socket
+}
+
+async function startSlow(
   kind: SlowKind,
   ports: { http: number; socks: number; tls: number; upstreamTls: number },
   name: string,
@@ -308,7 +321,6 @@ export async function openSlow(
         upstream: { host: '127.0.0.1', port: ports.upstreamTls },
         name,
       })
-      s.resume()
       s.write(hello)
       return s
     }
