@@ -31,7 +31,7 @@
 //                         load (profiles kept in DIR, default $TMPDIR/isorun-bench-profiles)
 //   --isorun-args "A"     with --cpu-prof: extra proxy arguments (e.g. "--no-log-allowed")
 
-import { fork, spawn, spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import {
   chmodSync,
   mkdirSync,
@@ -53,7 +53,10 @@ import {
 } from './lib/cpuprofile.js'
 import type { LoadResult, LoadSpec } from './lib/load.js'
 import { formatNumber } from './lib/measure.js'
-import { freePort, waitForPort } from './lib/net.js'
+import { makeCertificates } from './lib/certs.js'
+import { startUpstreamProcess, type Upstreams } from './lib/upstream-process.js'
+import { allowOnLoopback, startIsorunProxy, type RunningProxy } from './lib/isorun-proxy.js'
+import { freePort } from './lib/net.js'
 import { cpuSeconds, memory, RssSampler } from './lib/procstat.js'
 import { ensureSquid, startSquid } from './lib/squid.js'
 
@@ -98,94 +101,7 @@ const ALSO_CLI = (option('--also-cli') ?? '').split(',').filter(Boolean)
 
 // ---------------------------------------------------------------- setup
 
-function sh(cmd: string, args: string[], cwd: string): void {
-  const r = spawnSync(cmd, args, { cwd, encoding: 'utf8' })
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed: ${r.stderr || r.error}`)
-}
-
-/** A throwaway CA (squid's ssl-bump needs one even to peek) and a bench.test certificate it signs. */
-function makeCertificates(dir: string): { ca: string; caKey: string; cert: string; key: string } {
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes']
-  sh(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      ...ec,
-      '-keyout',
-      'ca.key',
-      '-out',
-      'ca.pem',
-      '-days',
-      '2',
-      '-subj',
-      '/CN=isorun bench throwaway CA',
-      '-addext',
-      'basicConstraints=critical,CA:TRUE',
-      '-addext',
-      'keyUsage=critical,keyCertSign,cRLSign',
-    ],
-    dir,
-  )
-  sh(
-    'openssl',
-    ['req', ...ec, '-keyout', 'server.key', '-out', 'server.csr', '-subj', `/CN=${NAME}`],
-    dir,
-  )
-  writeFileSync(join(dir, 'server.ext'), `subjectAltName=DNS:${NAME}\n`)
-  sh(
-    'openssl',
-    [
-      'x509',
-      '-req',
-      '-in',
-      'server.csr',
-      '-CA',
-      'ca.pem',
-      '-CAkey',
-      'ca.key',
-      '-CAcreateserial',
-      '-out',
-      'server.pem',
-      '-days',
-      '2',
-      '-extfile',
-      'server.ext',
-    ],
-    dir,
-  )
-  return {
-    ca: join(dir, 'ca.pem'),
-    caKey: join(dir, 'ca.key'),
-    cert: join(dir, 'server.pem'),
-    key: join(dir, 'server.key'),
-  }
-}
-
-interface Upstreams {
-  readonly httpPort: number
-  readonly tlsPort: number
-  stop(): void
-}
-
-function startUpstreams(cert: string, key: string): Promise<Upstreams> {
-  return new Promise((resolvePorts, reject) => {
-    const child = fork(UPSTREAM, [cert, key], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-    child.once('error', reject)
-    child.once('exit', (code) => reject(new Error(`upstream servers exited with ${code}`)))
-    child.once('message', (m: { httpPort: number; tlsPort: number }) =>
-      resolvePorts({ ...m, stop: () => child.disconnect() }),
-    )
-  })
-}
-
 // ---------------------------------------------------------------- proxies under test
-
-interface RunningProxy {
-  readonly pid: number
-  readonly port: number
-  stop(): Promise<void>
-}
 
 interface Contender {
   readonly label: string
@@ -193,45 +109,8 @@ interface Contender {
   readonly start?: () => Promise<RunningProxy>
 }
 
-async function startIsorun(
-  extra: string[],
-  nodeFlags: string[] = [],
-  cli = CLI,
-): Promise<RunningProxy> {
-  const port = await freePort()
-  const args = [
-    ...nodeFlags,
-    cli,
-    'proxy',
-    '--http',
-    `${LOOPBACK}:${port}`,
-    '--allow',
-    `${NAME}:*`,
-    '--resolve',
-    `${NAME}=${LOOPBACK}`,
-    '--allow-private',
-    'loopback',
-    ...extra,
-  ]
-  // The decision log goes to stdout: /dev/null here ('ignore').
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] })
-  let stderr = ''
-  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()))
-  await waitForPort(port, 15_000, () =>
-    child.exitCode !== null ? `isorun proxy exited with ${child.exitCode}: ${stderr}` : undefined,
-  )
-  const exited = new Promise<void>((r) => child.once('exit', () => r()))
-  return {
-    pid: child.pid as number,
-    port,
-    stop: async () => {
-      if (child.exitCode !== null) return
-      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000)
-      child.kill('SIGTERM')
-      await exited
-      clearTimeout(timer)
-    },
-  }
+function startIsorun(extra: string[], nodeFlags: string[] = [], cli = CLI): Promise<RunningProxy> {
+  return startIsorunProxy([...allowOnLoopback(NAME), ...extra], { nodeFlags, cli })
 }
 
 // ---------------------------------------------------------------- loads
@@ -665,8 +544,8 @@ async function main(): Promise<void> {
   if (process.platform !== 'linux') throw new Error('bench:proxy reads /proc: Linux only')
   scratch = mkdtempSync(join(tmpdir(), 'isorun-bench-proxy-'))
   chmodSync(scratch, 0o755) // squid runs as its own user (proxy) and reads its files under here
-  const certs = makeCertificates(scratch)
-  const up = await startUpstreams(certs.cert, certs.key)
+  const certs = makeCertificates(scratch, NAME)
+  const up = await startUpstreamProcess(UPSTREAM, certs.cert, certs.key)
   try {
     if (CPU_PROF !== undefined) {
       await profile(up, resolve(CPU_PROF || join(tmpdir(), 'isorun-bench-profiles')))

@@ -108,7 +108,7 @@ function keepAlive(spec: LoadSpec, tally: Tally, deadline: number): Promise<void
 }
 
 /** A socket that CONNECT has opened to the target, or a plain connection when there is no proxy. */
-function openTunnel(spec: LoadSpec): Promise<net.Socket> {
+export function openTunnel(spec: LoadSpec): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const proxy = spec.proxy as Endpoint
     const socket = net.connect({ host: proxy.host, port: proxy.port, noDelay: true })
@@ -140,7 +140,7 @@ function openTunnel(spec: LoadSpec): Promise<net.Socket> {
 }
 
 /** TLS to the upstream (through a tunnel when there is a proxy), one GET, the whole response. */
-async function tlsRequest(
+export async function tlsRequest(
   spec: LoadSpec,
   secureContext: tls.SecureContext,
   path: string,

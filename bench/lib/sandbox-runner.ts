@@ -3,10 +3,10 @@
 // SandboxManager, same HTTP API) with two differences that matter on a Docker
 // host shared with other runners:
 //
-//   - no start-up recovery: `SandboxManager.recover()` adopts every complete
-//     isorun sandbox on the host and REMOVES incomplete ones, which includes
-//     sandboxes another runner is creating at that moment. The bench must not
-//     touch objects it did not create.
+//   - no start-up recovery: `SandboxManager.recover()` adopts complete sandboxes
+//     without a runner label (made by older runners, maybe another's still in
+//     use) and removes incomplete ones of theirs after a minute. The bench must
+//     not touch objects it did not create.
 //   - on SIGTERM/SIGINT, or when the parent goes away (IPC disconnect), it waits
 //     for creates in flight and destroys every sandbox it made, then exits.
 //

@@ -42,25 +42,41 @@ export function inspect(buffered: Buffer): PeekResult | undefined {
 }
 
 /**
+ * What a client that started a message (a ClientHello, a request head, or too few bytes
+ * to tell) and stopped sending counts as: a ClientHello that cannot be read, which every
+ * policy refuses. Never opaque traffic: the rest could follow later, unexamined, once spliced.
+ */
+function stalled(buffered: Buffer, finishWithinMs: number): PeekResult {
+  const error = `the client sent ${buffered.length} bytes of its first message and not the rest within ${finishWithinMs / 1000} s`
+  return { payload: 'tls', buffered, tls: { kind: 'invalid', error } }
+}
+
+/**
  * Waits for the client's first bytes (starting from `initial`, already read),
  * until they can be classified, the time runs out, or `serverFirst` resolves
- * (the upstream spoke first). Leaves the socket paused and its data listener removed.
+ * (the upstream spoke first). Once the client has started, it has `finishWithinMs`
+ * to finish its first message, however long `timeoutMs` is (a tunnel where the server
+ * may speak first waits its whole idle time for the client): a client that starts
+ * and stops is refused (slowloris). Leaves the socket paused and its data listener removed.
  */
 export function peekClient(
   socket: net.Socket,
   initial: Buffer,
   timeoutMs: number,
   serverFirst?: Promise<unknown>,
+  finishWithinMs = timeoutMs,
 ): Promise<PeekOutcome> {
   const ready = initial.length > 0 ? inspect(initial) : undefined
   if (ready) return Promise.resolve({ kind: 'client', result: ready })
   return new Promise((resolve) => {
     let buffered = initial
     let settled = false
+    let stallTimer: NodeJS.Timeout | undefined
     const finish = (outcome: PeekOutcome): void => {
       if (settled) return
       settled = true
       clearTimeout(timer)
+      clearTimeout(stallTimer)
       socket.off('data', onData)
       socket.off('end', onClosed)
       socket.off('close', onClosed)
@@ -68,13 +84,22 @@ export function peekClient(
       socket.pause()
       resolve(outcome)
     }
+    const startStallTimer = (): void => {
+      if (stallTimer || finishWithinMs >= timeoutMs) return
+      stallTimer = setTimeout(
+        () => finish({ kind: 'client', result: stalled(buffered, finishWithinMs) }),
+        finishWithinMs,
+      )
+    }
     const onData = (chunk: Buffer): void => {
       buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk])
       const result = inspect(buffered)
       if (result) finish({ kind: 'client', result })
+      else startStallTimer()
     }
     const onClosed = (): void => finish({ kind: 'closed', buffered })
     const timer = setTimeout(() => finish({ kind: 'silent', buffered }), timeoutMs)
+    if (buffered.length > 0) startStallTimer()
     socket.on('data', onData)
     socket.once('end', onClosed)
     socket.once('close', onClosed)

@@ -74,8 +74,11 @@ export interface ProxyOptions {
 export interface RunningProxy {
   readonly context: ProxyContext
   readonly addresses: { readonly [K in keyof ProxyListeners]?: AddressInfo }
-  /** Stops accepting, lets open connections finish for up to `graceMs`, then closes the rest. */
-  close(graceMs?: number): Promise<void>
+  /**
+   * Stops accepting, lets open connections finish for up to `graceMs`, then closes the
+   * rest; resolves with how many it had to close.
+   */
+  close(graceMs?: number): Promise<number>
 }
 
 function listen(server: net.Server | http.Server, address: ListenAddress): Promise<AddressInfo> {
@@ -118,7 +121,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   const addresses: { -readonly [K in keyof ProxyListeners]?: AddressInfo } = {}
   let dns: DnsServerHandle | undefined
 
-  const close = async (graceMs = 0): Promise<void> => {
+  const close = async (graceMs = 0): Promise<number> => {
     // Stop accepting at once; a server's close callback only fires once its connections are gone.
     const closed = Promise.all(servers.map((s) => closeServer(s)))
     for (const c of closers) c()
@@ -126,10 +129,12 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     const deadline = Date.now() + graceMs
     while (context.tracker.size > 0 && Date.now() < deadline)
       await new Promise((r) => setTimeout(r, 50))
+    const cut = context.tracker.size
     context.tracker.destroyAll()
     forwarder.close()
     await closed
     log.flush()
+    return cut
   }
 
   try {

@@ -365,6 +365,7 @@ export async function runTunnel(ctx: ProxyContext, t: TunnelRequest): Promise<vo
     t.initial,
     raw ? ctx.timeouts.idleMs : ctx.timeouts.firstBytesMs,
     spoke,
+    ctx.timeouts.handshakeMs,
   )
   relay.stopWatching()
   const closeEarly = (): void => {

@@ -41,6 +41,12 @@ export interface RunnerConfig {
   readonly pullImages: boolean
   /** The largest file the file API reads or writes. */
   readonly maxFileBytes: number
+  /**
+   * This runner's identity, stable across restarts (ISORUN_RUNNER_ID, or generated once and
+   * kept in the state directory). Every object it creates carries it, so that a restarted
+   * runner knows its own leftovers from those of other runners on the same engine.
+   */
+  readonly runnerId: string
 }
 
 export class ConfigError extends Error {}
@@ -127,6 +133,38 @@ export function generatedKeyFile(env: NodeJS.ProcessEnv = process.env): string {
   return join(stateDir(env), 'api-key')
 }
 
+/**
+ * ISORUN_RUNNER_ID, or an id generated on first start and kept in the state directory.
+ * Two runners must not share one (nor a state directory): each takes the other's
+ * half-made sandboxes for its own dead predecessor's.
+ */
+const RUNNER_ID = /^[A-Za-z0-9_.-]{1,64}$/
+
+function runnerId(env: NodeJS.ProcessEnv): string {
+  const given = env.ISORUN_RUNNER_ID
+  if (given !== undefined && given !== '') {
+    if (!RUNNER_ID.test(given))
+      throw new ConfigError('ISORUN_RUNNER_ID must be 1-64 letters, digits, "_", "." or "-"')
+    return given
+  }
+  const dir = stateDir(env)
+  const file = join(dir, 'runner-id')
+  if (existsSync(file)) {
+    const id = readFileSync(file, 'utf8').trim()
+    if (RUNNER_ID.test(id)) return id
+  }
+  const id = randomBytes(8).toString('hex')
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 })
+    writeFileSync(file, `${id}\n`, { mode: 0o600 })
+  } catch (err) {
+    throw new ConfigError(
+      `the runner id cannot be saved in ${dir} (${(err as Error).message}); set ISORUN_STATE_DIR to a writable directory, or ISORUN_RUNNER_ID`,
+    )
+  }
+  return id
+}
+
 export function loadRunnerConfig(env: NodeJS.ProcessEnv = process.env): RunnerConfig {
   const allowPrivate = list(env, 'ISORUN_ALLOW_PRIVATE')
   try {
@@ -165,5 +203,6 @@ export function loadRunnerConfig(env: NodeJS.ProcessEnv = process.env): RunnerCo
     maxTimeoutMs: int(env, 'ISORUN_MAX_TIMEOUT_MS', 24 * 3600_000, 1000, 30 * 24 * 3600_000),
     pullImages: bool(env, 'ISORUN_PULL_IMAGES', true),
     maxFileBytes: int(env, 'ISORUN_MAX_FILE_BYTES', 1024 ** 3, 1, 2 ** 40),
+    runnerId: runnerId(env),
   }
 }

@@ -53,6 +53,7 @@ export async function startRunner(
     void sandboxes.applyCatalogueChange(changed)
   })
   sandboxes.startSweeper()
+  sandboxes.watchDocker()
 
   const server = createApiServer(config, catalogue, sandboxes, logger)
   await new Promise<void>((resolve, reject) => {

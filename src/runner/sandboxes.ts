@@ -10,7 +10,14 @@
 //
 // The runner keeps no database: every object carries labels, and the runner's
 // view is rebuilt from them on start (removing orphans). Create is
-// all-or-nothing.
+// all-or-nothing. Objects also carry the runner's id (stable across its
+// restarts) and its boot id (new at every start): a restarted runner removes
+// the half-made sandboxes of its dead predecessor at once, and leaves other
+// runners' objects on the same engine alone.
+//
+// Both containers restart with the engine (restart policy unless-stopped): the
+// proxy comes back refusing everything until the runner, which follows the
+// engine's events (docker-watch.ts), sends it its policy again.
 
 import { randomBytes } from 'node:crypto'
 import {
@@ -43,6 +50,7 @@ import {
   removeContainer,
   removeNetwork,
 } from './docker.js'
+import { DockerWatch } from './docker-watch.js'
 import { ProxyAdmin } from './proxy-admin.js'
 import { SubnetPool, type SandboxSubnet } from './subnets.js'
 
@@ -56,6 +64,8 @@ export const LABEL = {
   image: 'isorun.image',
   proxyIp: 'isorun.proxy-ip',
   adminToken: 'isorun.admin-token',
+  runner: 'isorun.runner',
+  boot: 'isorun.runner-boot',
 } as const
 
 export const PROXY_PORTS = {
@@ -88,12 +98,18 @@ interface SandboxRecord {
   readonly createdAt: string
   readonly expiresAt: string | null
   readonly proxyIp: string
-  readonly admin: ProxyAdmin
+  /** Replaced when the proxy restarts (its egress address may change). */
+  admin: ProxyAdmin
   policy: PolicyRequest
 }
 
-/** How old an incomplete sandbox must be before recovery removes it as an orphan. */
+/**
+ * How old an incomplete sandbox without a runner label (made by an older runner) must be
+ * before recovery removes it: it may be another runner's create in progress.
+ */
 const INCOMPLETE_GRACE_MS = 60_000
+/** How often the runner looks for leftovers (a create or destroy the engine failed half-way). */
+const RECONCILE_INTERVAL_MS = 60_000
 const PROXY_START_TIMEOUT_MS = 20_000
 
 export function networkName(id: string): string {
@@ -136,11 +152,27 @@ export interface ManagerLogger {
   warn(obj: object, msg: string): void
 }
 
+/** What recovery found on the engine. */
+export interface RecoveryResult {
+  readonly adopted: number
+  readonly removed: number
+  /** Sandboxes of other runners on the same engine, left alone. */
+  readonly foreign: number
+}
+
 export class SandboxManager {
   private readonly records = new Map<string, SandboxRecord>()
+  /** Ids with a create or destroy in progress: their pieces are not leftovers. */
+  private readonly busy = new Set<string>()
+  /** New at every start: tells this process's objects from its predecessors'. */
+  private readonly boot = randomBytes(6).toString('hex')
   private readonly subnets: SubnetPool
   private readonly allocation = new Mutex()
+  /** One scan of the engine at a time (start-up recovery, reconnects, the periodic one). */
+  private readonly scanning = new Mutex()
   private sweeper: NodeJS.Timeout | undefined
+  private reconciler: NodeJS.Timeout | undefined
+  private watch: DockerWatch | undefined
   private readonly operator: OperatorSettings
 
   constructor(
@@ -229,9 +261,12 @@ export class SandboxManager {
       [LABEL.sandbox]: id,
       [LABEL.created]: createdAt,
       [LABEL.expires]: expiresAt ?? '',
+      [LABEL.runner]: this.config.runnerId,
+      [LABEL.boot]: this.boot,
       ...policyLabel(policy),
     }
     const started = Date.now()
+    this.busy.add(id)
     try {
       const subnet = await this.allocation.run(() => this.createNetwork(id, common))
       const admin = await this.startProxy(id, subnet, common)
@@ -257,13 +292,21 @@ export class SandboxManager {
       )
       return this.info(record, 'running')
     } catch (err) {
-      await this.removeAll(id).catch(() => undefined)
+      // If the engine cannot remove them now (it is restarting), the next scan will.
+      await this.removeAll(id).catch((removeErr: unknown) =>
+        this.log.warn(
+          { sandbox: id, error: dockerMessage(removeErr) },
+          'could not remove a failed create yet; the next scan will',
+        ),
+      )
       if (err instanceof SandboxError) throw err
       throw new SandboxError(
         500,
         'create-failed',
         `creating the sandbox failed and everything made for it was removed: ${dockerMessage(err)}`,
       )
+    } finally {
+      this.busy.delete(id)
     }
   }
 
@@ -352,6 +395,8 @@ export class SandboxManager {
         Memory: 256 * 1024 * 1024,
         PidsLimit: 128,
         Init: true,
+        // Back with the engine after a restart, waiting for its policy (see watchDocker).
+        RestartPolicy: { Name: 'unless-stopped' },
         ExtraHosts: [...this.config.proxyExtraHosts],
         LogConfig: { Type: 'json-file', Config: { 'max-size': '10m', 'max-file': '3' } },
       },
@@ -432,9 +477,12 @@ export class SandboxManager {
         NanoCpus: Math.round((r.cpus ?? d.cpus) * 1e9),
         PidsLimit: r.pids ?? d.pids,
         Init: true,
+        RestartPolicy: { Name: 'unless-stopped' },
         LogConfig: { Type: 'json-file', Config: { 'max-size': '10m', 'max-file': '3' } },
       },
-      NetworkingConfig: { EndpointsConfig: { [networkName(id)]: {} } },
+      NetworkingConfig: {
+        EndpointsConfig: { [networkName(id)]: { IPAMConfig: { IPv4Address: subnet.sandbox } } },
+      },
     })
     await container.start()
   }
@@ -451,7 +499,17 @@ export class SandboxManager {
   async destroy(id: string): Promise<void> {
     const record = this.require(id)
     this.records.delete(id)
-    await this.removeAll(record.id)
+    this.busy.add(id)
+    try {
+      await this.removeAll(record.id)
+    } catch (err) {
+      // The engine failed (it may be restarting): the sandbox stays listed and destroy can
+      // be retried, instead of its objects leaking out of the runner's view.
+      this.records.set(id, record)
+      throw err
+    } finally {
+      this.busy.delete(id)
+    }
     this.log.info({ sandbox: id }, 'sandbox destroyed')
   }
 
@@ -536,9 +594,15 @@ export class SandboxManager {
 
   /**
    * Rebuilds the view from Docker labels: complete sandboxes are adopted (their
-   * live policy read back from the proxy), incomplete ones removed.
+   * live policy read back from the proxy), leftovers removed, other runners'
+   * sandboxes left alone. Run at start, after the engine comes back, and
+   * periodically (a create or destroy that the engine failed half-way).
    */
-  async recover(): Promise<{ adopted: number; removed: number }> {
+  recover(): Promise<RecoveryResult> {
+    return this.scanning.run(() => this.scan())
+  }
+
+  private async scan(): Promise<RecoveryResult> {
     const containers = await this.docker.listContainers({
       all: true,
       filters: { label: [LABEL.sandbox] },
@@ -550,8 +614,9 @@ export class SandboxManager {
     ])
     let adopted = 0
     let removed = 0
+    let foreign = 0
     for (const id of ids) {
-      if (this.records.has(id)) continue
+      if (this.records.has(id) || this.busy.has(id)) continue
       const proxy = containers.find(
         (c) => c.Labels[LABEL.sandbox] === id && c.Labels[LABEL.role] === 'proxy',
       )
@@ -559,56 +624,153 @@ export class SandboxManager {
         (c) => c.Labels[LABEL.sandbox] === id && c.Labels[LABEL.role] === 'sandbox',
       )
       const network = networks.find((n) => n.Labels?.[LABEL.sandbox] === id)
-      if (!proxy || !sandbox || !network) {
-        // A create still in progress (another runner on this engine, or one that raced our
-        // start) is incomplete too: leave pieces younger than a minute alone.
-        const created =
-          [proxy, sandbox].map((c) => c?.Labels[LABEL.created]).find(Boolean) ??
-          network?.Labels?.[LABEL.created]
-        if (created && Date.now() - Date.parse(created) < INCOMPLETE_GRACE_MS) continue
-        await this.removeAll(id).catch((err: unknown) =>
-          this.log.warn({ sandbox: id, error: dockerMessage(err) }, 'could not remove orphan'),
-        )
-        this.log.info({ sandbox: id }, 'removed an incomplete sandbox left from before')
-        removed++
+      const labels: Record<string, string> =
+        proxy?.Labels ?? sandbox?.Labels ?? network?.Labels ?? {}
+      // A container that was never started is what a create stopped in the middle of leaves.
+      const started = (c: Docker.ContainerInfo | undefined): boolean =>
+        c !== undefined && c.State !== 'created'
+      const complete = Boolean(network && started(proxy) && started(sandbox))
+      const verdict = this.leftoverVerdict(labels, complete)
+      if (verdict === 'foreign') {
+        foreign++
         continue
       }
-      const labels = sandbox.Labels
-      const inspect = await this.docker.getContainer(proxy.Id).inspect()
-      const egressIp = inspect.NetworkSettings.Networks[this.config.egressNetwork]?.IPAddress
-      const admin = new ProxyAdmin(
-        `http://${egressIp ?? '0.0.0.0'}:${PROXY_PORTS.admin}`,
-        proxy.Labels[LABEL.adminToken] ?? '',
-      )
-      const record: SandboxRecord = {
-        id,
-        image: labels[LABEL.image] ?? sandbox.Image,
-        createdAt: labels[LABEL.created] ?? new Date(sandbox.Created * 1000).toISOString(),
-        expiresAt: labels[LABEL.expires] || null,
-        proxyIp: labels[LABEL.proxyIp] ?? '',
-        admin,
-        policy: policyFromLabels(labels),
-      }
-      // The proxy holds the live policy (it may have been replaced since creation).
-      if (inspect.State.Running) {
+      if (verdict === 'wait') continue
+      if (verdict === 'remove') {
         try {
-          const live = await admin.getPolicy()
-          if (live.source && typeof live.source === 'object')
-            record.policy = live.source as PolicyRequest
-          // A proxy that restarted waits for its policy (and refuses everything meanwhile).
-          if (live.spec.name === 'pending')
-            await admin.setPolicy(this.policySpec(record.policy), record.policy)
+          await this.removeAll(id)
+          this.log.info({ sandbox: id }, 'removed an incomplete or abandoned sandbox')
+          removed++
         } catch (err) {
-          this.log.warn(
-            { sandbox: id, error: (err as Error).message },
-            'cannot read the live policy of a proxy; using its labels',
-          )
+          this.log.warn({ sandbox: id, error: dockerMessage(err) }, 'could not remove orphan')
         }
+        continue
       }
-      this.records.set(id, record)
+      await this.adopt(id, proxy as Docker.ContainerInfo, sandbox as Docker.ContainerInfo)
       adopted++
     }
-    return { adopted, removed }
+    return { adopted, removed, foreign }
+  }
+
+  /**
+   * What to do with the pieces of a sandbox that is not in the view (and not being created
+   * created or destroyed by this process), from its labels and whether all three pieces exist.
+   */
+  private leftoverVerdict(
+    labels: Record<string, string>,
+    complete: boolean,
+  ): 'adopt' | 'remove' | 'wait' | 'foreign' {
+    const owner = labels[LABEL.runner]
+    if (owner !== undefined && owner !== this.config.runnerId) return 'foreign'
+    const boot = labels[LABEL.boot]
+    if (boot !== undefined) {
+      // Ours. Made by this very process yet not in the view: a failed create or destroy
+      // whose clean-up the engine refused. Made before this start: a half-made one is
+      // an orphan (its creator is dead: one runner per id), a complete one is adopted.
+      if (boot === this.boot) return 'remove'
+      return complete ? 'adopt' : 'remove'
+    }
+    // Made by a runner from before runner labels: the same rules as it had.
+    if (complete) return 'adopt'
+    const created = labels[LABEL.created]
+    if (created && Date.now() - Date.parse(created) < INCOMPLETE_GRACE_MS) return 'wait'
+    return 'remove'
+  }
+
+  private async adopt(
+    id: string,
+    proxy: Docker.ContainerInfo,
+    sandbox: Docker.ContainerInfo,
+  ): Promise<void> {
+    const labels = sandbox.Labels
+    const record: SandboxRecord = {
+      id,
+      image: labels[LABEL.image] ?? sandbox.Image,
+      createdAt: labels[LABEL.created] ?? new Date(sandbox.Created * 1000).toISOString(),
+      expiresAt: labels[LABEL.expires] || null,
+      proxyIp: labels[LABEL.proxyIp] ?? '',
+      admin: new ProxyAdmin(`http://0.0.0.0:${PROXY_PORTS.admin}`, ''),
+      policy: policyFromLabels(labels),
+    }
+    // The proxy holds the live policy (it may have been replaced since creation).
+    await this.attachProxy(record, { readLivePolicy: true })
+    this.records.set(id, record)
+  }
+
+  /**
+   * Points the record at its proxy's current admin address, and sends the policy again
+   * when the proxy restarted (it refuses everything until then). With `readLivePolicy`
+   * (adoption), the proxy's live policy replaces the one from the labels first.
+   */
+  private async attachProxy(
+    record: SandboxRecord,
+    options: { readLivePolicy?: boolean; waitMs?: number } = {},
+  ): Promise<void> {
+    let info
+    try {
+      info = await this.docker.getContainer(proxyName(record.id)).inspect()
+    } catch (err) {
+      this.log.warn({ sandbox: record.id, error: dockerMessage(err) }, 'cannot inspect the proxy')
+      return
+    }
+    const egressIp = info.NetworkSettings.Networks[this.config.egressNetwork]?.IPAddress
+    record.admin = new ProxyAdmin(
+      `http://${egressIp || '0.0.0.0'}:${PROXY_PORTS.admin}`,
+      info.Config.Labels?.[LABEL.adminToken] ?? '',
+    )
+    if (!info.State.Running) return
+    try {
+      if (options.waitMs) await record.admin.waitUntilHealthy(options.waitMs)
+      const live = await record.admin.getPolicy()
+      if (options.readLivePolicy && live.source && typeof live.source === 'object')
+        record.policy = live.source as PolicyRequest
+      if (live.spec.name === 'pending') {
+        await record.admin.setPolicy(this.policySpec(record.policy), record.policy)
+        this.log.info({ sandbox: record.id }, 'the proxy restarted; sent its policy again')
+      }
+    } catch (err) {
+      this.log.warn(
+        { sandbox: record.id, error: (err as Error).message },
+        'cannot read or send the policy of a proxy; it refuses everything until it has one',
+      )
+    }
+  }
+
+  /**
+   * Follows the engine: a proxy that starts again (the engine restarted, or the proxy
+   * crashed and Docker restarted it) gets its policy back; after every reconnect the
+   * runner catches up (scan, then every proxy); and every minute it looks for leftovers.
+   */
+  watchDocker(): void {
+    this.watch = new DockerWatch(this.docker, LABEL.sandbox, {
+      onConnected: async (reconnected) => {
+        // Also the first time: a proxy that started between start-up recovery and the
+        // stream opening sent no event we could see.
+        if (reconnected) this.log.info({}, 'the Docker engine is back; catching up')
+        await this.recover().catch((err: unknown) =>
+          this.log.warn({ error: dockerMessage(err) }, 'scan after reconnecting failed'),
+        )
+        await Promise.all(
+          [...this.records.values()].map((r) =>
+            this.attachProxy(r, { waitMs: PROXY_START_TIMEOUT_MS }),
+          ),
+        )
+      },
+      onContainerStart: (labels) => {
+        const record = this.records.get(labels[LABEL.sandbox] ?? '')
+        if (!record || labels[LABEL.role] !== 'proxy') return
+        void this.attachProxy(record, { waitMs: PROXY_START_TIMEOUT_MS })
+      },
+      onDisconnected: (reason) =>
+        this.log.warn({ reason }, 'lost the Docker engine; reconnecting when it answers'),
+    })
+    this.watch.start()
+    this.reconciler = setInterval(() => {
+      void this.recover().catch((err: unknown) =>
+        this.log.warn({ error: dockerMessage(err) }, 'periodic scan failed'),
+      )
+    }, RECONCILE_INTERVAL_MS)
+    this.reconciler.unref()
   }
 
   /** Pushes changed profiles to the proxies that use them, so the catalogue and enforcement agree. */
@@ -654,5 +816,7 @@ export class SandboxManager {
 
   stop(): void {
     if (this.sweeper) clearInterval(this.sweeper)
+    if (this.reconciler) clearInterval(this.reconciler)
+    this.watch?.stop()
   }
 }

@@ -1,5 +1,8 @@
 // Sandbox networks get explicit subnets, carved from a configurable pool, so
 // the runner knows its proxy's address (the second host) before anything starts.
+// The sandbox container gets a fixed address too (the third host): with one
+// left to Docker's IPAM, an engine restart that starts the sandbox first hands
+// it the proxy's address, and the proxy then cannot start ("Address already in use").
 
 import { formatIP, parseIPv4 } from '../policy/index.js'
 
@@ -10,6 +13,8 @@ export interface SandboxSubnet {
   readonly gateway: string
   /** The proxy's sandbox-facing address. */
   readonly proxy: string
+  /** The sandbox container's address. */
+  readonly sandbox: string
 }
 
 export class SubnetPool {
@@ -40,6 +45,7 @@ export class SubnetPool {
         subnet,
         gateway: formatIP({ version: 4, value: network + 1 }),
         proxy: formatIP({ version: 4, value: network + 2 }),
+        sandbox: formatIP({ version: 4, value: network + 3 }),
       }
     }
   }

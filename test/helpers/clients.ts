@@ -63,7 +63,7 @@ export class RawClient {
   }
 
   /** Waits until `pred(data)` holds; rejects after `timeoutMs`, or if the socket closes first. */
-  waitFor(pred: (data: Buffer) => boolean, timeoutMs = 5000): Promise<Buffer> {
+  waitFor(pred: (data: Buffer) => boolean, timeoutMs = 20_000): Promise<Buffer> {
     return new Promise((resolve, reject) => {
       const check = (): void => {
         if (pred(this.data)) {
@@ -92,7 +92,7 @@ export class RawClient {
   }
 
   /** Resolves once the peer has closed (FIN or reset); rejects after `timeoutMs`. */
-  waitForClose(timeoutMs = 5000): Promise<void> {
+  waitForClose(timeoutMs = 20_000): Promise<void> {
     return new Promise((resolve, reject) => {
       const check = (): void => {
         if (!this.closed && !this.ended) return

@@ -216,10 +216,10 @@ export async function startTestProxy(options: TestProxyOptions = {}): Promise<Te
         waiters.delete(check)
         reject(
           new Error(
-            `expected ${n} matching decision event(s) within ${opts.timeoutMs ?? 5000} ms; events since ${since}: ${JSON.stringify(events.slice(since), null, 1)}`,
+            `expected ${n} matching decision event(s) within ${opts.timeoutMs ?? 20_000} ms; events since ${since}: ${JSON.stringify(events.slice(since), null, 1)}`,
           ),
         )
-      }, opts.timeoutMs ?? 5000)
+      }, opts.timeoutMs ?? 20_000)
       waiters.add(check)
       check()
     })
@@ -236,7 +236,7 @@ export async function startTestProxy(options: TestProxyOptions = {}): Promise<Te
     mark: () => events.length,
     waitForEvent: async (pred, opts) => (await waitForEvents(1, pred, opts))[0] as DecisionEvent,
     waitForEvents,
-    close: () => running.close(0),
+    close: () => running.close(0).then(() => undefined),
   }
 }
 

@@ -157,9 +157,9 @@ export function spawnProcess(
     child,
     stdout: () => out,
     stderr: () => err,
-    waitForStderr: (pattern, timeoutMs = 10_000) =>
+    waitForStderr: (pattern, timeoutMs = 20_000) =>
       waitUntil(() => err.match(pattern) ?? undefined, timeoutMs, `${pattern} on stderr`),
-    waitForStdoutLines: (pred, timeoutMs = 5000) =>
+    waitForStdoutLines: (pred, timeoutMs = 20_000) =>
       waitUntil(
         () => {
           const lines = jsonLines(out.slice(0, out.lastIndexOf('\n') + 1))

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process'
 import net from 'node:net'
 import tls from 'node:tls'
 import { beforeAll, describe, expect, it } from 'vitest'
+import { costGrowth } from '../helpers/growth.js'
 import {
   MAX_CLIENT_HELLO_BYTES,
   MAX_CLIENT_HELLO_RECORDS,
@@ -589,7 +590,6 @@ describe('hostile input never throws, never hangs, never changes its verdict', (
 
   it('random garbage (5000 inputs, some with a plausible record header)', () => {
     const rand = prng(1)
-    const started = Date.now()
     for (let i = 0; i < 5000; i++) {
       const len = Math.floor(rand() * 600)
       const input = Buffer.alloc(len)
@@ -599,7 +599,6 @@ describe('hostile input never throws, never hangs, never changes its verdict', (
       }
       checkMonotone(input, rand)
     }
-    expect(Date.now() - started).toBeLessThan(5000)
   })
 
   it('bit-flipped, byte-mutated and truncated real hellos (6000 inputs)', () => {
@@ -607,7 +606,6 @@ describe('hostile input never throws, never hangs, never changes its verdict', (
     const sources = [nodeHello, curlHello, pythonHello, frame(handshakeOf(curlHello), 100)]
     let ok = 0
     let invalidCount = 0
-    const started = Date.now()
     for (let i = 0; i < 6000; i++) {
       const input = Buffer.from(sources[i % sources.length]!)
       const flips = 1 + Math.floor(rand() * 4)
@@ -625,7 +623,6 @@ describe('hostile input never throws, never hangs, never changes its verdict', (
     // Flips in random/cipher bytes leave valid hellos; flips in lengths do not.
     expect(ok).toBeGreaterThan(100)
     expect(invalidCount).toBeGreaterThan(100)
-    expect(Date.now() - started).toBeLessThan(5000)
   })
 
   it('a maximally fragmented, maximally large hello dripped byte by byte stays cheap', () => {
@@ -637,7 +634,6 @@ describe('hostile input never throws, never hangs, never changes its verdict', (
       { type: 21, data: Buffer.alloc(60_000) },
     ])
     const framed = frame(big, Math.ceil(big.length / MAX_CLIENT_HELLO_RECORDS))
-    const started = Date.now()
     for (let n = 1; n < framed.length; n++) {
       if (parseClientHello(framed.subarray(0, n)).status !== 'incomplete')
         throw new Error(`at ${n}`)
@@ -647,6 +643,15 @@ describe('hostile input never throws, never hangs, never changes its verdict', (
     const tiny = frame(big, 1)
     for (let n = 1; n < 64 * 6; n++) parseClientHello(tiny.subarray(0, n))
     expectInvalid(parseClientHello(tiny), /records/)
-    expect(Date.now() - started).toBeLessThan(3000)
+    // Each call costs what the bytes so far cost: a prefix 4 times longer, about 4 times the work.
+    const growth = costGrowth(
+      (bytes) => {
+        const prefix = framed.subarray(0, bytes)
+        for (let i = 0; i < 50; i++) parseClientHello(prefix)
+      },
+      Math.floor(framed.length / 4),
+      framed.length - 1,
+    )
+    expect(growth).toBeLessThan(8)
   })
 })

@@ -272,7 +272,14 @@ export async function proxyCommand(argv: string[]): Promise<number> {
       stopping = true
       process.stderr.write(`isorun proxy: ${signal}: draining connections (up to 10 s)\n`)
       catalogue?.close()
-      void proxy.close(10_000).then(() => resolve(0))
+      void proxy.close(10_000).then((cut) => {
+        process.stderr.write(
+          cut === 0
+            ? 'isorun proxy: every connection finished; exiting\n'
+            : `isorun proxy: drain time up; closed ${cut} connection(s); exiting\n`,
+        )
+        resolve(0)
+      })
     }
     process.once('SIGTERM', () => stop('SIGTERM'))
     process.once('SIGINT', () => stop('SIGINT'))

@@ -237,9 +237,9 @@ describe('isorun proxy --allow/--deny', () => {
 
     cli.proc.kill('SIGTERM')
     await cli.proc.waitForStderr(/SIGTERM: draining/)
-    await idle.waitForClose(3000)
+    await idle.waitForClose()
     // No new connections (the stderr line is written just before the listeners close, so
-    // allow a moment).
+    // allow a moment; the limit is only a safety net).
     const tryConnect = (): Promise<string> =>
       new Promise((resolve) => {
         const s = net.connect({ host: '127.0.0.1', port: cli.http })
@@ -250,7 +250,7 @@ describe('isorun proxy --allow/--deny', () => {
         s.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? 'error'))
       })
     let refused = await tryConnect()
-    for (let i = 0; i < 20 && refused === 'connected'; i++) {
+    for (const deadline = Date.now() + 15_000; refused === 'connected' && Date.now() < deadline;) {
       await sleep(50)
       refused = await tryConnect()
     }
@@ -260,11 +260,11 @@ describe('isorun proxy --allow/--deny', () => {
     await tunnel.waitForText('echo:during drain')
     expect(cli.proc.child.exitCode).toBeNull()
 
-    const closedAt = Date.now()
     tunnel.destroy()
     const exit = await cli.proc.exited
     expect(exit).toEqual({ code: 0, signal: null })
-    expect(Date.now() - closedAt).toBeLessThan(5000) // not the 10 s drain limit
+    // It exited because the tunnel ended, not because the 10 s drain limit ran out.
+    expect(cli.proc.stderr()).toContain('every connection finished; exiting')
     const lines = jsonLines(cli.proc.stdout())
     expect(lines.find((l) => l.host === 'ssh.test')).toMatchObject({
       msg: 'allowed',

@@ -200,6 +200,9 @@ async function writeBytewise(client: RawClient, text: string): Promise<void> {
   }
 }
 
+/** The idle time of the idle-sweep test's proxy. */
+const IDLE_MS = 1000
+
 let certs: TestCerts
 let tlsEcho: Upstream
 let httpEcho: HttpEcho
@@ -238,7 +241,7 @@ beforeAll(async () => {
     allow: [`tcp:ssh.test:${banner.port}`],
     resolve: loopbackNames(),
     listeners: ['http'],
-    timeouts: { idleMs: 400 },
+    timeouts: { idleMs: IDLE_MS },
   })
   parent = await startParentProxy()
   viaParent = await startTestProxy({
@@ -370,15 +373,17 @@ describe('tunnels', () => {
     const client = await RawClient.connect(idleProxy.port('http'))
     client.write(`CONNECT ssh.test:${banner.port} HTTP/1.1\r\nHost: ssh.test\r\n\r\n`)
     await client.waitForText(BANNER)
-    // Traffic keeps it open past the idle time…
-    for (let i = 0; i < 8; i++) {
-      await sleep(100)
-      client.write(`ping${i}`)
+    // Traffic keeps it open past the idle time: pings back to back (each as soon as the one
+    // before is echoed, so a gap is a round trip, not a sleep) for twice the idle time…
+    const started = Date.now()
+    let i = 0
+    for (; Date.now() - started < 2 * IDLE_MS; i++) {
+      client.write(`ping${i}.`)
+      await client.waitForText(`echo:ping${i}.`)
     }
-    await client.waitForText('echo:ping7')
     expect(client.closed).toBe(false)
     // …silence closes it.
-    await client.waitForClose(3000)
+    await client.waitForClose()
     const event = await idleProxy.waitForEvent((e) => e.host === 'ssh.test', { since })
     expect(event).toMatchObject({ action: 'allow', error: 'idle timeout' })
   })

@@ -294,6 +294,39 @@ describe('the ClientHello must name the CONNECT target', () => {
   })
 })
 
+describe('a client that starts its first message and stops (slowloris)', () => {
+  // A rule naming the port lets the server speak first, so the tunnel waits its whole idle
+  // time for the client's first bytes; once they start, the client has handshakeMs to finish.
+  let stallProxy: TestProxy
+  beforeAll(async () => {
+    stallProxy = await startTestProxy({
+      allow: [`allowed.test:${T}`],
+      resolve: loopbackNames(),
+      listeners: ['http'],
+      timeouts: { firstBytesMs: 60_000, idleMs: 60_000, handshakeMs: 300 },
+    })
+  })
+  afterAll(() => stallProxy?.close())
+
+  it('a partial ClientHello is refused after handshakeMs, and none of it goes upstream', async () => {
+    const since = stallProxy.mark()
+    const tunnel = await openTunnel(stallProxy.port('http'), `allowed.test:${T}`)
+    expect(tunnel.status).toBe(200)
+    const ended = new Promise<void>((resolve) => tunnel.socket.once('end', () => resolve()))
+    const received: Buffer[] = []
+    tunnel.socket.on('data', (chunk: Buffer) => received.push(chunk))
+    // A TLS record header and the start of a ClientHello, then nothing.
+    tunnel.socket.write(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03]))
+    await ended
+    // The proxy's TLS access_denied alert, then its end of the connection.
+    expect(Buffer.concat(received)).toEqual(Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x31]))
+    tunnel.socket.destroy()
+    const event = await stallProxy.waitForEvent((e) => e.host === 'allowed.test', { since })
+    expect(event).toMatchObject({ action: 'deny', reason: 'bad-client-hello', bytesUp: 0 })
+    expect(event.detail).toMatch(/sent 10 bytes of its first message and not the rest/)
+  })
+})
+
 describe('ports and protocols', () => {
   it('CONNECT to a port no rule names is refused before any dial', async () => {
     const tries = dials().length
@@ -335,7 +368,7 @@ describe('ports and protocols', () => {
     const client = await RawClient.connect(P)
     client.write(`CONNECT ssh.test:${DEAD} HTTP/1.1\r\nHost: ssh.test:${DEAD}\r\n\r\n`)
     // The client waits for a banner; a failed dial must not leave it waiting for the idle timeout.
-    await client.waitForClose(3000)
+    await client.waitForClose()
     const event = await proxy.waitForEvent((e) => e.port === DEAD, { since })
     expect(event).toMatchObject({ host: 'ssh.test', action: 'allow', bytesUp: 0, bytesDown: 0 })
     expect(event.error).toMatch(/ECONNREFUSED/)
