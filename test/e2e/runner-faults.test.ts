@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CREATE_STEPS, DockerRelay } from '../../bench/lib/docker-relay.js'
 import { startHostRunner, type HostRunner } from '../../bench/lib/host-runner.js'
-import { Isorun } from '../../src/sdk/index.js'
+import { Isorun } from 'isorun'
 import { docker, run } from './setup/sh.js'
 import {
   e2e,
