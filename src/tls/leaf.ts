@@ -74,7 +74,12 @@ export class LeafMinter {
 
   /** A leaf for a host name or IP address (any spelling; canonicalised first). */
   leafFor(hostname: string): Promise<Leaf> {
-    const host = canonicalName(hostname)
+    let host: { kind: 'name' | 'ip'; text: string }
+    try {
+      host = canonicalName(hostname)
+    } catch (err) {
+      return Promise.reject(err as Error)
+    }
     const cached = this.cache.get(host.text)
     if (cached && cached.notAfter.getTime() - this.now() > this.renewBeforeMs) {
       // Most recently used last: Map keeps insertion order.
@@ -136,7 +141,9 @@ export class LeafMinter {
 function canonicalName(hostname: string): { kind: 'name' | 'ip'; text: string } {
   try {
     const host = canonicalHost(hostname)
-    return host.kind === 'name' ? { kind: 'name', text: host.name } : { kind: 'ip', text: host.text }
+    return host.kind === 'name'
+      ? { kind: 'name', text: host.name }
+      : { kind: 'ip', text: host.text }
   } catch (err) {
     if (err instanceof HostError)
       throw new LeafError(`cannot mint a certificate for "${hostname}": ${err.message}`)

@@ -38,7 +38,9 @@ function listen(server: tls.Server): Promise<number> {
 function answer(socket: tls.TLSSocket): void {
   socket.once('data', () => {
     const body = `hello ${socket.servername || 'no-sni'}`
-    socket.end(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`)
+    socket.end(
+      `HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+    )
   })
   socket.on('error', () => undefined)
 }
@@ -215,6 +217,8 @@ describe('Java (the sandbox trust store, as JAVA_TOOL_OPTIONS sets it)', () => {
     const good = await run('java', [source, NAME, String(sniPort)], { env, timeoutMs: 60_000 })
     expect(good.stdout.trim()).toBe('ok')
     const bad = await run('java', [source, OTHER, String(fixedPort)], { env, timeoutMs: 60_000 })
-    expect(bad.stdout).toMatch(/^refused .*No subject alternative DNS name matching other\.example\.test/)
+    expect(bad.stdout).toMatch(
+      /^refused .*No subject alternative DNS name matching other\.example\.test/,
+    )
   })
 })
