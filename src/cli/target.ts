@@ -6,8 +6,9 @@ import { UsageError } from './errors.js'
 export interface CheckTarget {
   readonly host: string
   readonly port: number
-  /** `http` when the target is a plain-HTTP URL (method and path apply), else `tls`. */
+  /** `http` when the target is a plain-HTTP URL, else `tls`. */
   readonly scheme: 'http' | 'tls'
+  /** The URL's path and query; absent for `host[:port]`. */
   readonly path?: string
 }
 
@@ -27,9 +28,7 @@ export function parseCheckTarget(text: string): CheckTarget {
     const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname
     const port = url.port === '' ? defaultPort : Number(url.port)
     const plain = url.protocol === 'http:' || url.protocol === 'ws:'
-    return plain
-      ? { host, port, scheme: 'http', path: url.pathname + url.search }
-      : { host, port, scheme: 'tls' }
+    return { host, port, scheme: plain ? 'http' : 'tls', path: url.pathname + url.search }
   }
   // A bare IPv6 address (several colons, no brackets) has no port part.
   if (text.split(':').length > 2 && !text.startsWith('['))

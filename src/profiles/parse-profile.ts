@@ -43,6 +43,8 @@ export interface ProfileDefinition {
   readonly allow: readonly string[]
   readonly deny: readonly string[]
   readonly endpoints: readonly ProfileEndpoints[]
+  /** TLS to the hosts this profile's allow rules allow is intercepted (decrypted and decided per request). */
+  readonly inspect: boolean
   readonly file: string
 }
 
@@ -58,7 +60,16 @@ export class ProfileError extends Error {
   }
 }
 
-const FIELDS = ['name', 'description', 'mode', 'include', 'allow', 'deny', 'endpoints'] as const
+const FIELDS = [
+  'name',
+  'description',
+  'mode',
+  'include',
+  'allow',
+  'deny',
+  'endpoints',
+  'inspect',
+] as const
 const ENDPOINT_FIELDS = ['methods', 'path', 'action'] as const
 
 class Reader {
@@ -296,5 +307,17 @@ export function parseProfile(text: string, file: string, expectedName?: string):
     )
   }
   const endpoints = readEndpoints(reader, fields.get('endpoints')?.value)
-  return { name, description, mode, include, includeAt, allow, deny, endpoints, file }
+  const inspectPair = fields.get('inspect')
+  let inspect = false
+  if (inspectPair) {
+    const node = inspectPair.value
+    if (!isScalar(node) || typeof node.value !== 'boolean')
+      reader.fail(
+        (node as Node | null) ?? inspectPair,
+        'inspect',
+        'must be true or false (true: TLS to the hosts this profile allows is intercepted)',
+      )
+    inspect = node.value
+  }
+  return { name, description, mode, include, includeAt, allow, deny, endpoints, inspect, file }
 }
