@@ -27,6 +27,7 @@ export { formatIP, ipv6, parseIP, parseIPv4, parseIPv6, unwrapIP } from './ip.js
 export type { IP } from './ip.js'
 export { parseRule, RuleError, DEFAULT_PORTS } from './rule.js'
 export type { Rule, PortSpec, HostPattern } from './rule.js'
+export { RuleIndex } from './matcher.js'
 export type { SourcedRule } from './matcher.js'
 export { classifyIP, SPECIAL_RANGES, SPECIAL_GROUPS } from './special.js'
 export type { SpecialRange } from './special.js'
