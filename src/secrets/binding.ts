@@ -3,6 +3,7 @@
 // runner sends these through the admin API; `isorun proxy --secrets` reads them
 // from a file. Shape checks here; values are checked, never shown.
 
+import { randomBytes } from 'node:crypto'
 import { parseRule, RuleError } from '../policy/index.js'
 
 /**
@@ -133,4 +134,9 @@ export function parseSecretBindings(json: unknown): SecretBinding[] {
 export function publicBinding(binding: SecretBinding): PublicSecretBinding {
   const { value: _value, ...rest } = binding
   return rest
+}
+
+/** A new placeholder: names the secret (for people reading a sandbox's env) plus 128 random bits. */
+export function newPlaceholder(name: string): string {
+  return `isorun-secret-${name}-${randomBytes(16).toString('hex')}`
 }
