@@ -7,6 +7,10 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { delimiter, join } from 'node:path'
 import { parseSpecialAllowances, PolicyError, splitAuthority } from '../policy/index.js'
+import { ProfileError } from '../profiles/index.js'
+import { SecretError } from '../secrets/binding.js'
+import { loadSecretsFile, type OperatorSecret } from '../secrets/config.js'
+import { pemCertificates } from '../tls/pem.js'
 
 export interface SandboxDefaults {
   readonly memoryMb: number
@@ -39,6 +43,12 @@ export interface RunnerConfig {
   readonly defaults: SandboxDefaults
   readonly maxTimeoutMs: number
   readonly pullImages: boolean
+  /** Where the generated API key and each sandbox's CA are kept. */
+  readonly stateDir: string
+  /** ISORUN_SECRETS_FILE: secrets sandboxes may be created with, values resolved. */
+  readonly secrets: readonly OperatorSecret[]
+  /** ISORUN_UPSTREAM_CA: PEM text of CAs the proxies trust upstream besides the system roots. */
+  readonly upstreamCa: string | undefined
 }
 
 export class ConfigError extends Error {}
@@ -125,6 +135,34 @@ export function generatedKeyFile(env: NodeJS.ProcessEnv = process.env): string {
   return join(stateDir(env), 'api-key')
 }
 
+function secrets(env: NodeJS.ProcessEnv): OperatorSecret[] {
+  const file = env.ISORUN_SECRETS_FILE
+  if (!file) return []
+  try {
+    return loadSecretsFile(file, env)
+  } catch (err) {
+    if (err instanceof SecretError || err instanceof ProfileError)
+      throw new ConfigError(`ISORUN_SECRETS_FILE: ${err.message}`)
+    throw err
+  }
+}
+
+function upstreamCa(env: NodeJS.ProcessEnv): string | undefined {
+  const file = env.ISORUN_UPSTREAM_CA
+  if (!file) return undefined
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    throw new ConfigError(
+      `ISORUN_UPSTREAM_CA=${file}: ${(err as NodeJS.ErrnoException).code ?? 'unreadable'}`,
+    )
+  }
+  if (pemCertificates(text).length === 0)
+    throw new ConfigError(`ISORUN_UPSTREAM_CA=${file} holds no PEM certificate`)
+  return text
+}
+
 export function loadRunnerConfig(env: NodeJS.ProcessEnv = process.env): RunnerConfig {
   const allowPrivate = list(env, 'ISORUN_ALLOW_PRIVATE')
   try {
@@ -162,5 +200,8 @@ export function loadRunnerConfig(env: NodeJS.ProcessEnv = process.env): RunnerCo
     },
     maxTimeoutMs: int(env, 'ISORUN_MAX_TIMEOUT_MS', 24 * 3600_000, 1000, 30 * 24 * 3600_000),
     pullImages: bool(env, 'ISORUN_PULL_IMAGES', true),
+    stateDir: stateDir(env),
+    secrets: secrets(env),
+    upstreamCa: upstreamCa(env),
   }
 }

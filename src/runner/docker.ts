@@ -178,3 +178,17 @@ export async function removeNetwork(docker: Docker, idOrName: string): Promise<v
     }
   }
 }
+
+/** Removes a volume, retrying briefly while a removed container still holds it. */
+export async function removeVolume(docker: Docker, name: string): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await docker.getVolume(name).remove()
+      return
+    } catch (err) {
+      if (isNotFound(err)) return
+      if (attempt >= 20 || !/in use/i.test(dockerMessage(err))) throw err
+      await new Promise((r) => setTimeout(r, 100))
+    }
+  }
+}

@@ -7,12 +7,20 @@
 //                            address), admin API on the egress network, policy pushed by us
 //   isorun-sbx-<id>          the sandbox container: only on the internal network, the proxy
 //                            as DNS, proxy variables set, no added capabilities
+//   isorun-sbx-<id>-ca       volume with what the sandbox trusts (its image's roots plus its
+//                            own CA), read-only in the sandbox, filled through the proxy
+//
+// Each sandbox has its own interception CA. Its key stays on the egress side: the
+// runner's state directory (mode 0600) and the proxy's memory, sent through the
+// admin API like the secrets' values. The sandbox sees the CA certificate and a
+// placeholder per secret, never a key or a value.
 //
 // The runner keeps no database: every object carries labels, and the runner's
 // view is rebuilt from them on start (removing orphans). Create is
 // all-or-nothing.
 
 import { randomBytes } from 'node:crypto'
+import { join } from 'node:path'
 import {
   compilePolicy,
   PolicyError,
@@ -35,6 +43,10 @@ import type {
   SandboxInfo,
   SandboxStatus,
 } from '../sdk/types.js'
+import type { InterceptionSettings } from '../proxy/interception.js'
+import { newPlaceholder, type SecretBinding } from '../secrets/binding.js'
+import { createCertificateAuthority } from '../tls/ca.js'
+import { SANDBOX_TRUST_DIR, sandboxTrust, trustEnvironment } from '../tls/sandbox-trust.js'
 import type { RunnerConfig } from './config.js'
 import {
   Docker,
@@ -45,8 +57,17 @@ import {
   isNotFound,
   removeContainer,
   removeNetwork,
+  removeVolume,
 } from './docker.js'
 import { ProxyAdmin } from './proxy-admin.js'
+import { SandboxStateStore, type SandboxState } from './sandbox-state.js'
+import {
+  PROXY_TRUST_MOUNT,
+  readImageBundle,
+  trustMount,
+  trustVolumeName,
+  writeTrustFiles,
+} from './trust-volume.js'
 import { SubnetPool, type SandboxSubnet } from './subnets.js'
 
 export const LABEL = {
@@ -59,6 +80,8 @@ export const LABEL = {
   image: 'isorun.image',
   proxyIp: 'isorun.proxy-ip',
   adminToken: 'isorun.admin-token',
+  /** Names of the secrets a sandbox was created with (never values). */
+  secrets: 'isorun.secrets',
 } as const
 
 export const PROXY_PORTS = {
@@ -92,6 +115,7 @@ interface SandboxRecord {
   readonly expiresAt: string | null
   readonly proxyIp: string
   readonly admin: ProxyAdmin
+  readonly secrets: readonly string[]
   policy: PolicyRequest
 }
 
@@ -146,6 +170,7 @@ export class SandboxManager {
   private readonly allocation = new Mutex()
   private sweeper: NodeJS.Timeout | undefined
   private readonly operator: OperatorSettings
+  private readonly state: SandboxStateStore
 
   constructor(
     private readonly docker: Docker,
@@ -155,6 +180,45 @@ export class SandboxManager {
   ) {
     this.subnets = new SubnetPool(config.subnetPool, config.subnetPrefix)
     this.operator = { allowSpecial: config.allowPrivate }
+    this.state = new SandboxStateStore(join(config.stateDir, 'sandboxes'))
+  }
+
+  /** A new CA and a placeholder per secret for a sandbox, kept in the state directory. */
+  private async newSandboxState(id: string, secrets: readonly string[]): Promise<SandboxState> {
+    const state: SandboxState = {
+      ca: await createCertificateAuthority({ commonName: `isorun sandbox ${id}` }),
+      secrets: secrets.map((name) => ({ name, placeholder: newPlaceholder(name) })),
+    }
+    this.state.save(id, state)
+    return state
+  }
+
+  /** What a sandbox's proxy is sent through PUT /interception: the CA, the secrets with values, the upstream CAs. */
+  private interceptionSettings(id: string, state: SandboxState): InterceptionSettings {
+    const secrets: SecretBinding[] = []
+    for (const { name, placeholder } of state.secrets) {
+      const secret = this.config.secrets.find((s) => s.name === name)
+      if (!secret) {
+        this.log.warn(
+          { sandbox: id, secret: name },
+          'secret no longer defined in ISORUN_SECRETS_FILE; its placeholder stays as it is',
+        )
+        continue
+      }
+      secrets.push({
+        name,
+        placeholder,
+        value: secret.value,
+        hosts: secret.hosts,
+        header: secret.header,
+        scheme: secret.scheme,
+      })
+    }
+    return {
+      ca: state.ca,
+      secrets,
+      ...(this.config.upstreamCa ? { upstreamCa: this.config.upstreamCa } : {}),
+    }
   }
 
   /** The resolved, validated policy for a request; 404 for an unknown profile, 400 for bad rules. */
@@ -229,21 +293,32 @@ export class SandboxManager {
     const createdAt = new Date().toISOString()
     const timeoutMs = request.timeoutMs ?? this.config.defaults.timeoutMs
     const expiresAt = timeoutMs > 0 ? new Date(Date.now() + timeoutMs).toISOString() : null
+    const secrets = request.secrets ?? []
     const common = {
       [LABEL.sandbox]: id,
       [LABEL.created]: createdAt,
       [LABEL.expires]: expiresAt ?? '',
       ...policyLabel(policy),
+      ...(secrets.length > 0 ? { [LABEL.secrets]: secrets.join(',') } : {}),
     }
     const started = Date.now()
     try {
+      const state = await this.newSandboxState(id, secrets)
       const subnet = await this.allocation.run(() => this.createNetwork(id, common))
-      const admin = await this.startProxy(id, subnet, common)
+      await this.docker.createVolume({
+        Name: trustVolumeName(id),
+        Labels: { ...common, [LABEL.role]: 'trust' },
+      })
+      const proxy = await this.startProxy(id, subnet, common)
+      const admin = proxy.admin
       // The sandbox container starts while the proxy boots: until the policy arrives the
       // proxy refuses everything, and nothing runs in the sandbox before create returns.
       await Promise.all([
-        admin.waitUntilHealthy(PROXY_START_TIMEOUT_MS).then(() => admin.setPolicy(spec, policy)),
-        this.startSandbox(id, subnet, request, common),
+        admin
+          .waitUntilHealthy(PROXY_START_TIMEOUT_MS)
+          .then(() => admin.setPolicy(spec, policy))
+          .then(() => admin.setInterception(this.interceptionSettings(id, state))),
+        this.startSandbox(id, subnet, request, common, state, proxy.container),
       ])
       const record: SandboxRecord = {
         id,
@@ -252,6 +327,7 @@ export class SandboxManager {
         expiresAt,
         proxyIp: subnet.proxy,
         admin,
+        secrets,
         policy,
       }
       this.records.set(id, record)
@@ -306,7 +382,7 @@ export class SandboxManager {
     id: string,
     subnet: SandboxSubnet,
     labels: Record<string, string>,
-  ): Promise<ProxyAdmin> {
+  ): Promise<{ admin: ProxyAdmin; container: ReturnType<Docker['getContainer']> }> {
     const token = randomBytes(24).toString('base64url')
     const ip = subnet.proxy
     const cmd = [
@@ -358,6 +434,8 @@ export class SandboxManager {
         Init: true,
         ExtraHosts: [...this.config.proxyExtraHosts],
         LogConfig: { Type: 'json-file', Config: { 'max-size': '10m', 'max-file': '3' } },
+        // The sandbox's trust files are written through this mount (startSandbox).
+        Mounts: [trustMount(id, PROXY_TRUST_MOUNT, false)],
       },
       NetworkingConfig: {
         EndpointsConfig: { [networkName(id)]: { IPAMConfig: { IPv4Address: ip } } },
@@ -375,7 +453,7 @@ export class SandboxManager {
     const info = await container.inspect()
     const egressIp = info.NetworkSettings.Networks[this.config.egressNetwork]?.IPAddress
     if (!egressIp) throw new Error(`the proxy has no address on ${this.config.egressNetwork}`)
-    return new ProxyAdmin(`http://${egressIp}:${PROXY_PORTS.admin}`, token)
+    return { admin: new ProxyAdmin(`http://${egressIp}:${PROXY_PORTS.admin}`, token), container }
   }
 
   private async startSandbox(
@@ -383,23 +461,34 @@ export class SandboxManager {
     subnet: SandboxSubnet,
     request: CreateSandboxRequest,
     labels: Record<string, string>,
+    state: SandboxState,
+    proxy: ReturnType<Docker['getContainer']>,
   ): Promise<void> {
     const d = this.config.defaults
     const r = request.resources ?? {}
     const proxyUrl = `http://${subnet.proxy}:${PROXY_PORTS.http}`
     const socksUrl = `socks5h://${subnet.proxy}:${PROXY_PORTS.socks}`
     const noProxy = 'localhost,127.0.0.1,::1'
-    const env = [
-      ...Object.entries(request.env ?? {}).map(([k, v]) => `${k}=${v}`),
-      `HTTP_PROXY=${proxyUrl}`,
-      `HTTPS_PROXY=${proxyUrl}`,
-      `ALL_PROXY=${socksUrl}`,
-      `NO_PROXY=${noProxy}`,
-      `http_proxy=${proxyUrl}`,
-      `https_proxy=${proxyUrl}`,
-      `all_proxy=${socksUrl}`,
-      `no_proxy=${noProxy}`,
-    ]
+    const placeholders = Object.fromEntries(
+      state.secrets.map(({ name, placeholder }) => [
+        this.config.secrets.find((s) => s.name === name)?.env ?? name,
+        placeholder,
+      ]),
+    )
+    // One entry per name (ours win over the creator's, except JAVA_TOOL_OPTIONS, which is merged).
+    const env = Object.entries({
+      ...request.env,
+      HTTP_PROXY: proxyUrl,
+      HTTPS_PROXY: proxyUrl,
+      ALL_PROXY: socksUrl,
+      NO_PROXY: noProxy,
+      http_proxy: proxyUrl,
+      https_proxy: proxyUrl,
+      all_proxy: socksUrl,
+      no_proxy: noProxy,
+      ...trustEnvironment(request.env?.JAVA_TOOL_OPTIONS),
+      ...placeholders,
+    }).map(([k, v]) => `${k}=${v}`)
     const container = await this.docker.createContainer({
       name: sandboxName(id),
       Hostname: `sbx-${id}`,
@@ -437,19 +526,29 @@ export class SandboxManager {
         PidsLimit: r.pids ?? d.pids,
         Init: true,
         LogConfig: { Type: 'json-file', Config: { 'max-size': '10m', 'max-file': '3' } },
+        // Read-only: nothing in the sandbox can change what its other processes trust.
+        Mounts: [trustMount(id, SANDBOX_TRUST_DIR, true)],
       },
       NetworkingConfig: { EndpointsConfig: { [networkName(id)]: {} } },
     })
+    // The image's own roots, read before anything in it runs, then the sandbox's CA.
+    const trust = sandboxTrust(state.ca.cert, await readImageBundle(container))
+    await writeTrustFiles(proxy, trust.files)
+    this.log.info({ sandbox: id, roots: trust.roots }, 'sandbox trust files written')
     await container.start()
   }
 
-  /** Removes the sandbox, the proxy and the network; missing pieces are fine. */
+  /** Removes the sandbox, the proxy, the network, the trust volume and the kept CA; missing pieces are fine. */
   private async removeAll(id: string): Promise<void> {
     await Promise.all([
       removeContainer(this.docker, sandboxName(id)),
       removeContainer(this.docker, proxyName(id)),
     ])
-    await removeNetwork(this.docker, networkName(id))
+    await Promise.all([
+      removeNetwork(this.docker, networkName(id)),
+      removeVolume(this.docker, trustVolumeName(id)),
+    ])
+    this.state.remove(id)
   }
 
   async destroy(id: string): Promise<void> {
@@ -488,6 +587,7 @@ export class SandboxManager {
       createdAt: record.createdAt,
       expiresAt: record.expiresAt,
       proxyAddress: record.proxyIp,
+      ...(record.secrets.length > 0 ? { secrets: [...record.secrets] } : {}),
     }
   }
 
@@ -572,9 +672,12 @@ export class SandboxManager {
       filters: { label: [LABEL.sandbox] },
     })
     const networks = await this.docker.listNetworks({ filters: { label: [LABEL.sandbox] } })
+    const volumes =
+      (await this.docker.listVolumes({ filters: { label: [LABEL.sandbox] } })).Volumes ?? []
     const ids = new Set<string>([
       ...containers.map((c) => c.Labels[LABEL.sandbox] as string),
       ...networks.map((n) => n.Labels?.[LABEL.sandbox] as string),
+      ...volumes.map((v) => v.Labels?.[LABEL.sandbox] as string),
     ])
     let adopted = 0
     let removed = 0
@@ -615,6 +718,7 @@ export class SandboxManager {
         expiresAt: labels[LABEL.expires] || null,
         proxyIp: labels[LABEL.proxyIp] ?? '',
         admin,
+        secrets: (labels[LABEL.secrets] ?? '').split(',').filter((s) => s !== ''),
         policy: policyFromLabels(labels),
       }
       // The proxy holds the live policy (it may have been replaced since creation).
@@ -626,6 +730,7 @@ export class SandboxManager {
           // A proxy that restarted waits for its policy (and refuses everything meanwhile).
           if (live.spec.name === 'pending')
             await admin.setPolicy(this.policySpec(record.policy), record.policy)
+          await this.resendInterception(id, admin)
         } catch (err) {
           this.log.warn(
             { sandbox: id, error: (err as Error).message },
@@ -637,6 +742,23 @@ export class SandboxManager {
       adopted++
     }
     return { adopted, removed }
+  }
+
+  /**
+   * Sends a proxy its CA and secrets again from the state directory: after a runner
+   * restart (secret values may have changed) or a proxy restart (it lost them).
+   * Without kept state the proxy has no CA, and interception fails closed.
+   */
+  private async resendInterception(id: string, admin: ProxyAdmin): Promise<void> {
+    const state = this.state.load(id)
+    if (!state) {
+      this.log.warn(
+        { sandbox: id, stateDir: this.config.stateDir },
+        'no CA kept for this sandbox (state directory lost?); its proxy cannot intercept TLS and refuses hosts that need it',
+      )
+      return
+    }
+    await admin.setInterception(this.interceptionSettings(id, state))
   }
 
   /** Pushes changed profiles to the proxies that use them, so the catalogue and enforcement agree. */
