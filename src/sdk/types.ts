@@ -50,6 +50,8 @@ export interface NetworkProfileDetail extends NetworkProfileSummary {
   allow: ResolvedRule[]
   deny: ResolvedRule[]
   endpoints: { host: string; from: string; rules: EndpointRuleInfo[] }[]
+  /** This profile and included ones marked `inspect: true` (TLS to what they allow is intercepted). */
+  inspect: string[]
 }
 
 export interface SandboxResources {

@@ -92,6 +92,11 @@ describe('isorun check', () => {
       const plain = await check('https://github.test/x')
       expect(plain.code).toBe(0)
       expect(plain.stdout).toMatch(/intercepted\s+no: spliced without decryption/)
+      await writeFile(join(dir, 'watched.yaml'), 'name: watched\ninspect: true\nallow: [w.test]\n')
+      const watched = await isorun('check', 'watched', 'https://w.test/', '--profiles-dir', dir)
+      expect(watched.stdout).toMatch(/intercepted\s+yes: its profile is marked inspect: true/)
+      const shown = await isorun('profiles', 'show', 'watched', '--profiles-dir', dir)
+      expect(shown.stdout).toContain('inspect: TLS intercepted for the hosts allowed by watched')
     } finally {
       await rm(dir, { recursive: true, force: true })
     }
