@@ -303,21 +303,26 @@ export class SandboxManager {
     }
     const started = Date.now()
     try {
-      const state = await this.newSandboxState(id, secrets)
-      const subnet = await this.allocation.run(() => this.createNetwork(id, common))
+      const [state, subnet] = await Promise.all([
+        this.newSandboxState(id, secrets),
+        this.allocation.run(() => this.createNetwork(id, common)),
+      ])
       await this.docker.createVolume({
         Name: trustVolumeName(id),
         Labels: { ...common, [LABEL.role]: 'trust' },
       })
-      const proxy = await this.startProxy(id, subnet, common)
-      const admin = proxy.admin
-      // The sandbox container starts while the proxy boots: until the policy arrives the
-      // proxy refuses everything, and nothing runs in the sandbox before create returns.
-      await Promise.all([
-        admin
-          .waitUntilHealthy(PROXY_START_TIMEOUT_MS)
-          .then(() => admin.setPolicy(spec, policy))
-          .then(() => admin.setInterception(this.interceptionSettings(id, state))),
+      const proxy = await this.createProxy(id, subnet, common)
+      // The proxy boots while the sandbox container is made and given its trust files
+      // (through the proxy container's mount, which needs the container, not its process).
+      // Until the policy arrives the proxy refuses everything, and nothing runs in the
+      // sandbox before create returns.
+      const [admin] = await Promise.all([
+        this.startProxy(proxy.container, proxy.token).then(async (admin) => {
+          await admin.waitUntilHealthy(PROXY_START_TIMEOUT_MS)
+          await admin.setPolicy(spec, policy)
+          await admin.setInterception(this.interceptionSettings(id, state))
+          return admin
+        }),
         this.startSandbox(id, subnet, request, common, state, proxy.container),
       ])
       const record: SandboxRecord = {
@@ -378,11 +383,12 @@ export class SandboxManager {
     )
   }
 
-  private async startProxy(
+  /** Creates the proxy container and attaches it to the egress network; startProxy() starts it. */
+  private async createProxy(
     id: string,
     subnet: SandboxSubnet,
     labels: Record<string, string>,
-  ): Promise<{ admin: ProxyAdmin; container: ReturnType<Docker['getContainer']> }> {
+  ): Promise<{ container: ReturnType<Docker['getContainer']>; token: string }> {
     const token = randomBytes(24).toString('base64url')
     const ip = subnet.proxy
     const cmd = [
@@ -449,11 +455,18 @@ export class SandboxManager {
       await this.ensureEgressNetwork()
       await this.docker.getNetwork(this.config.egressNetwork).connect({ Container: container.id })
     }
+    return { container, token }
+  }
+
+  private async startProxy(
+    container: ReturnType<Docker['getContainer']>,
+    token: string,
+  ): Promise<ProxyAdmin> {
     await container.start()
     const info = await container.inspect()
     const egressIp = info.NetworkSettings.Networks[this.config.egressNetwork]?.IPAddress
     if (!egressIp) throw new Error(`the proxy has no address on ${this.config.egressNetwork}`)
-    return { admin: new ProxyAdmin(`http://${egressIp}:${PROXY_PORTS.admin}`, token), container }
+    return new ProxyAdmin(`http://${egressIp}:${PROXY_PORTS.admin}`, token)
   }
 
   private async startSandbox(
@@ -532,9 +545,13 @@ export class SandboxManager {
       NetworkingConfig: { EndpointsConfig: { [networkName(id)]: {} } },
     })
     // The image's own roots, read before anything in it runs, then the sandbox's CA.
+    const trustStarted = Date.now()
     const trust = sandboxTrust(state.ca.cert, await readImageBundle(container))
     await writeTrustFiles(proxy, trust.files)
-    this.log.info({ sandbox: id, roots: trust.roots }, 'sandbox trust files written')
+    this.log.info(
+      { sandbox: id, roots: trust.roots, ms: Date.now() - trustStarted },
+      'sandbox trust files written',
+    )
     await container.start()
   }
 
