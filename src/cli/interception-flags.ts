@@ -1,15 +1,15 @@
 // `isorun proxy` flags for TLS interception without the runner: the CA
 // (--ca-cert/--ca-key, or --ca-dir made on first use), the secrets file and
 // the upstream CAs. What the clients must be told is printed on stderr: where
-// the CA certificate is, and each secret's placeholder.
+// the CA certificate is, and each secret's placeholder. The modules behind
+// these flags (the YAML parser among them) are loaded only when one is given:
+// a sidecar started by the runner, which gets all this through the admin API,
+// never holds them.
 
 import { readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
-import { newPlaceholder, SecretError, type SecretBinding } from '../secrets/binding.js'
-import { loadSecretsFile } from '../secrets/config.js'
-import { ProfileError } from '../profiles/index.js'
+import type { SecretBinding } from '../secrets/binding.js'
 import type { InterceptionSettings } from '../proxy/interception.js'
-import { caFiles, ensureCaFiles } from '../tls/ca-files.js'
 import type { CaMaterial } from '../tls/ca.js'
 import { UsageError } from './errors.js'
 
@@ -45,10 +45,17 @@ function readText(flag: string, file: string): string {
   }
 }
 
+/** The settings the flags ask for, or undefined when none is given. */
 export async function interceptionFromFlags(
   flags: InterceptionFlags,
   say: (line: string) => void,
-): Promise<InterceptionSettings> {
+): Promise<InterceptionSettings | undefined> {
+  if (
+    Object.keys(INTERCEPTION_OPTIONS).every(
+      (k) => flags[k as keyof InterceptionFlags] === undefined,
+    )
+  )
+    return undefined
   const explicit = flags['ca-cert'] !== undefined || flags['ca-key'] !== undefined
   if (explicit && flags['ca-dir'] !== undefined)
     throw new UsageError('give --ca-cert and --ca-key, or --ca-dir, not both')
@@ -58,6 +65,7 @@ export async function interceptionFromFlags(
   if (flags['ca-cert'] !== undefined && flags['ca-key'] !== undefined) {
     ca = { cert: readText('ca-cert', flags['ca-cert']), key: readText('ca-key', flags['ca-key']) }
   } else if (flags['ca-dir'] !== undefined) {
+    const { caFiles, ensureCaFiles } = await import('../tls/ca-files.js')
     const { material, created } = await ensureCaFiles(
       flags['ca-dir'],
       `isorun proxy on ${hostname()}`,
@@ -69,6 +77,12 @@ export async function interceptionFromFlags(
   }
   let secrets: SecretBinding[] = []
   if (flags.secrets !== undefined) {
+    const [{ loadSecretsFile }, { newPlaceholder, SecretError }, { ProfileError }] =
+      await Promise.all([
+        import('../secrets/config.js'),
+        import('../secrets/binding.js'),
+        import('../profiles/parse-profile.js'),
+      ])
     let loaded
     try {
       loaded = loadSecretsFile(flags.secrets)

@@ -11,7 +11,7 @@
 //   ctx.interception.upstreamCa()                                   `ca` for the upstream tls.connect
 // and per request inside: ctx.interception.secrets.substituteSecrets(host, headers).
 
-import { rootCertificates } from 'node:tls'
+import { createRequire } from 'node:module'
 import { CertificateAuthorityError, loadCertificateAuthority, type CaMaterial } from '../tls/ca.js'
 import { LeafMinter } from '../tls/leaf.js'
 import { pemCertificates } from '../tls/pem.js'
@@ -73,7 +73,9 @@ export class InterceptionState {
    */
   upstreamCa(): readonly string[] | undefined {
     if (this.extraUpstream.length === 0) return undefined
-    this.upstreamList ??= [...rootCertificates, ...this.extraUpstream]
+    // node:tls only when asked: a sidecar that never intercepts never holds it.
+    const tls = createRequire(import.meta.url)('node:tls') as typeof import('node:tls')
+    this.upstreamList ??= [...tls.rootCertificates, ...this.extraUpstream]
     return this.upstreamList
   }
 

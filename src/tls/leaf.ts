@@ -10,7 +10,7 @@
 // early (clock skew), a random serial, ECDSA P-256 with SHA-256.
 
 import type { webcrypto } from 'node:crypto'
-import { createSecureContext, type SecureContext } from 'node:tls'
+import type { SecureContext } from 'node:tls'
 import { canonicalHost, HostError } from '../policy/index.js'
 import { CLOCK_SKEW_MS, serialNumber, type CertificateAuthority } from './ca.js'
 import { pemEncode } from './pem.js'
@@ -125,7 +125,8 @@ export class LeafMinter {
       key,
       cert: certPem,
       notAfter,
-      context: createSecureContext({ key, cert: certPem }),
+      // node:tls is loaded here, not at start: a sidecar that never intercepts never holds it.
+      context: (await import('node:tls')).createSecureContext({ key, cert: certPem }),
     }
     this.stats.minted++
     this.cache.delete(host.text)

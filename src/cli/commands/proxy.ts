@@ -216,7 +216,7 @@ export async function proxyCommand(argv: string[]): Promise<number> {
   let proxy
   try {
     proxy = await startProxy({
-      interception,
+      ...(interception ? { interception } : {}),
       policy,
       listen,
       operator,
