@@ -5,7 +5,10 @@
 // the runner API or in the logs; the proxy holds the CA and the secret, and
 // gets them again when it restarts and the runner restarts after it.
 
+import Dockerode from 'dockerode'
+import { pack } from 'tar-stream'
 import { describe, expect, it } from 'vitest'
+import { readImageBundle } from '../../src/runner/trust-volume.js'
 import type { Sandbox } from '../../src/sdk/index.js'
 import { BUNDLE_VARIABLES, SANDBOX_TRUST_DIR } from '../../src/tls/sandbox-trust.js'
 import { docker, run } from './setup/sh.js'
@@ -140,6 +143,57 @@ describe.skipIf(skipReason !== undefined)('interception: CA, trust files and sec
         for (const needle of [keyLine, e2e.secretValue]) expect(text).not.toContain(needle)
       expect(JSON.stringify(proxy)).not.toContain(e2e.secretValue)
     })
+  })
+
+  it("finds an image's bundle through symlinks (Alpine's /etc/ssl/cert.pem), or says it has none", async () => {
+    const engine = new Dockerode()
+    const image = async (
+      tag: string,
+      entries: Parameters<ReturnType<typeof pack>['entry']>[0][],
+    ) => {
+      const tar = pack()
+      for (const header of entries) {
+        if (header.type === 'symlink') tar.entry(header)
+        else tar.entry(header, '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n')
+      }
+      tar.finalize()
+      const stream = await engine.importImage(tar as unknown as NodeJS.ReadableStream, {
+        repo: 'isorun-e2e/bundle-probe',
+        tag,
+      })
+      await new Promise((resolve, reject) =>
+        engine.modem.followProgress(stream, (err: Error | null) =>
+          err ? reject(err) : resolve(undefined),
+        ),
+      )
+      return engine.createContainer({ Image: `isorun-e2e/bundle-probe:${tag}`, Cmd: ['/none'] })
+    }
+    const linked = await image('linked', [
+      {
+        name: 'etc/ssl/certs/ca-certificates.crt',
+        type: 'symlink',
+        linkname: '../bundles/real.pem',
+      },
+      { name: 'etc/ssl/bundles/real.pem', type: 'file' },
+    ])
+    const bare = await image('bare', [{ name: 'etc/hostname', type: 'file' }])
+    try {
+      expect(await readImageBundle(linked)).toEqual({
+        path: '/etc/ssl/certs/ca-certificates.crt',
+        text: '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n',
+      })
+      expect(await readImageBundle(bare)).toBeUndefined()
+    } finally {
+      await linked.remove({ force: true })
+      await bare.remove({ force: true })
+      await run(
+        'docker',
+        ['rmi', 'isorun-e2e/bundle-probe:linked', 'isorun-e2e/bundle-probe:bare'],
+        {
+          check: false,
+        },
+      )
+    }
   })
 
   it('refuses unknown secret names with the known ones', async () => {
