@@ -57,6 +57,7 @@ import {
   removeNetwork,
 } from '../src/runner/docker.js'
 import { networkName, proxyName, sandboxName } from '../src/runner/sandboxes.js'
+import { trustWriterName } from '../src/runner/trust-volume.js'
 import {
   containerLogLines,
   EventRecorder,
@@ -521,8 +522,8 @@ const CREATE_PHASES = [
   'proxy container start (engine)',
   'proxy process start-up (node, to listening)',
   'health poll + policy PUT',
-  // The runner creates the sandbox container, gives it its trust files (through the proxy
-  // container's mount) and starts it while the proxy starts and boots.
+  // The runner creates the sandbox container, gives it its trust files (through a writer
+  // container) and starts it while the proxy starts and boots.
   'sandbox container create (alongside the three above)',
   'trust files: image bundle read, written to the volume',
   'sandbox container start (engine)',
@@ -567,7 +568,7 @@ function phasesOf(s: LatencySample, events: readonly EngineEvent[]): Phases | un
       )
     : undefined
   const sCreate = find('container', 'create', sb)
-  const trustWritten = find('container', 'extract-to-dir', px)
+  const trustWritten = find('container', 'extract-to-dir', trustWriterName(s.id))
   const sStart = find('container', 'start', sb)
   const execCreate = find('container', 'exec_create', sb, s.t1 - 50)
   const execDie = find('container', 'exec_die', sb, s.t1 - 50)

@@ -8,7 +8,8 @@
 //   isorun-sbx-<id>          the sandbox container: only on the internal network, the proxy
 //                            as DNS, proxy variables set, no added capabilities
 //   isorun-sbx-<id>-ca       volume with what the sandbox trusts (its image's roots plus its
-//                            own CA), read-only in the sandbox, filled through the proxy
+//                            own CA), read-only in the sandbox, filled through a writer
+//                            container (isorun-sbx-<id>-trust, never started, removed after)
 //
 // Each sandbox has its own interception CA. Its key stays on the egress side: the
 // runner's state directory (mode 0600) and the proxy's memory, sent through the
@@ -62,10 +63,10 @@ import {
 import { ProxyAdmin } from './proxy-admin.js'
 import { SandboxStateStore, type SandboxState } from './sandbox-state.js'
 import {
-  PROXY_TRUST_MOUNT,
   readImageBundle,
   trustMount,
   trustVolumeName,
+  trustWriterName,
   writeTrustFiles,
 } from './trust-volume.js'
 import { SubnetPool, type SandboxSubnet } from './subnets.js'
@@ -312,10 +313,9 @@ export class SandboxManager {
         Labels: { ...common, [LABEL.role]: 'trust' },
       })
       const proxy = await this.createProxy(id, subnet, common)
-      // The proxy boots while the sandbox container is made and given its trust files
-      // (through the proxy container's mount, which needs the container, not its process).
-      // Until the policy arrives the proxy refuses everything, and nothing runs in the
-      // sandbox before create returns.
+      // The proxy starts and boots while the sandbox container is made and given its trust
+      // files. Until the policy arrives the proxy refuses everything, and nothing runs in
+      // the sandbox before create returns.
       const [admin] = await Promise.all([
         this.startProxy(proxy.container, proxy.token).then(async (admin) => {
           await admin.waitUntilHealthy(PROXY_START_TIMEOUT_MS)
@@ -323,7 +323,7 @@ export class SandboxManager {
           await admin.setInterception(this.interceptionSettings(id, state))
           return admin
         }),
-        this.startSandbox(id, subnet, request, common, state, proxy.container),
+        this.startSandbox(id, subnet, request, common, state),
       ])
       const record: SandboxRecord = {
         id,
@@ -440,8 +440,6 @@ export class SandboxManager {
         Init: true,
         ExtraHosts: [...this.config.proxyExtraHosts],
         LogConfig: { Type: 'json-file', Config: { 'max-size': '10m', 'max-file': '3' } },
-        // The sandbox's trust files are written through this mount (startSandbox).
-        Mounts: [trustMount(id, PROXY_TRUST_MOUNT, false)],
       },
       NetworkingConfig: {
         EndpointsConfig: { [networkName(id)]: { IPAMConfig: { IPv4Address: ip } } },
@@ -475,7 +473,6 @@ export class SandboxManager {
     request: CreateSandboxRequest,
     labels: Record<string, string>,
     state: SandboxState,
-    proxy: ReturnType<Docker['getContainer']>,
   ): Promise<void> {
     const d = this.config.defaults
     const r = request.resources ?? {}
@@ -547,12 +544,21 @@ export class SandboxManager {
     // The image's own roots, read before anything in it runs, then the sandbox's CA.
     const trustStarted = Date.now()
     const trust = sandboxTrust(state.ca.cert, await readImageBundle(container))
-    await writeTrustFiles(proxy, trust.files)
+    await writeTrustFiles(
+      this.docker,
+      id,
+      this.config.proxyImage,
+      {
+        ...labels,
+        [LABEL.role]: 'trust-writer',
+      },
+      trust.files,
+    )
     this.log.info(
       { sandbox: id, roots: trust.roots, ms: Date.now() - trustStarted },
       'sandbox trust files written',
     )
-    await container.start()
+    await Promise.all([container.start(), removeContainer(this.docker, trustWriterName(id))])
   }
 
   /** Removes the sandbox, the proxy, the network, the trust volume and the kept CA; missing pieces are fine. */
@@ -560,6 +566,7 @@ export class SandboxManager {
     await Promise.all([
       removeContainer(this.docker, sandboxName(id)),
       removeContainer(this.docker, proxyName(id)),
+      removeContainer(this.docker, trustWriterName(id)),
     ])
     await Promise.all([
       removeNetwork(this.docker, networkName(id)),
@@ -698,6 +705,13 @@ export class SandboxManager {
     ])
     let adopted = 0
     let removed = 0
+    // Trust writers live for a moment during a create; one left over is from a runner that stopped then.
+    for (const c of containers)
+      if (
+        c.Labels[LABEL.role] === 'trust-writer' &&
+        Date.now() - c.Created * 1000 > INCOMPLETE_GRACE_MS
+      )
+        await removeContainer(this.docker, c.Id)
     for (const id of ids) {
       if (this.records.has(id)) continue
       const proxy = containers.find(

@@ -1,9 +1,10 @@
 // The sandbox's trust files on Docker, without host bind mounts (the runner
 // itself runs in a container): a volume per sandbox, mounted read-only in the
-// sandbox and read-write in its proxy (the egress side, which the sandbox
-// cannot reach), filled through the proxy container with the Engine API's
-// archive upload. The image's own CA bundle is read from the sandbox container
-// before it starts, following symlinks (/etc/ssl/cert.pem → certs/…).
+// sandbox, filled with the Engine API's archive upload through a writer
+// container that mounts it read-write and is never started (an upload into a
+// read-only mount is refused, and one into the proxy would wait for the proxy's
+// start). The image's own CA bundle is read from the sandbox container before
+// it starts, following symlinks (/etc/ssl/cert.pem → certs/…).
 
 import { posix } from 'node:path'
 import type { Readable } from 'node:stream'
@@ -11,11 +12,16 @@ import { extract, pack } from 'tar-stream'
 import { SYSTEM_BUNDLE_PATHS } from '../tls/sandbox-trust.js'
 import { isNotFound, type Docker } from './docker.js'
 
-/** Where the trust volume is mounted in the proxy container, to be filled. */
-export const PROXY_TRUST_MOUNT = '/run/isorun/sandbox-trust'
+/** Where the writer container mounts the volume. */
+const WRITER_MOUNT = '/trust'
 
 export function trustVolumeName(id: string): string {
   return `isorun-sbx-${id}-ca`
+}
+
+/** The container that fills the volume; removed once it has. */
+export function trustWriterName(id: string): string {
+  return `isorun-sbx-${id}-trust`
 }
 
 /**
@@ -88,9 +94,16 @@ export async function readImageBundle(
   return undefined
 }
 
-/** Writes the files into the volume through the container that mounts it read-write. */
+/**
+ * Writes the files into the sandbox's volume through a writer container (made
+ * from `image`, never started, no network). The caller removes the writer
+ * (trustWriterName) when it likes; it holds nothing but the mount.
+ */
 export async function writeTrustFiles(
-  container: Container,
+  docker: Docker,
+  id: string,
+  image: string,
+  labels: Record<string, string>,
   files: Readonly<Record<string, Buffer>>,
 ): Promise<void> {
   const tar = pack()
@@ -99,5 +112,13 @@ export async function writeTrustFiles(
   tar.finalize()
   const chunks: Buffer[] = []
   for await (const chunk of tar) chunks.push(chunk as Buffer)
-  await container.putArchive(Buffer.concat(chunks), { path: PROXY_TRUST_MOUNT })
+  const writer = await docker.createContainer({
+    name: trustWriterName(id),
+    Image: image,
+    Cmd: ['true'],
+    Labels: labels,
+    NetworkDisabled: true,
+    HostConfig: { NetworkMode: 'none', Mounts: [trustMount(id, WRITER_MOUNT, false)] },
+  })
+  await writer.putArchive(Buffer.concat(chunks), { path: WRITER_MOUNT })
 }

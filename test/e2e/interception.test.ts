@@ -18,6 +18,7 @@ import {
   e2e,
   proxyContainer,
   proxyEgressAddress,
+  runnerHealthy,
   sandboxContainer,
   skipReason,
   waitFor,
@@ -58,17 +59,6 @@ function composeRun(...args: string[]): Promise<{ code: number; stdout: string; 
 async function keptKey(id: string): Promise<string> {
   return (await composeRun('exec', '-T', 'runner', 'cat', `/var/lib/isorun/sandboxes/${id}/ca.key`))
     .stdout
-}
-
-async function runnerHealthy(): Promise<void> {
-  await waitFor(
-    'the runner to answer',
-    async () => {
-      const r = await fetch(`${e2e.url}/healthz`).catch(() => undefined)
-      return r?.ok ? true : undefined
-    },
-    120_000,
-  )
 }
 
 describe.skipIf(skipReason !== undefined)('interception: CA, trust files and secrets', () => {
