@@ -85,6 +85,9 @@ describe.skipIf(skipReason !== undefined)('interception: CA, trust files and sec
       expect(ca.trim()).toBe(proxy.ca?.cert.trim())
       expect((await sbx.exec(['cat', bundle])).stdout.trim().endsWith(ca.trim())).toBe(true)
 
+      // The writer container that filled the volume is gone.
+      expect(await docker('ps', '-aq', '--filter', `name=^isorun-sbx-${sbx.id}-trust$`)).toBe('')
+
       // Read-only, even for root in the sandbox.
       expect((await sbx.exec('id -u')).stdout.trim()).toBe('0')
       const write = await sbx.exec(`echo x >> ${bundle}; touch ${SANDBOX_TRUST_DIR}/new`)
