@@ -57,6 +57,7 @@ import {
   removeNetwork,
 } from '../src/runner/docker.js'
 import { networkName, proxyName, sandboxName } from '../src/runner/sandboxes.js'
+import { trustWriterName } from '../src/runner/trust-volume.js'
 import {
   containerLogLines,
   EventRecorder,
@@ -521,8 +522,10 @@ const CREATE_PHASES = [
   'proxy container start (engine)',
   'proxy process start-up (node, to listening)',
   'health poll + policy PUT',
-  // The runner creates and starts the sandbox container while the proxy boots.
-  'sandbox container create (alongside the two above)',
+  // The runner creates the sandbox container, gives it its trust files (through a writer
+  // container) and starts it while the proxy starts and boots.
+  'sandbox container create (alongside the three above)',
+  'trust files: image bundle read, written to the volume',
   'sandbox container start (engine)',
   'the later of both → API response',
 ] as const
@@ -565,6 +568,7 @@ function phasesOf(s: LatencySample, events: readonly EngineEvent[]): Phases | un
       )
     : undefined
   const sCreate = find('container', 'create', sb)
+  const trustWritten = find('container', 'extract-to-dir', trustWriterName(s.id))
   const sStart = find('container', 'start', sb)
   const execCreate = find('container', 'exec_create', sb, s.t1 - 50)
   const execDie = find('container', 'exec_die', sb, s.t1 - 50)
@@ -578,6 +582,7 @@ function phasesOf(s: LatencySample, events: readonly EngineEvent[]): Phases | un
     pCreate,
     egress,
     sCreate,
+    trustWritten,
     sStart,
     execCreate,
     execDie,
@@ -594,8 +599,9 @@ function phasesOf(s: LatencySample, events: readonly EngineEvent[]): Phases | un
     )
   )
     return undefined
-  // Two tracks after the proxy container starts: its process boots and gets the policy,
-  // while the sandbox container is created and started.
+  // Two tracks once the proxy container is on the egress network: it starts, its process
+  // boots and gets the policy; meanwhile the sandbox container is created, given its trust
+  // files and started.
   const durations = [
     netCreate!.time - s.t0,
     pCreate!.time - netCreate!.time,
@@ -603,8 +609,9 @@ function phasesOf(s: LatencySample, events: readonly EngineEvent[]): Phases | un
     s.proxyStartedAt - egress!.time,
     s.proxyListening - s.proxyStartedAt,
     s.policyApplied - s.proxyListening,
-    sCreate!.time - s.proxyStartedAt,
-    s.sandboxStartedAt - sCreate!.time,
+    sCreate!.time - egress!.time,
+    trustWritten!.time - sCreate!.time,
+    s.sandboxStartedAt - trustWritten!.time,
     s.t1 - Math.max(s.policyApplied, s.sandboxStartedAt),
   ]
   const create: Record<string, number> = {}

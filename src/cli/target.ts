@@ -12,6 +12,7 @@ export interface CheckTarget {
    * raw TCP (bytes the proxy does not read), else `tls`.
    */
   readonly scheme: 'http' | 'tls' | 'tcp'
+  /** The URL's path and query; absent for `host[:port]`. */
   readonly path?: string
 }
 
@@ -39,9 +40,7 @@ export function parseCheckTarget(text: string): CheckTarget {
     const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname
     const port = url.port === '' ? defaultPort : Number(url.port)
     const plain = url.protocol === 'http:' || url.protocol === 'ws:'
-    return plain
-      ? { host, port, scheme: 'http', path: url.pathname + url.search }
-      : { host, port, scheme: 'tls' }
+    return { host, port, scheme: plain ? 'http' : 'tls', path: url.pathname + url.search }
   }
   // A bare IPv6 address (several colons, no brackets) has no port part.
   if (text.split(':').length > 2 && !text.startsWith('['))

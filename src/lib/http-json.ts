@@ -49,10 +49,12 @@ export async function readJson(
   try {
     return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown
   } catch (err) {
+    // V8's message quotes a piece of the body, which may hold a secret: give the position only.
+    const position = /position (\d+)/.exec((err as Error).message)?.[1]
     throw new HttpError(
       400,
       'invalid-json',
-      `request body is not valid JSON: ${(err as Error).message}`,
+      `request body is not valid JSON${position ? ` (at byte ${position})` : ''}`,
     )
   }
 }

@@ -29,6 +29,11 @@ export interface PolicySpec {
   readonly allow: readonly RuleSource[]
   readonly deny: readonly RuleSource[]
   readonly endpoints?: readonly EndpointSet[]
+  /**
+   * Profiles (the `from` of rules; `custom` for an explicit network spec) marked
+   * `inspect: true`: TLS to the hosts their allow rules allow is intercepted.
+   */
+  readonly inspect?: readonly string[]
 }
 
 /**
@@ -60,6 +65,8 @@ export interface Policy {
   readonly raw: RuleIndex
   readonly deny: RuleIndex
   readonly endpoints: EndpointIndex
+  /** Profiles marked `inspect: true`. */
+  readonly inspect: ReadonlySet<string>
   readonly allowSpecial: CidrTable<OperatorRange>
   readonly blockAlways: CidrTable<OperatorRange>
   readonly spec: PolicySpec
@@ -138,6 +145,7 @@ export function compilePolicy(spec: PolicySpec, operator: OperatorSettings = {})
     raw: new RuleIndex(allowRules.filter((rule) => rule.raw)),
     deny: new RuleIndex(denyRules),
     endpoints: new EndpointIndex(spec.endpoints ?? []),
+    inspect: new Set(spec.inspect ?? []),
     allowSpecial,
     blockAlways,
     spec,

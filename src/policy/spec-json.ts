@@ -68,6 +68,13 @@ function endpointSets(value: unknown): EndpointSet[] {
   })
 }
 
+function profileNames(value: unknown): string[] {
+  if (value === undefined) return []
+  if (!Array.isArray(value) || !value.every((v) => typeof v === 'string'))
+    throw new SpecError('inspect must be a list of profile names')
+  return value as string[]
+}
+
 export function parsePolicySpecJson(value: unknown): PolicySpec {
   if (!isObject(value))
     throw new SpecError('a policy spec is an object with name, mode, allow, deny and endpoints')
@@ -81,5 +88,6 @@ export function parsePolicySpecJson(value: unknown): PolicySpec {
     allow: ruleSources(value.allow, 'allow'),
     deny: ruleSources(value.deny, 'deny'),
     endpoints: endpointSets(value.endpoints),
+    inspect: profileNames(value.inspect),
   }
 }

@@ -6,7 +6,7 @@ export type {
   ProfileProblem,
   ProfileSummary,
 } from './catalogue.js'
-export { parseProfile, ProfileError, PROFILE_NAME } from './parse-profile.js'
+export { parseProfile, ProfileError, PROFILE_NAME, readYaml } from './parse-profile.js'
 export type { ProfileDefinition } from './parse-profile.js'
 export { policySpecOf, resolveProfile } from './resolve.js'
 export type { ResolvedProfile } from './resolve.js'

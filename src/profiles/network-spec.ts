@@ -1,12 +1,17 @@
 // An explicit network policy, given instead of a profile name when a sandbox is
-// created: `{ allow, deny }`, optionally with a mode and profiles to include.
-// It is validated here with the same rule parser as profile files.
+// created: `{ allow, deny }`, optionally with a mode, profiles to include,
+// endpoint rules and `inspect`. It is validated here with the same parsers as
+// profile files.
 
 import {
+  EndpointError,
   isMode,
   MODES,
+  parseEndpointHost,
+  parseEndpointRule,
   parseListRule,
   RuleError,
+  type EndpointSet,
   type Mode,
   type PolicySpec,
   type RuleSource,
@@ -19,7 +24,13 @@ export interface NetworkSpec {
   readonly include?: readonly string[]
   readonly allow?: readonly string[]
   readonly deny?: readonly string[]
+  /** Per-host method/path rules, as in a profile: `{ "api.github.com": [{ methods, path, action }] }`. */
+  readonly endpoints?: Readonly<Record<string, readonly unknown[]>>
+  /** Intercept TLS to the hosts `allow` allows (decrypted, decided and logged per request). */
+  readonly inspect?: boolean
 }
+
+const FIELDS = ['mode', 'include', 'allow', 'deny', 'endpoints', 'inspect']
 
 export class NetworkSpecError extends Error {
   constructor(
@@ -49,6 +60,60 @@ function ruleList(value: unknown, field: 'allow' | 'deny'): string[] {
   })
 }
 
+function endpointSets(value: unknown): EndpointSet[] {
+  if (value === undefined) return []
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw new NetworkSpecError(
+      'network.endpoints must be an object of host: [rules], e.g. { "api.github.com": [{ "methods": ["GET"], "path": "/repos/**", "action": "allow" }] }',
+    )
+  return Object.entries(value as Record<string, unknown>).map(([hostText, rules]) => {
+    const field = `network.endpoints[${JSON.stringify(hostText)}]`
+    try {
+      const host = parseEndpointHost(hostText)
+      if (!Array.isArray(rules) || rules.length === 0)
+        throw new NetworkSpecError(`${field} must be a non-empty list of rules`)
+      return {
+        host,
+        from: CUSTOM_POLICY_NAME,
+        rules: rules.map((rule: unknown, i) => {
+          const r = (typeof rule === 'object' && rule !== null ? rule : {}) as Record<
+            string,
+            unknown
+          >
+          const extra = Object.keys(r).find((k) => !['methods', 'path', 'action'].includes(k))
+          if (extra !== undefined)
+            throw new NetworkSpecError(
+              `${field}[${i}].${extra} is not a field; use methods, path and action`,
+            )
+          if (r.action !== 'allow' && r.action !== 'deny')
+            throw new NetworkSpecError(`${field}[${i}].action must be allow or deny`)
+          if (
+            r.methods !== undefined &&
+            !(Array.isArray(r.methods) && r.methods.every((m) => typeof m === 'string'))
+          )
+            throw new NetworkSpecError(`${field}[${i}].methods must be a list such as ["GET"]`)
+          if (r.path !== undefined && typeof r.path !== 'string')
+            throw new NetworkSpecError(`${field}[${i}].path must be a string such as "/repos/**"`)
+          try {
+            return parseEndpointRule({
+              action: r.action,
+              ...(r.methods ? { methods: r.methods as string[] } : {}),
+              ...(r.path !== undefined ? { path: r.path } : {}),
+            })
+          } catch (err) {
+            if (err instanceof EndpointError)
+              throw new NetworkSpecError(`${field}[${i}]: ${err.message}`)
+            throw err
+          }
+        }),
+      }
+    } catch (err) {
+      if (err instanceof EndpointError) throw new NetworkSpecError(`${field}: ${err.message}`)
+      throw err
+    }
+  })
+}
+
 /** Validates an explicit network spec (from JSON) and turns it into a policy spec. */
 export function networkPolicySpec(input: unknown, catalogue: ProfileCatalogue): PolicySpec {
   if (typeof input !== 'object' || input === null || Array.isArray(input)) {
@@ -58,8 +123,8 @@ export function networkPolicySpec(input: unknown, catalogue: ProfileCatalogue): 
   }
   const spec = input as Record<string, unknown>
   for (const key of Object.keys(spec)) {
-    if (!['mode', 'include', 'allow', 'deny'].includes(key)) {
-      throw new NetworkSpecError(`network.${key} is not a field; use mode, include, allow and deny`)
+    if (!FIELDS.includes(key)) {
+      throw new NetworkSpecError(`network.${key} is not a field; use ${FIELDS.join(', ')}`)
     }
   }
   const mode = spec.mode ?? 'allow-list'
@@ -80,7 +145,9 @@ export function networkPolicySpec(input: unknown, catalogue: ProfileCatalogue): 
   const include = spec.include ?? []
   if (!Array.isArray(include))
     throw new NetworkSpecError('network.include must be a list of profile names')
-  const endpoints = []
+  if (spec.inspect !== undefined && typeof spec.inspect !== 'boolean')
+    throw new NetworkSpecError('network.inspect must be true or false')
+  const endpoints = endpointSets(spec.endpoints)
   for (const name of include) {
     const profile = typeof name === 'string' ? catalogue.get(name) : undefined
     if (!profile) {
@@ -93,5 +160,9 @@ export function networkPolicySpec(input: unknown, catalogue: ProfileCatalogue): 
     deny.push(...profile.deny)
     endpoints.push(...profile.endpoints)
   }
-  return { name: CUSTOM_POLICY_NAME, mode, allow, deny, endpoints }
+  const inspect = [
+    ...(spec.inspect === true ? [CUSTOM_POLICY_NAME] : []),
+    ...include.flatMap((name) => catalogue.get(name as string)?.inspect ?? []),
+  ]
+  return { name: CUSTOM_POLICY_NAME, mode, allow, deny, endpoints, inspect }
 }

@@ -43,6 +43,8 @@ export interface ProfileDefinition {
   readonly allow: readonly string[]
   readonly deny: readonly string[]
   readonly endpoints: readonly ProfileEndpoints[]
+  /** TLS to the hosts this profile's allow rules allow is intercepted (decrypted and decided per request). */
+  readonly inspect: boolean
   readonly file: string
 }
 
@@ -58,10 +60,19 @@ export class ProfileError extends Error {
   }
 }
 
-const FIELDS = ['name', 'description', 'mode', 'include', 'allow', 'deny', 'endpoints'] as const
+const FIELDS = [
+  'name',
+  'description',
+  'mode',
+  'include',
+  'allow',
+  'deny',
+  'endpoints',
+  'inspect',
+] as const
 const ENDPOINT_FIELDS = ['methods', 'path', 'action'] as const
 
-class Reader {
+export class Reader {
   constructor(
     readonly file: string,
     private readonly lines: LineCounter,
@@ -92,7 +103,7 @@ class Reader {
   }
 }
 
-function nodeOffset(node: Node | Pair | null | undefined): number {
+export function nodeOffset(node: Node | Pair | null | undefined): number {
   if (!node) return 0
   if ('range' in node && node.range) return node.range[0]
   if ('key' in node && node.key && typeof node.key === 'object' && 'range' in node.key) {
@@ -101,7 +112,7 @@ function nodeOffset(node: Node | Pair | null | undefined): number {
   return 0
 }
 
-function keyOf(pair: Pair): string | undefined {
+export function keyOf(pair: Pair): string | undefined {
   return isScalar(pair.key) && typeof pair.key.value === 'string' ? pair.key.value : undefined
 }
 
@@ -200,10 +211,13 @@ function readEndpointRule(reader: Reader, node: unknown, field: string): Endpoin
  * the expected name (the file name without `.yaml`/`.yml`), unless `expectedName`
  * is given explicitly.
  */
-export function parseProfile(text: string, file: string, expectedName?: string): ProfileDefinition {
+/** Parses YAML text, throwing a ProfileError at the first syntax error; the reader reports positions. */
+export function readYaml(
+  text: string,
+  file: string,
+): { root: Node | null; reader: Reader; lines: LineCounter } {
   const lines = new LineCounter()
   const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false })
-  const reader: Reader = new Reader(file, lines)
   const syntax = doc.errors[0]
   if (syntax) {
     const pos = lines.linePos(syntax.pos[0])
@@ -211,7 +225,14 @@ export function parseProfile(text: string, file: string, expectedName?: string):
       syntax.message.split('\n')[0]?.replace(/ at line \d+, column \d+:?$/, '') ?? 'syntax error'
     throw new ProfileError(file, pos.line, pos.col, undefined, `YAML syntax error: ${message}`)
   }
-  const root = doc.contents
+  return { root: doc.contents, reader: new Reader(file, lines), lines }
+}
+
+export function parseProfile(text: string, file: string, expectedName?: string): ProfileDefinition {
+  const yaml = readYaml(text, file)
+  // Typed explicitly, so that TypeScript narrows after reader.fail() (it returns never).
+  const reader: Reader = yaml.reader
+  const { root, lines } = yaml
   if (!isMap(root))
     reader.fail(
       root,
@@ -296,5 +317,17 @@ export function parseProfile(text: string, file: string, expectedName?: string):
     )
   }
   const endpoints = readEndpoints(reader, fields.get('endpoints')?.value)
-  return { name, description, mode, include, includeAt, allow, deny, endpoints, file }
+  const inspectPair = fields.get('inspect')
+  let inspect = false
+  if (inspectPair) {
+    const node = inspectPair.value
+    if (!isScalar(node) || typeof node.value !== 'boolean')
+      reader.fail(
+        (node as Node | null) ?? inspectPair,
+        'inspect',
+        'must be true or false (true: TLS to the hosts this profile allows is intercepted)',
+      )
+    inspect = node.value
+  }
+  return { name, description, mode, include, includeAt, allow, deny, endpoints, inspect, file }
 }

@@ -15,6 +15,8 @@ export interface ResolvedProfile {
   readonly allow: readonly RuleSource[]
   readonly deny: readonly RuleSource[]
   readonly endpoints: readonly EndpointSet[]
+  /** This profile and every included one marked `inspect: true`. */
+  readonly inspect: readonly string[]
 }
 
 /** Looks up a definition by name across the catalogue's directories. */
@@ -32,12 +34,14 @@ export function resolveProfile(name: string, lookup: DefinitionLookup): Resolved
   const deny: RuleSource[] = []
   const endpoints: EndpointSet[] = []
   const includes: string[] = []
+  const inspect: string[] = []
   const seenAllow = new Set<string>()
   const seenDeny = new Set<string>()
   const visited = new Set<string>()
 
   const visit = (def: ProfileDefinition, path: readonly string[]): void => {
     visited.add(def.name)
+    if (def.inspect) inspect.push(def.name)
     const addOnce = (rule: string, seen: Set<string>, list: RuleSource[]): void => {
       if (seen.has(rule)) return
       seen.add(rule)
@@ -76,6 +80,7 @@ export function resolveProfile(name: string, lookup: DefinitionLookup): Resolved
     allow,
     deny,
     endpoints,
+    inspect,
   }
 }
 
@@ -86,5 +91,6 @@ export function policySpecOf(profile: ResolvedProfile): PolicySpec {
     allow: profile.allow,
     deny: profile.deny,
     endpoints: profile.endpoints,
+    inspect: profile.inspect,
   }
 }

@@ -7,6 +7,10 @@
 //   PUT /policy    replace the policy; new connections use it, a bad one gets 400 and changes nothing.
 //                  Body: one of { profile } | { network } | { spec }, plus an optional `source`
 //                  (any JSON the sender wants back from GET /policy, e.g. the runner's request)
+//   GET /interception  the CA certificate and fingerprint, the secrets without their values,
+//                      the upstream CAs: never a private key or a secret value
+//   PUT /interception  replace them all: { ca?: { cert, key }, secrets?: [...], upstreamCa?: PEM };
+//                      a bad body gets 400 and changes nothing
 
 import http from 'node:http'
 import type { OperatorSettings } from '../policy/index.js'
@@ -20,6 +24,7 @@ import {
   sendJson,
 } from '../lib/http-json.js'
 import type { ProxyContext } from './context.js'
+import { InterceptionSettingsError, parseInterceptionSettings } from './interception.js'
 import {
   catalogueOnce,
   compileSource,
@@ -130,11 +135,35 @@ async function handle(
       }
       return
     }
+    case 'GET /interception':
+      sendJson(res, 200, ctx.interception.describe())
+      return
+    case 'PUT /interception': {
+      const body = await readJson(req)
+      try {
+        ctx.interception.replace(parseInterceptionSettings(body))
+      } catch (err) {
+        if (err instanceof InterceptionSettingsError)
+          throw new HttpError(400, 'invalid-interception', err.message)
+        throw err
+      }
+      const summary = ctx.interception.describe()
+      ctx.log.operational.info(
+        {
+          ca: summary.ca?.fingerprint ?? null,
+          secrets: summary.secrets.map((s) => s.name),
+          upstreamCa: summary.upstreamCa?.certificates ?? 0,
+        },
+        'interception settings replaced',
+      )
+      sendJson(res, 200, summary)
+      return
+    }
     default:
       throw new HttpError(
         404,
         'not-found',
-        `no route ${route}; try GET /healthz, /metrics, /events, /policy or PUT /policy`,
+        `no route ${route}; try GET /healthz, /metrics, /events, /policy, /interception or PUT /policy, /interception`,
       )
   }
 }

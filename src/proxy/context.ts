@@ -5,6 +5,7 @@
 import type net from 'node:net'
 import type { Policy } from '../policy/index.js'
 import type { DecisionLog, DecisionRecord } from './decision-log.js'
+import type { InterceptionState } from './interception.js'
 import type { Sweeper } from './sweeper.js'
 import type { Resolver } from './upstream.js'
 
@@ -85,6 +86,8 @@ export interface ProxyContext {
   /** `--upstream-proxy`: every upstream connection goes through this HTTP proxy. */
   readonly parentProxy: URL | undefined
   readonly tracker: ConnectionTracker
+  /** The sandbox CA, secrets and upstream trust, for the TLS interception stage. */
+  readonly interception: InterceptionState
   /** Deadlines that need no exact timer: idle tunnels, CONNECT heads that never end. */
   readonly sweeper: Sweeper
   /**

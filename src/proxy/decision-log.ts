@@ -24,6 +24,8 @@ export interface DecisionEvent {
   readonly sni?: string
   readonly method?: string
   readonly path?: string
+  /** HTTP status of the response to a request the proxy read (plain or intercepted HTTP). */
+  readonly status?: number
   /** DNS question type. */
   readonly qtype?: string
   readonly action: 'allow' | 'deny'
@@ -62,6 +64,7 @@ export interface DecisionRecord {
   readonly sni?: string | null
   readonly method?: string
   readonly path?: string
+  readonly status?: number
   readonly qtype?: string
   readonly client?: string
   readonly address?: string
@@ -103,6 +106,7 @@ function lineOf(e: DecisionEvent, level: string, msg: string): string {
   if (e.sni !== undefined) s += `,"sni":${JSON.stringify(e.sni)}`
   if (e.method !== undefined) s += `,"method":${JSON.stringify(e.method)}`
   if (e.path !== undefined) s += `,"path":${JSON.stringify(e.path)}`
+  if (e.status !== undefined) s += `,"status":${num(e.status)}`
   if (e.qtype !== undefined) s += `,"qtype":${JSON.stringify(e.qtype)}`
   s += `,"action":"${e.action}","rule":${e.rule === null ? 'null' : JSON.stringify(e.rule)},"reason":${JSON.stringify(e.reason)}`
   if (e.detail !== undefined) s += `,"detail":${JSON.stringify(e.detail)}`
@@ -152,6 +156,7 @@ export class DecisionLog {
           : path.length > MAX_PATH
             ? `${path.slice(0, MAX_PATH)}…`
             : path,
+      status: r.status,
       qtype: r.qtype || undefined,
       action: d.action,
       rule: d.rule,

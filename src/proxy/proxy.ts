@@ -20,6 +20,7 @@ import {
   createTransparentHttpServer,
   createTunnelHttpServer,
 } from './http-listener.js'
+import { InterceptionState, type InterceptionSettings } from './interception.js'
 import type { CatalogueSource } from './policy-source.js'
 import { Sweeper, sweepInterval } from './sweeper.js'
 import { Resolver, type ResolveOverrides } from './upstream.js'
@@ -69,6 +70,8 @@ export interface ProxyOptions {
   readonly transparentPorts?: { readonly tls?: number; readonly plain?: number }
   /** Where decision lines go; stdout by default. */
   readonly logDestination?: LogDestination
+  /** CA, secrets and upstream CAs for TLS interception (also set later through PUT /interception). */
+  readonly interception?: InterceptionSettings
 }
 
 export interface RunningProxy {
@@ -110,6 +113,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     timeouts,
     parentProxy: options.parentProxy,
     tracker: new ConnectionTracker((n) => (log.metrics.activeConnections = n)),
+    interception: new InterceptionState(options.interception),
     sweeper: new Sweeper(sweepInterval(timeouts.idleMs)),
     serveHttpInTunnel: (socket, buffered, target) => tunnelHttp.handOff(socket, buffered, target),
   }

@@ -60,6 +60,7 @@ export function createApiServer(
               action: r.action,
             })),
           })),
+          inspect: [...profile.inspect],
         }
         sendJson(res, 200, detail)
       },

@@ -7,6 +7,10 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { delimiter, join } from 'node:path'
 import { parseSpecialAllowances, PolicyError, splitAuthority } from '../policy/index.js'
+import { ProfileError } from '../profiles/index.js'
+import { SecretError } from '../secrets/binding.js'
+import { loadSecretsFile, type OperatorSecret } from '../secrets/config.js'
+import { pemCertificates } from '../tls/pem.js'
 
 export interface SandboxDefaults {
   readonly memoryMb: number
@@ -47,6 +51,12 @@ export interface RunnerConfig {
    * runner knows its own leftovers from those of other runners on the same engine.
    */
   readonly runnerId: string
+  /** Where the generated API key and each sandbox's CA are kept. */
+  readonly stateDir: string
+  /** ISORUN_SECRETS_FILE: secrets sandboxes may be created with, values resolved. */
+  readonly secrets: readonly OperatorSecret[]
+  /** ISORUN_UPSTREAM_CA: PEM text of CAs the proxies trust upstream besides the system roots. */
+  readonly upstreamCa: string | undefined
 }
 
 export class ConfigError extends Error {}
@@ -165,6 +175,34 @@ function runnerId(env: NodeJS.ProcessEnv): string {
   return id
 }
 
+function secrets(env: NodeJS.ProcessEnv): OperatorSecret[] {
+  const file = env.ISORUN_SECRETS_FILE
+  if (!file) return []
+  try {
+    return loadSecretsFile(file, env)
+  } catch (err) {
+    if (err instanceof SecretError || err instanceof ProfileError)
+      throw new ConfigError(`ISORUN_SECRETS_FILE: ${err.message}`)
+    throw err
+  }
+}
+
+function upstreamCa(env: NodeJS.ProcessEnv): string | undefined {
+  const file = env.ISORUN_UPSTREAM_CA
+  if (!file) return undefined
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    throw new ConfigError(
+      `ISORUN_UPSTREAM_CA=${file}: ${(err as NodeJS.ErrnoException).code ?? 'unreadable'}`,
+    )
+  }
+  if (pemCertificates(text).length === 0)
+    throw new ConfigError(`ISORUN_UPSTREAM_CA=${file} holds no PEM certificate`)
+  return text
+}
+
 export function loadRunnerConfig(env: NodeJS.ProcessEnv = process.env): RunnerConfig {
   const allowPrivate = list(env, 'ISORUN_ALLOW_PRIVATE')
   try {
@@ -204,5 +242,8 @@ export function loadRunnerConfig(env: NodeJS.ProcessEnv = process.env): RunnerCo
     pullImages: bool(env, 'ISORUN_PULL_IMAGES', true),
     maxFileBytes: int(env, 'ISORUN_MAX_FILE_BYTES', 1024 ** 3, 1, 2 ** 40),
     runnerId: runnerId(env),
+    stateDir: stateDir(env),
+    secrets: secrets(env),
+    upstreamCa: upstreamCa(env),
   }
 }

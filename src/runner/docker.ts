@@ -70,16 +70,26 @@ export async function removeContainer(docker: Docker, idOrName: string): Promise
   }
 }
 
-/** Removes a network, retrying briefly: Docker refuses while a removed container is still detaching. */
-export async function removeNetwork(docker: Docker, idOrName: string): Promise<void> {
+/** Runs a removal, retrying briefly while Docker says the object is busy; gone already is fine. */
+async function removeRetrying(remove: () => Promise<unknown>, busy: RegExp): Promise<void> {
   for (let attempt = 0; ; attempt++) {
     try {
-      await docker.getNetwork(idOrName).remove()
+      await remove()
       return
     } catch (err) {
       if (isNotFound(err)) return
-      if (attempt >= 20 || !/active endpoints/i.test(dockerMessage(err))) throw err
+      if (attempt >= 20 || !busy.test(dockerMessage(err))) throw err
       await new Promise((r) => setTimeout(r, 100))
     }
   }
+}
+
+/** Removes a network; Docker refuses while a removed container is still detaching. */
+export function removeNetwork(docker: Docker, idOrName: string): Promise<void> {
+  return removeRetrying(() => docker.getNetwork(idOrName).remove(), /active endpoints/i)
+}
+
+/** Removes a volume; Docker refuses while a removed container still holds it. */
+export function removeVolume(docker: Docker, name: string): Promise<void> {
+  return removeRetrying(() => docker.getVolume(name).remove(), /in use/i)
 }

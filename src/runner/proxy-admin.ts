@@ -1,6 +1,7 @@
 // The runner's client for a sidecar's admin API (reached on the egress network).
 
 import type { PolicySpec } from '../policy/index.js'
+import type { InterceptionSettings, InterceptionSummary } from '../proxy/interception.js'
 import type { NetworkEvent, NetworkEventsQuery } from 'isorun'
 
 export class ProxyAdminError extends Error {}
@@ -68,6 +69,15 @@ export class ProxyAdmin {
 
   getPolicy(): Promise<{ spec: PolicySpec; source: unknown }> {
     return this.call('GET', '/policy')
+  }
+
+  /** Sends the CA, secrets and upstream CAs (replacing what the proxy had). */
+  setInterception(settings: InterceptionSettings): Promise<InterceptionSummary> {
+    return this.call('PUT', '/interception', settings)
+  }
+
+  getInterception(): Promise<InterceptionSummary> {
+    return this.call('GET', '/interception')
   }
 
   async events(query: NetworkEventsQuery): Promise<NetworkEvent[]> {

@@ -7,6 +7,14 @@
 //                            address), admin API on the egress network, policy pushed by us
 //   isorun-sbx-<id>          the sandbox container: only on the internal network, the proxy
 //                            as DNS, proxy variables set, no added capabilities
+//   isorun-sbx-<id>-ca       volume with what the sandbox trusts (its image's roots plus its
+//                            own CA), read-only in the sandbox, filled through a writer
+//                            container (isorun-sbx-<id>-trust, never started, removed after)
+//
+// Each sandbox has its own interception CA. Its key stays on the egress side: the
+// runner's state directory (mode 0600) and the proxy's memory, sent through the
+// admin API like the secrets' values. The sandbox sees the CA certificate and a
+// placeholder per secret, never a key or a value.
 //
 // The runner keeps no database: every object carries labels, and the runner's
 // view is rebuilt from them on start (removing orphans). Create is
@@ -20,6 +28,7 @@
 // engine's events (docker-watch.ts), sends it its policy again.
 
 import { randomBytes } from 'node:crypto'
+import { join } from 'node:path'
 import {
   compilePolicy,
   PolicyError,
@@ -40,6 +49,10 @@ import type {
   SandboxInfo,
   SandboxStatus,
 } from 'isorun'
+import type { InterceptionSettings } from '../proxy/interception.js'
+import { newPlaceholder, type SecretBinding } from '../secrets/binding.js'
+import { createCertificateAuthority } from '../tls/ca.js'
+import { SANDBOX_TRUST_DIR, sandboxTrust, trustEnvironment } from '../tls/sandbox-trust.js'
 import type { RunnerConfig } from './config.js'
 import {
   Docker,
@@ -49,9 +62,18 @@ import {
   isNotFound,
   removeContainer,
   removeNetwork,
+  removeVolume,
 } from './docker.js'
 import { DockerWatch } from './docker-watch.js'
 import { ProxyAdmin } from './proxy-admin.js'
+import { SandboxStateStore, type SandboxState } from './sandbox-state.js'
+import {
+  readImageBundle,
+  trustMount,
+  trustVolumeName,
+  trustWriterName,
+  writeTrustFiles,
+} from './trust-volume.js'
 import { SubnetPool, type SandboxSubnet } from './subnets.js'
 
 export const LABEL = {
@@ -66,6 +88,8 @@ export const LABEL = {
   adminToken: 'isorun.admin-token',
   runner: 'isorun.runner',
   boot: 'isorun.runner-boot',
+  /** Names of the secrets a sandbox was created with (never values). */
+  secrets: 'isorun.secrets',
 } as const
 
 export const PROXY_PORTS = {
@@ -100,6 +124,7 @@ interface SandboxRecord {
   readonly proxyIp: string
   /** Replaced when the proxy restarts (its egress address may change). */
   admin: ProxyAdmin
+  readonly secrets: readonly string[]
   policy: PolicyRequest
 }
 
@@ -174,6 +199,7 @@ export class SandboxManager {
   private reconciler: NodeJS.Timeout | undefined
   private watch: DockerWatch | undefined
   private readonly operator: OperatorSettings
+  private readonly state: SandboxStateStore
 
   constructor(
     private readonly docker: Docker,
@@ -183,6 +209,45 @@ export class SandboxManager {
   ) {
     this.subnets = new SubnetPool(config.subnetPool, config.subnetPrefix)
     this.operator = { allowSpecial: config.allowPrivate }
+    this.state = new SandboxStateStore(join(config.stateDir, 'sandboxes'))
+  }
+
+  /** A new CA and a placeholder per secret for a sandbox, kept in the state directory. */
+  private async newSandboxState(id: string, secrets: readonly string[]): Promise<SandboxState> {
+    const state: SandboxState = {
+      ca: await createCertificateAuthority({ commonName: `isorun sandbox ${id}` }),
+      secrets: secrets.map((name) => ({ name, placeholder: newPlaceholder(name) })),
+    }
+    this.state.save(id, state)
+    return state
+  }
+
+  /** What a sandbox's proxy is sent through PUT /interception: the CA, the secrets with values, the upstream CAs. */
+  private interceptionSettings(id: string, state: SandboxState): InterceptionSettings {
+    const secrets: SecretBinding[] = []
+    for (const { name, placeholder } of state.secrets) {
+      const secret = this.config.secrets.find((s) => s.name === name)
+      if (!secret) {
+        this.log.warn(
+          { sandbox: id, secret: name },
+          'secret no longer defined in ISORUN_SECRETS_FILE; its placeholder stays as it is',
+        )
+        continue
+      }
+      secrets.push({
+        name,
+        placeholder,
+        value: secret.value,
+        hosts: secret.hosts,
+        header: secret.header,
+        scheme: secret.scheme,
+      })
+    }
+    return {
+      ca: state.ca,
+      secrets,
+      ...(this.config.upstreamCa ? { upstreamCa: this.config.upstreamCa } : {}),
+    }
   }
 
   /** The resolved, validated policy for a request; 404 for an unknown profile, 400 for bad rules. */
@@ -257,6 +322,7 @@ export class SandboxManager {
     const createdAt = new Date().toISOString()
     const timeoutMs = request.timeoutMs ?? this.config.defaults.timeoutMs
     const expiresAt = timeoutMs > 0 ? new Date(Date.now() + timeoutMs).toISOString() : null
+    const secrets = request.secrets ?? []
     const common = {
       [LABEL.sandbox]: id,
       [LABEL.created]: createdAt,
@@ -264,17 +330,31 @@ export class SandboxManager {
       [LABEL.runner]: this.config.runnerId,
       [LABEL.boot]: this.boot,
       ...policyLabel(policy),
+      ...(secrets.length > 0 ? { [LABEL.secrets]: secrets.join(',') } : {}),
     }
     const started = Date.now()
     this.busy.add(id)
     try {
-      const subnet = await this.allocation.run(() => this.createNetwork(id, common))
-      const admin = await this.startProxy(id, subnet, common)
-      // The sandbox container starts while the proxy boots: until the policy arrives the
-      // proxy refuses everything, and nothing runs in the sandbox before create returns.
-      await Promise.all([
-        admin.waitUntilHealthy(PROXY_START_TIMEOUT_MS).then(() => admin.setPolicy(spec, policy)),
-        this.startSandbox(id, subnet, request, common),
+      const [state, subnet] = await Promise.all([
+        this.newSandboxState(id, secrets),
+        this.allocation.run(() => this.createNetwork(id, common)),
+      ])
+      await this.docker.createVolume({
+        Name: trustVolumeName(id),
+        Labels: { ...common, [LABEL.role]: 'trust' },
+      })
+      const proxy = await this.createProxy(id, subnet, common)
+      // The proxy starts and boots while the sandbox container is made and given its trust
+      // files. Until the policy arrives the proxy refuses everything, and nothing runs in
+      // the sandbox before create returns.
+      const [admin] = await Promise.all([
+        this.startProxy(proxy.container, proxy.token).then(async (admin) => {
+          await admin.waitUntilHealthy(PROXY_START_TIMEOUT_MS)
+          await admin.setPolicy(spec, policy)
+          await admin.setInterception(this.interceptionSettings(id, state))
+          return admin
+        }),
+        this.startSandbox(id, subnet, request, common, state),
       ])
       const record: SandboxRecord = {
         id,
@@ -283,6 +363,7 @@ export class SandboxManager {
         expiresAt,
         proxyIp: subnet.proxy,
         admin,
+        secrets,
         policy,
       }
       this.records.set(id, record)
@@ -341,11 +422,12 @@ export class SandboxManager {
     )
   }
 
-  private async startProxy(
+  /** Creates the proxy container and attaches it to the egress network; startProxy() starts it. */
+  private async createProxy(
     id: string,
     subnet: SandboxSubnet,
     labels: Record<string, string>,
-  ): Promise<ProxyAdmin> {
+  ): Promise<{ container: ReturnType<Docker['getContainer']>; token: string }> {
     const token = randomBytes(24).toString('base64url')
     const ip = subnet.proxy
     const cmd = [
@@ -412,6 +494,13 @@ export class SandboxManager {
       await this.ensureEgressNetwork()
       await this.docker.getNetwork(this.config.egressNetwork).connect({ Container: container.id })
     }
+    return { container, token }
+  }
+
+  private async startProxy(
+    container: ReturnType<Docker['getContainer']>,
+    token: string,
+  ): Promise<ProxyAdmin> {
     await container.start()
     const info = await container.inspect()
     const egressIp = info.NetworkSettings.Networks[this.config.egressNetwork]?.IPAddress
@@ -424,23 +513,33 @@ export class SandboxManager {
     subnet: SandboxSubnet,
     request: CreateSandboxRequest,
     labels: Record<string, string>,
+    state: SandboxState,
   ): Promise<void> {
     const d = this.config.defaults
     const r = request.resources ?? {}
     const proxyUrl = `http://${subnet.proxy}:${PROXY_PORTS.http}`
     const socksUrl = `socks5h://${subnet.proxy}:${PROXY_PORTS.socks}`
     const noProxy = 'localhost,127.0.0.1,::1'
-    const env = [
-      ...Object.entries(request.env ?? {}).map(([k, v]) => `${k}=${v}`),
-      `HTTP_PROXY=${proxyUrl}`,
-      `HTTPS_PROXY=${proxyUrl}`,
-      `ALL_PROXY=${socksUrl}`,
-      `NO_PROXY=${noProxy}`,
-      `http_proxy=${proxyUrl}`,
-      `https_proxy=${proxyUrl}`,
-      `all_proxy=${socksUrl}`,
-      `no_proxy=${noProxy}`,
-    ]
+    const placeholders = Object.fromEntries(
+      state.secrets.map(({ name, placeholder }) => [
+        this.config.secrets.find((s) => s.name === name)?.env ?? name,
+        placeholder,
+      ]),
+    )
+    // One entry per name (ours win over the creator's, except JAVA_TOOL_OPTIONS, which is merged).
+    const env = Object.entries({
+      ...request.env,
+      HTTP_PROXY: proxyUrl,
+      HTTPS_PROXY: proxyUrl,
+      ALL_PROXY: socksUrl,
+      NO_PROXY: noProxy,
+      http_proxy: proxyUrl,
+      https_proxy: proxyUrl,
+      all_proxy: socksUrl,
+      no_proxy: noProxy,
+      ...trustEnvironment(request.env?.JAVA_TOOL_OPTIONS),
+      ...placeholders,
+    }).map(([k, v]) => `${k}=${v}`)
     const container = await this.docker.createContainer({
       name: sandboxName(id),
       Hostname: `sbx-${id}`,
@@ -479,21 +578,45 @@ export class SandboxManager {
         Init: true,
         RestartPolicy: { Name: 'unless-stopped' },
         LogConfig: { Type: 'json-file', Config: { 'max-size': '10m', 'max-file': '3' } },
+        // Read-only: nothing in the sandbox can change what its other processes trust.
+        Mounts: [trustMount(id, SANDBOX_TRUST_DIR, true)],
       },
       NetworkingConfig: {
         EndpointsConfig: { [networkName(id)]: { IPAMConfig: { IPv4Address: subnet.sandbox } } },
       },
     })
-    await container.start()
+    // The image's own roots, read before anything in it runs, then the sandbox's CA.
+    const trustStarted = Date.now()
+    const trust = sandboxTrust(state.ca.cert, await readImageBundle(container))
+    await writeTrustFiles(
+      this.docker,
+      id,
+      this.config.proxyImage,
+      {
+        ...labels,
+        [LABEL.role]: 'trust-writer',
+      },
+      trust.files,
+    )
+    this.log.info(
+      { sandbox: id, roots: trust.roots, ms: Date.now() - trustStarted },
+      'sandbox trust files written',
+    )
+    await Promise.all([container.start(), removeContainer(this.docker, trustWriterName(id))])
   }
 
-  /** Removes the sandbox, the proxy and the network; missing pieces are fine. */
+  /** Removes the sandbox, the proxy, the network, the trust volume and the kept CA; missing pieces are fine. */
   private async removeAll(id: string): Promise<void> {
     await Promise.all([
       removeContainer(this.docker, sandboxName(id)),
       removeContainer(this.docker, proxyName(id)),
+      removeContainer(this.docker, trustWriterName(id)),
     ])
-    await removeNetwork(this.docker, networkName(id))
+    await Promise.all([
+      removeNetwork(this.docker, networkName(id)),
+      removeVolume(this.docker, trustVolumeName(id)),
+    ])
+    this.state.remove(id)
   }
 
   async destroy(id: string): Promise<void> {
@@ -542,6 +665,7 @@ export class SandboxManager {
       createdAt: record.createdAt,
       expiresAt: record.expiresAt,
       proxyAddress: record.proxyIp,
+      ...(record.secrets.length > 0 ? { secrets: [...record.secrets] } : {}),
     }
   }
 
@@ -608,13 +732,25 @@ export class SandboxManager {
       filters: { label: [LABEL.sandbox] },
     })
     const networks = await this.docker.listNetworks({ filters: { label: [LABEL.sandbox] } })
+    const volumes =
+      (await this.docker.listVolumes({ filters: { label: [LABEL.sandbox] } })).Volumes ?? []
     const ids = new Set<string>([
       ...containers.map((c) => c.Labels[LABEL.sandbox] as string),
       ...networks.map((n) => n.Labels?.[LABEL.sandbox] as string),
+      ...volumes.map((v) => v.Labels?.[LABEL.sandbox] as string),
     ])
     let adopted = 0
     let removed = 0
     let foreign = 0
+    // Trust writers live for a moment during a create: one left over is from a create that
+    // stopped then (judged by its labels like any other piece).
+    for (const c of containers)
+      if (
+        c.Labels[LABEL.role] === 'trust-writer' &&
+        !this.busy.has(c.Labels[LABEL.sandbox] ?? '') &&
+        this.leftoverVerdict(c.Labels, false) === 'remove'
+      )
+        await removeContainer(this.docker, c.Id)
     for (const id of ids) {
       if (this.records.has(id) || this.busy.has(id)) continue
       const proxy = containers.find(
@@ -690,6 +826,7 @@ export class SandboxManager {
       expiresAt: labels[LABEL.expires] || null,
       proxyIp: labels[LABEL.proxyIp] ?? '',
       admin: new ProxyAdmin(`http://0.0.0.0:${PROXY_PORTS.admin}`, ''),
+      secrets: (labels[LABEL.secrets] ?? '').split(',').filter((s) => s !== ''),
       policy: policyFromLabels(labels),
     }
     // The proxy holds the live policy (it may have been replaced since creation).
@@ -724,10 +861,15 @@ export class SandboxManager {
       const live = await record.admin.getPolicy()
       if (options.readLivePolicy && live.source && typeof live.source === 'object')
         record.policy = live.source as PolicyRequest
-      if (live.spec.name === 'pending') {
+      const restarted = live.spec.name === 'pending'
+      if (restarted) {
         await record.admin.setPolicy(this.policySpec(record.policy), record.policy)
         this.log.info({ sandbox: record.id }, 'the proxy restarted; sent its policy again')
       }
+      // A restarted proxy lost its CA and secrets; after a runner restart (adoption) the
+      // secret values may have changed.
+      if (restarted || options.readLivePolicy)
+        await this.resendInterception(record.id, record.admin)
     } catch (err) {
       this.log.warn(
         { sandbox: record.id, error: (err as Error).message },
@@ -771,6 +913,23 @@ export class SandboxManager {
       )
     }, RECONCILE_INTERVAL_MS)
     this.reconciler.unref()
+  }
+
+  /**
+   * Sends a proxy its CA and secrets again from the state directory: after a runner
+   * restart (secret values may have changed) or a proxy restart (it lost them).
+   * Without kept state the proxy has no CA, and interception fails closed.
+   */
+  private async resendInterception(id: string, admin: ProxyAdmin): Promise<void> {
+    const state = this.state.load(id)
+    if (!state) {
+      this.log.warn(
+        { sandbox: id, stateDir: this.config.stateDir },
+        'no CA kept for this sandbox (state directory lost?); its proxy cannot intercept TLS and refuses hosts that need it',
+      )
+      return
+    }
+    await admin.setInterception(this.interceptionSettings(id, state))
   }
 
   /** Pushes changed profiles to the proxies that use them, so the catalogue and enforcement agree. */

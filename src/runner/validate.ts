@@ -81,7 +81,7 @@ export function parseCreateRequest(
   if (!isObject(body)) throw bad('the body must be a JSON object with at least "image"')
   onlyFields(
     body,
-    ['image', 'networkProfile', 'network', 'env', 'resources', 'timeoutMs'],
+    ['image', 'networkProfile', 'network', 'env', 'resources', 'timeoutMs', 'secrets'],
     'POST /v1/sandboxes',
   )
   const policy = policyRequestOf(body, config.defaultProfile)
@@ -107,15 +107,46 @@ export function parseCreateRequest(
   }
   const timeoutMs = positive(body.timeoutMs, 'timeoutMs', config.maxTimeoutMs)
   const env = stringMap(body.env, 'env')
+  const secrets = secretNames(body.secrets, config, env)
   return {
     request: {
       image: body.image,
       ...(env ? { env } : {}),
+      ...(secrets.length > 0 ? { secrets } : {}),
       ...(resources ? { resources } : {}),
       ...(timeoutMs ? { timeoutMs } : {}),
     },
     policy,
   }
+}
+
+/** Names of operator-defined secrets; unknown names are a 400 that lists the known ones. */
+function secretNames(
+  value: unknown,
+  config: RunnerConfig,
+  env: Record<string, string> | undefined,
+): string[] {
+  if (value === undefined) return []
+  if (!Array.isArray(value) || !value.every((v) => typeof v === 'string'))
+    throw bad('secrets must be a list of secret names, e.g. ["anthropic"]')
+  const names = [...new Set(value as string[])]
+  const known = config.secrets.map((s) => s.name)
+  const unknown = names.filter((n) => !known.includes(n))
+  if (unknown.length > 0)
+    throw bad(
+      `unknown secret${unknown.length > 1 ? 's' : ''} ${unknown.map((n) => JSON.stringify(n)).join(', ')}; ${
+        known.length > 0
+          ? `known secrets: ${known.join(', ')}`
+          : 'the runner has no secrets (set ISORUN_SECRETS_FILE)'
+      }`,
+      'unknown-secret',
+    )
+  for (const name of names) {
+    const variable = config.secrets.find((s) => s.name === name)?.env
+    if (variable !== undefined && env?.[variable] !== undefined)
+      throw bad(`env.${variable} is where secret ${name} puts its placeholder; remove one of them`)
+  }
+  return names
 }
 
 export function parseExecRequest(body: unknown): ExecRequest {

@@ -104,3 +104,23 @@ export async function waitFor<T>(
     await new Promise((r) => setTimeout(r, 250))
   }
 }
+
+/** Waits until Docker reports the runner container healthy (after a restart, say). */
+export async function runnerHealthy(): Promise<void> {
+  const id = await docker(
+    'ps',
+    '-q',
+    '--filter',
+    `label=com.docker.compose.project=${e2e.project}`,
+    '--filter',
+    'label=com.docker.compose.service=runner',
+  )
+  await waitFor(
+    'a healthy runner',
+    async () =>
+      (await docker('inspect', '-f', '{{.State.Health.Status}}', id)) === 'healthy'
+        ? true
+        : undefined,
+    90_000,
+  )
+}

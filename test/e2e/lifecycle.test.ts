@@ -9,6 +9,7 @@ import {
   compose,
   e2e,
   proxyContainer,
+  runnerHealthy,
   skipReason,
   waitFor,
   withSandbox,
@@ -18,25 +19,6 @@ async function leftovers(id: string): Promise<string> {
   const containers = await docker('ps', '-aq', '--filter', `label=isorun.sandbox=${id}`)
   const networks = await docker('network', 'ls', '-q', '--filter', `label=isorun.sandbox=${id}`)
   return `${containers}${networks}`.trim()
-}
-
-async function runnerHealthy(): Promise<void> {
-  const id = await docker(
-    'ps',
-    '-q',
-    '--filter',
-    `label=com.docker.compose.project=${e2e.project}`,
-    '--filter',
-    'label=com.docker.compose.service=runner',
-  )
-  await waitFor(
-    'a healthy runner',
-    async () =>
-      (await docker('inspect', '-f', '{{.State.Health.Status}}', id)) === 'healthy'
-        ? true
-        : undefined,
-    90_000,
-  )
 }
 
 describe.skipIf(skipReason !== undefined)('lifecycle', () => {

@@ -12,6 +12,17 @@ export interface NetworkPolicy {
   include?: string[]
   allow?: string[]
   deny?: string[]
+  /** Per-host method/path rules, e.g. `{ 'api.github.com': [{ methods: ['GET'], path: '/repos/**', action: 'allow' }] }`. */
+  endpoints?: Record<string, EndpointRuleInput[]>
+  /** Intercept TLS to the hosts `allow` allows, so every request is decided and logged. */
+  inspect?: boolean
+}
+
+/** An endpoint rule as written: no methods means any method, no path means `/**`. */
+export interface EndpointRuleInput {
+  methods?: string[]
+  path?: string
+  action: 'allow' | 'deny'
 }
 
 /** A summary in the profile catalogue. */
@@ -39,6 +50,8 @@ export interface NetworkProfileDetail extends NetworkProfileSummary {
   allow: ResolvedRule[]
   deny: ResolvedRule[]
   endpoints: { host: string; from: string; rules: EndpointRuleInfo[] }[]
+  /** This profile and included ones marked `inspect: true` (TLS to what they allow is intercepted). */
+  inspect: string[]
 }
 
 export interface SandboxResources {
@@ -60,6 +73,11 @@ export interface CreateSandboxRequest {
   resources?: SandboxResources
   /** Destroy the sandbox this long after creation. */
   timeoutMs?: number
+  /**
+   * Names of secrets the operator defined in the runner. The sandbox's env holds a
+   * placeholder for each; the proxy puts the value in for the secret's hosts only.
+   */
+  secrets?: string[]
 }
 
 export type SandboxStatus = 'running' | 'proxy-down' | 'stopped'
@@ -75,6 +93,8 @@ export interface SandboxInfo {
   expiresAt: string | null
   /** The sandbox-facing address of its egress proxy. */
   proxyAddress: string
+  /** Names of the secrets it was created with (never their values). */
+  secrets?: string[]
 }
 
 export interface ExecRequest {
@@ -137,6 +157,8 @@ export interface NetworkEvent {
   sni?: string
   method?: string
   path?: string
+  /** HTTP status of the response, for requests the proxy read (plain or intercepted HTTP). */
+  status?: number
   qtype?: string
   action: 'allow' | 'deny'
   rule: string | null

@@ -1,11 +1,15 @@
 // `isorun check PROFILE TARGET [--method M]`: what the proxy would decide.
 // Exit 0 when allowed, 1 when denied, 2 on a usage error or an unknown profile.
+// For an https:// URL it also says whether the host is intercepted, and then
+// decides the method and path as the proxy does for each intercepted request.
 
 import {
   adviseDecision,
   compilePolicy,
   decide,
   describeDecision,
+  describeInterception,
+  interceptionFor,
   PolicyError,
   type EgressRequest,
 } from '../../policy/index.js'
@@ -57,7 +61,13 @@ export function checkCommand(argv: string[]): number {
           { protocol: 'connect', host: target.host, port: target.port, payload: 'other' }
         : // The name a TLS client sends as SNI is the one it connects to; check as such.
           { protocol: 'connect', host: target.host, port: target.port }
-  const decision = decide(request, policy)
+  const hostDecision = decide(request, policy)
+  const interception = target.scheme === 'tls' ? interceptionFor(policy, hostDecision) : undefined
+  // An intercepted request is decided again once its method and path are read.
+  const decision =
+    interception?.intercept && target.path !== undefined
+      ? decide({ ...request, method, path: target.path }, policy)
+      : hostDecision
   const advice = decision.action === 'deny' ? adviseDecision(decision, profile.name) : undefined
 
   if (values.json) {
@@ -67,6 +77,9 @@ export function checkCommand(argv: string[]): number {
       ...decision,
       message: describeDecision(decision),
       advice,
+      ...(interception
+        ? { interception: { intercepted: interception.intercept, reasons: interception.reasons } }
+        : {}),
     })
   } else {
     const rows: string[][] = [
@@ -79,6 +92,7 @@ export function checkCommand(argv: string[]): number {
       ],
       ['reason', `${decision.reason}: ${describeDecision(decision)}`],
     ]
+    if (interception) rows.push(['intercepted', describeInterception(interception)])
     if (advice) rows.push(['fix', advice])
     process.stdout.write(
       `${decision.action === 'allow' ? 'ALLOW' : 'DENY'}  ${decision.host}:${target.port}\n`,

@@ -50,6 +50,7 @@ export function profilesCommand(argv: string[]): number {
       allow: rules(profile.allow),
       deny: rules(profile.deny),
       endpoints,
+      inspect: profile.inspect,
     })
     return 0
   }
@@ -58,6 +59,8 @@ export function profilesCommand(argv: string[]): number {
     `file: ${profile.file}`,
   ]
   if (profile.includes.length > 0) lines.push(`includes: ${profile.includes.join(', ')}`)
+  if (profile.inspect.length > 0)
+    lines.push(`inspect: TLS intercepted for the hosts allowed by ${profile.inspect.join(', ')}`)
   for (const [title, list] of [
     ['allow', profile.allow],
     ['deny', profile.deny],

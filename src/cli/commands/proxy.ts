@@ -14,6 +14,11 @@ import type { ProfileCatalogue } from '../../profiles/index.js'
 import { startProxy, type ListenAddress, type ProxyListeners } from '../../proxy/proxy.js'
 import { parseResolveOverride } from '../../proxy/upstream.js'
 import { parseArgs, PROFILES_DIR_OPTION, splitList, withUsage } from '../args.js'
+import {
+  INTERCEPTION_OPTIONS,
+  INTERCEPTION_USAGE,
+  interceptionFromFlags,
+} from '../interception-flags.js'
 import { UsageError } from '../errors.js'
 
 const USAGE = `usage: isorun proxy (--profile NAME | --allow RULES [--deny RULES] | --wait-for-policy) [options]
@@ -39,7 +44,9 @@ options:
   --log-allowed / --no-log-allowed   log allowed decisions too (default: yes)
   --admin-token TOKEN      admin API token (or ISORUN_ADMIN_TOKEN; generated and printed if unset)
   --dns-answer IP          address DNS answers carry (default: the --dns address)
-  --profiles-dir DIR       more profile directories; repeatable`
+  --profiles-dir DIR       more profile directories; repeatable
+
+${INTERCEPTION_USAGE}`
 
 /**
  * `egress` as a host: the first non-loopback IPv4 address of this machine that
@@ -90,6 +97,7 @@ export async function proxyCommand(argv: string[]): Promise<number> {
         'admin-token': { type: 'string' },
         'dns-answer': { type: 'string' },
         help: { type: 'boolean' },
+        ...INTERCEPTION_OPTIONS,
         ...PROFILES_DIR_OPTION,
       },
       allowPositionals: true,
@@ -202,9 +210,13 @@ export async function proxyCommand(argv: string[]): Promise<number> {
     )
   }
 
+  const interception = await interceptionFromFlags(values, (line) =>
+    process.stderr.write(`isorun proxy: ${line}\n`),
+  )
   let proxy
   try {
     proxy = await startProxy({
+      ...(interception ? { interception } : {}),
       policy,
       listen,
       operator,

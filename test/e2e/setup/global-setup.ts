@@ -30,6 +30,8 @@ export interface E2EContext {
   readonly sandboxImage: string
   readonly profilesDir: string
   readonly caCert: string
+  /** The value of the `anthropic` secret the runner is configured with (to look for leaks). */
+  readonly secretValue: string
 }
 
 declare module 'vitest' {
@@ -148,6 +150,23 @@ export default async function setup(project: TestProject): Promise<() => Promise
   await chmod(standinDir, 0o755)
   const profilesDir = await mkdtemp(join(tmpdir(), 'isorun-e2e-profiles-'))
   await chmod(profilesDir, 0o755)
+  // The operator's secrets (a value in a file) and the stand-in's CA as an extra upstream CA.
+  const secretsDir = await mkdtemp(join(tmpdir(), 'isorun-e2e-secrets-'))
+  const secretValue = `sk-e2e-${randomBytes(16).toString('hex')}`
+  await writeFile(join(secretsDir, 'anthropic'), `${secretValue}\n`, { mode: 0o600 })
+  await copyFile(certs.caFile, join(secretsDir, 'upstream-ca.pem'))
+  await writeFile(
+    join(secretsDir, 'secrets.yaml'),
+    [
+      'secrets:',
+      '  anthropic:',
+      '    env: ANTHROPIC_API_KEY',
+      '    from: { file: /etc/isorun/secrets.d/anthropic }',
+      '    hosts: [api.anthropic.com]',
+      '    header: x-api-key',
+      '',
+    ].join('\n'),
+  )
 
   const compose = await composeCommand()
   const composeArgs = [...compose.slice(1), '-p', PROJECT, '-f', join(ROOT, 'docker-compose.yml')]
@@ -158,6 +177,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
     ISORUN_PORT: String(port),
     ISORUN_IMAGE: 'isorun:local',
     ISORUN_PROFILES_HOST_DIR: profilesDir,
+    ISORUN_SECRETS_HOST_DIR: secretsDir,
+    ISORUN_SECRETS_FILE: '/etc/isorun/secrets.d/secrets.yaml',
+    ISORUN_UPSTREAM_CA: '/etc/isorun/secrets.d/upstream-ca.pem',
   }
   const composeRun = (args: string[], env: Record<string, string>) =>
     runVisible(compose[0] as string, [...composeArgs, ...args], 'compose', {
@@ -235,6 +257,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     sandboxImage: SANDBOX_IMAGE,
     profilesDir,
     caCert: certs.caFile,
+    secretValue,
   })
 
   return async () => {
@@ -267,6 +290,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     })
     await rm(standinDir, { recursive: true, force: true })
     await rm(profilesDir, { recursive: true, force: true })
+    await rm(secretsDir, { recursive: true, force: true })
     await rm(certs.dir, { recursive: true, force: true })
   }
 }

@@ -48,6 +48,9 @@ export function run(
         resolve(result)
       }
     })
+    // A command that exits before reading its input (docker inspect does) closes the pipe:
+    // that is no failure of ours, and unhandled it would crash the whole run (EPIPE).
+    child.stdin.on('error', () => undefined)
     child.stdin.end(options.input ?? '')
   })
 }

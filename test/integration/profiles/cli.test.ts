@@ -77,6 +77,46 @@ describe('isorun check', () => {
     expect(shown.stdout).toMatch(/tcp:github\.com:22\s+from github/)
   })
 
+  it('says for https:// whether the host is intercepted and which endpoint rule decides', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'isorun-cli-endpoints-'))
+    try {
+      await writeFile(
+        join(dir, 'gh.yaml'),
+        [
+          'name: gh',
+          'allow: [api.github.test, github.test]',
+          'endpoints:',
+          '  api.github.test:',
+          '    - { methods: [GET], path: /repos/**, action: allow }',
+          '    - { path: /**, action: deny }',
+        ].join('\n'),
+      )
+      const check = (...args: string[]) => isorun('check', 'gh', ...args, '--profiles-dir', dir)
+      const get = await check('https://api.github.test/repos/a/b')
+      expect(get.code).toBe(0)
+      expect(get.stdout).toMatch(/rule\s+api\.github\.test GET \/repos\/\*\*\s+\(from gh\)/)
+      expect(get.stdout).toMatch(/intercepted\s+yes: the host has endpoint rules/)
+      const post = await check('https://api.github.test/repos/a/b', '--method', 'POST', '--json')
+      expect(post.code).toBe(1)
+      expect(JSON.parse(post.stdout)).toMatchObject({
+        action: 'deny',
+        reason: 'endpoint-denied',
+        rule: 'api.github.test * /**',
+        interception: { intercepted: true, reasons: ['endpoint-rules'] },
+      })
+      const plain = await check('https://github.test/x')
+      expect(plain.code).toBe(0)
+      expect(plain.stdout).toMatch(/intercepted\s+no: spliced without decryption/)
+      await writeFile(join(dir, 'watched.yaml'), 'name: watched\ninspect: true\nallow: [w.test]\n')
+      const watched = await isorun('check', 'watched', 'https://w.test/', '--profiles-dir', dir)
+      expect(watched.stdout).toMatch(/intercepted\s+yes: its profile is marked inspect: true/)
+      const shown = await isorun('profiles', 'show', 'watched', '--profiles-dir', dir)
+      expect(shown.stdout).toContain('inspect: TLS intercepted for the hosts allowed by watched')
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
   it('exits 2 on a usage error or an unknown profile, without a stack trace', async () => {
     for (const args of [
       ['check', 'no-such-profile', 'https://example.com'],

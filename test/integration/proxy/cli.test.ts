@@ -41,7 +41,14 @@ let profilesDir: string
 /** Fails early, and says why, when dist/ is missing or older than the sources it is built from. */
 function checkBuild(): void {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` first`)
-  for (const dir of ['src/proxy', 'src/policy', 'src/profiles', 'src/cli']) {
+  for (const dir of [
+    'src/proxy',
+    'src/policy',
+    'src/profiles',
+    'src/cli',
+    'src/tls',
+    'src/secrets',
+  ]) {
     for (const file of readdirSync(join(ROOT, dir), { recursive: true }) as string[]) {
       if (!file.endsWith('.ts')) continue
       const js = join(ROOT, 'dist', dir, file.replace(/\.ts$/, '.js'))
@@ -359,5 +366,109 @@ describe('usage errors', () => {
     const r = await run(process.execPath, [CLI, 'proxy', '--http', '127.0.0.1:0', ...args])
     expect(r.code).toBe(2)
     expect(r.stderr).toContain(message)
+  })
+})
+
+describe('isorun proxy interception flags', () => {
+  let dir: string
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'isorun-cli-interception-'))
+  })
+  afterAll(() => rmSync(dir, { recursive: true, force: true }))
+
+  it('--ca-dir makes a CA once (key 0600), --secrets prints placeholders, GET /interception shows neither key nor value', async () => {
+    const caDir = join(dir, 'ca')
+    const secretsFile = join(dir, 'secrets.yaml')
+    const value = 'sk-ant-CLI-SECRET-VALUE'
+    writeFileSync(
+      secretsFile,
+      [
+        'secrets:',
+        '  anthropic:',
+        '    env: ANTHROPIC_API_KEY',
+        '    from: { env: TEST_SECRET_VALUE }',
+        '    hosts: [api.anthropic.com]',
+        '    header: x-api-key',
+        '',
+      ].join('\n'),
+    )
+    const token = 'cli-interception-token-0123456789'
+    const start = async (): Promise<{ proc: Spawned; admin: number }> => {
+      const proc = spawnProcess(
+        process.execPath,
+        [CLI, 'proxy', '--allow', 'api.anthropic.com', '--http', '127.0.0.1:0'].concat([
+          '--admin',
+          '127.0.0.1:0',
+          '--ca-dir',
+          caDir,
+          '--secrets',
+          secretsFile,
+        ]),
+        { ...process.env, TEST_SECRET_VALUE: value, ISORUN_ADMIN_TOKEN: token },
+      )
+      started.push(proc)
+      const m = await proc.waitForStderr(/listening: .*\n/)
+      return { proc, admin: Number(/admin 127\.0\.0\.1:(\d+)/.exec(m[0])?.[1]) }
+    }
+    const first = await start()
+    expect(first.proc.stderr()).toContain(
+      `interception CA created: trust ${join(caDir, 'ca.pem')} in the clients`,
+    )
+    const placeholder =
+      /set ANTHROPIC_API_KEY=(isorun-secret-anthropic-[0-9a-f]{32}) in the clients/.exec(
+        first.proc.stderr(),
+      )?.[1]
+    expect(placeholder).toBeDefined()
+    expect(statSync(join(caDir, 'ca.key')).mode & 0o777).toBe(0o600)
+    expect(statSync(caDir).mode & 0o777).toBe(0o700)
+    const r = await fetch(`http://127.0.0.1:${first.admin}/interception`, {
+      headers: { Authorization: `Bearer ${token}` },
+    })
+    const text = await r.text()
+    expect(r.status).toBe(200)
+    expect(text).not.toContain(value)
+    expect(text).not.toContain('PRIVATE KEY')
+    expect(JSON.parse(text)).toMatchObject({
+      secrets: [{ name: 'anthropic', placeholder, hosts: ['api.anthropic.com'] }],
+    })
+    const fingerprint = (JSON.parse(text) as { ca: { fingerprint: string } }).ca.fingerprint
+    first.proc.kill('SIGTERM')
+    await first.proc.exited
+    expect(first.proc.stdout() + first.proc.stderr()).not.toContain(value)
+
+    // The second start loads the same CA.
+    const second = await start()
+    expect(second.proc.stderr()).toContain('interception CA loaded')
+    const again = (await (
+      await fetch(`http://127.0.0.1:${second.admin}/interception`, {
+        headers: { Authorization: `Bearer ${token}` },
+      })
+    ).json()) as { ca: { fingerprint: string } }
+    expect(again.ca.fingerprint).toBe(fingerprint)
+    second.proc.kill('SIGTERM')
+    await second.proc.exited
+  })
+
+  it.each([
+    [
+      ['--ca-cert', '/nonexistent/ca.pem', '--ca-key', '/nonexistent/ca.key'],
+      /--ca-cert \/nonexistent\/ca\.pem: ENOENT/,
+    ],
+    [['--ca-cert', '/etc/hostname'], /--ca-cert and --ca-key go together/],
+    [['--ca-cert', '/etc/hostname', '--ca-key', '/etc/hostname'], /not a PEM certificate/],
+    [['--upstream-ca', '/etc/hostname'], /holds no PEM certificate/],
+  ])('refuses %j with a usage error', async (args, message) => {
+    const r = await run(process.execPath, [
+      CLI,
+      'proxy',
+      '--allow',
+      'a.test',
+      '--http',
+      '127.0.0.1:0',
+      ...args,
+    ])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(message)
+    expect(r.stderr).not.toMatch(/\n\s+at /)
   })
 })

@@ -47,6 +47,7 @@ describe('decision lines', () => {
         sni: 'example.com',
         method: 'GET',
         path: '/a',
+        status: 201,
         qtype: 'A',
         client: '127.0.0.1:5000',
         address: '93.184.215.14',
@@ -73,6 +74,7 @@ describe('decision lines', () => {
       'sni',
       'method',
       'path',
+      'status',
       'qtype',
       'action',
       'rule',
@@ -86,6 +88,7 @@ describe('decision lines', () => {
       'msg',
     ])
     expect(parsed).toMatchObject({
+      status: 201,
       level: 'info',
       sandbox: 'sbx-1',
       profile: 'profile-x',
