@@ -95,9 +95,10 @@ export class DockerRelay {
 }
 
 /**
- * The engine requests of a sandbox create, in order, as the relay sees them: holding one
- * stops the runner just before that step (dockerode starts containers by id, hence the
- * counting of starts).
+ * The engine requests of a sandbox create that make or start something, in order, as the
+ * relay sees them: holding one stops the runner just before that step. The proxy's start
+ * runs alongside the sandbox container's steps; dockerode starts containers by id, hence
+ * the counting of starts (the proxy's is issued before the sandbox container exists).
  */
 export const CREATE_STEPS: readonly {
   readonly before: string
@@ -105,6 +106,7 @@ export const CREATE_STEPS: readonly {
   readonly skip?: number
 }[] = [
   { before: 'the network is created', pattern: /^POST \S*\/networks\/create[?\s]/ },
+  { before: 'the trust volume is created', pattern: /^POST \S*\/volumes\/create[?\s]/ },
   {
     before: 'the proxy is created',
     pattern: /^POST \S*\/containers\/create\?name=isorun-sbx-[0-9a-f]+-proxy[&\s]/,
@@ -117,6 +119,14 @@ export const CREATE_STEPS: readonly {
   {
     before: 'the sandbox container is created',
     pattern: /^POST \S*\/containers\/create\?name=isorun-sbx-[0-9a-f]+[&\s]/,
+  },
+  {
+    before: 'the trust writer is created',
+    pattern: /^POST \S*\/containers\/create\?name=isorun-sbx-[0-9a-f]+-trust[&\s]/,
+  },
+  {
+    before: 'the trust files are uploaded',
+    pattern: /^PUT \S*\/containers\/[0-9a-f]+\/archive[?\s]/,
   },
   {
     before: 'the sandbox container starts',

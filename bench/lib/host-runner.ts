@@ -24,6 +24,8 @@ function repoRoot(): string {
 }
 
 export const REPO_ROOT = repoRoot()
+/** A safety net only: a runner exits within milliseconds of SIGTERM. */
+const STOP_SAFETY_MS = 60_000
 export const BUILT_CLI = join(REPO_ROOT, 'dist/src/cli/main.js')
 
 export interface HostRunnerOptions {
@@ -45,7 +47,11 @@ export interface HostRunner {
   output(): string
   /** Resolves with the exit code or signal once the process is gone. */
   readonly exited: Promise<number | NodeJS.Signals | null>
-  /** SIGTERM, and wait for the exit. */
+  /**
+   * SIGTERM, and wait for the exit. A runner still there a minute later (something keeps
+   * its event loop alive: a connection or a timer it never closes) is killed, and stop()
+   * fails saying so.
+   */
   stop(): Promise<void>
 }
 
@@ -87,8 +93,20 @@ export async function startHostRunner(options: HostRunnerOptions): Promise<HostR
     output: () => output,
     exited,
     stop: async () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
+      if (child.exitCode !== null || child.signalCode !== null) return
+      child.kill('SIGTERM')
+      let timer: NodeJS.Timeout | undefined
+      const stuck = new Promise<'stuck'>((resolve) => {
+        timer = setTimeout(() => resolve('stuck'), STOP_SAFETY_MS)
+      })
+      const outcome = await Promise.race([exited, stuck])
+      clearTimeout(timer)
+      if (outcome !== 'stuck') return
+      child.kill('SIGKILL')
       await exited
+      throw new Error(
+        `isorun runner did not exit within ${STOP_SAFETY_MS / 1000} s of SIGTERM (an open connection or timer keeps it alive); killed it. Its output: ${output.slice(-2000)}`,
+      )
     },
   }
 }

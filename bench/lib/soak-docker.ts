@@ -17,6 +17,7 @@ import { Isorun, type Sandbox } from 'isorun'
 import { Docker, dockerMessage, removeContainer, removeNetwork } from '../../src/runner/docker.js'
 import { CREATE_STEPS, DockerRelay } from './docker-relay.js'
 import { takeE2eLock } from './e2e-lock.js'
+import { removeRunnerObjects, runnerObjects } from './runner-objects.js'
 import { REPO_ROOT, startHostRunner, type HostRunner } from './host-runner.js'
 import { percentile } from './measure.js'
 import { check, progress, type Check, type ScenarioResult } from './soak-report.js'
@@ -151,14 +152,9 @@ function sdk(runner: HostRunner): Isorun {
   return new Isorun({ url: runner.url, apiKey: runner.apiKey })
 }
 
-/** Names of the containers and networks that carry our runner id. */
-function objectsOf(runnerId: string): string[] {
-  const label = `label=isorun.runner=${runnerId}`
-  const lines = (r: { out: string }): string[] => r.out.split('\n').filter(Boolean)
-  return [
-    ...lines(sh('docker', ['ps', '-a', '--format', '{{.Names}}', '--filter', label])),
-    ...lines(sh('docker', ['network', 'ls', '--format', '{{.Name}}', '--filter', label])),
-  ]
+/** Containers, networks, volumes and kept CAs of our runner. */
+function objectsOf(stage: Stage): Promise<string[]> {
+  return runnerObjects(stage.docker, stage.runnerId, stage.stateDir)
 }
 
 function volumeCount(): number {
@@ -208,7 +204,7 @@ async function creates(stage: Stage, n: number): Promise<ScenarioResult> {
   progress('creates: destroying them all at once')
   const destroyed = await Promise.allSettled(made.map((s) => s.destroy()))
   const destroyFailures = destroyed.filter((r) => r.status === 'rejected').length
-  const left = objectsOf(stage.runnerId)
+  const left = await objectsOf(stage)
   const volumesAfter = volumeCount()
   await runner.stop()
   return {
@@ -226,7 +222,7 @@ async function creates(stage: Stage, n: number): Promise<ScenarioResult> {
       check('distinct subnets', new Set(subnets).size === made.length, subnets.join(' ')),
       check('every sandbox usable', working === made.length, `${working} of ${made.length}`),
       check('every destroy succeeded', destroyFailures === 0, `${destroyFailures} failed`),
-      check('no container or network left', left.length === 0, left.join(' ') || 'none'),
+      check('nothing left', left.length === 0, left.join(', ') || 'none'),
       check(
         'no volume left',
         volumesAfter === volumesBefore,
@@ -251,15 +247,16 @@ async function killBefore(stage: Stage, step: (typeof CREATE_STEPS)[number]): Pr
     () => 'created',
     () => 'failed',
   )
-  await Promise.race([held, outcome])
+  // A create that ends first (it failed before the step) never reached what we test.
+  const reached = await Promise.race([held.then(() => true), outcome.then(() => false)])
   runner.child.kill('SIGKILL')
   await runner.exited
   await relay.cut()
   const answered = await outcome
-  const atKill = objectsOf(stage.runnerId)
+  const atKill = await objectsOf(stage)
   const again = await startRunner(stage)
   // Recovery runs before the API listens: whatever is left now, recovery left.
-  const afterRestart = objectsOf(stage.runnerId)
+  const afterRestart = await objectsOf(stage)
   const listed = await sdk(again).list()
   for (const s of listed)
     await sdk(again)
@@ -269,8 +266,8 @@ async function killBefore(stage: Stage, step: (typeof CREATE_STEPS)[number]): Pr
   return [
     check(
       `killed before ${step.before}: nothing left once restarted`,
-      answered !== 'created' && afterRestart.length === 0 && listed.length === 0,
-      `${atKill.length} object(s) at the kill (${atKill.join(' ') || 'none'}); after the restart: ${afterRestart.join(' ') || 'none'}${answered === 'created' ? '; the create completed before the kill' : ''}`,
+      reached && atKill.length > 0 && afterRestart.length === 0 && listed.length === 0,
+      `${atKill.length} object(s) at the kill (${atKill.join(', ') || 'none'}); after the restart: ${afterRestart.join(', ') || 'none'}${reached ? '' : `; the create ${answered} before the step`}`,
     ),
   ]
 }
@@ -345,7 +342,7 @@ async function dockerd(stage: Stage): Promise<ScenarioResult> {
   writeFileSync(runnerLog, runner.output())
   progress('dockerd: destroying the sandboxes')
   const destroyed = await Promise.allSettled(sandboxes.map((s) => s.destroy()))
-  const left = objectsOf(stage.runnerId)
+  const left = await objectsOf(stage)
   await runner.stop()
   return {
     name: 'dockerd',
@@ -380,7 +377,7 @@ async function dockerd(stage: Stage): Promise<ScenarioResult> {
         destroyed.every((r) => r.status === 'fulfilled'),
         `${destroyed.filter((r) => r.status === 'rejected').length} failed`,
       ),
-      check('no container or network left', left.length === 0, left.join(' ') || 'none'),
+      check('nothing left', left.length === 0, left.join(', ') || 'none'),
     ],
   }
 }
@@ -408,10 +405,7 @@ export async function dockerScenarios(
     if (stage) {
       await stage.runner?.stop()
       // Whatever a failed scenario left: our label only.
-      for (const name of objectsOf(stage.runnerId)) {
-        await removeContainer(stage.docker, name).catch(() => undefined)
-        await removeNetwork(stage.docker, name).catch(() => undefined)
-      }
+      await removeRunnerObjects(stage.docker, stage.runnerId).catch(() => undefined)
       await clearStage(stage.docker).catch(() => undefined)
       rmSync(stage.stateDir, { recursive: true, force: true })
     }

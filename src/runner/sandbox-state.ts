@@ -5,7 +5,7 @@
 //
 //   <state dir>/sandboxes/<id>/ca.pem, ca.key, secrets.json
 
-import { readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { readCaFiles, writeCaFiles } from '../tls/ca-files.js'
 import type { CaMaterial } from '../tls/ca.js'
@@ -24,6 +24,11 @@ const SECRETS_FILE = 'secrets.json'
 
 export class SandboxStateStore {
   constructor(private readonly root: string) {}
+
+  /** The store of a runner whose state directory (ISORUN_STATE_DIR) is `stateDir`. */
+  static of(stateDir: string): SandboxStateStore {
+    return new SandboxStateStore(join(stateDir, 'sandboxes'))
+  }
 
   /** The directory of a sandbox id the runner makes (hex); undefined for anything else. */
   private dir(id: string): string | undefined {
@@ -51,6 +56,18 @@ export class SandboxStateStore {
       return undefined
     }
     return { ca, secrets }
+  }
+
+  /** The sandbox ids with kept state (other names in the directory are not ours and ignored). */
+  ids(): string[] {
+    let names: string[]
+    try {
+      names = readdirSync(this.root)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [] // nothing kept yet
+      throw err
+    }
+    return names.filter((name) => this.dir(name) !== undefined)
   }
 
   remove(id: string): void {

@@ -28,7 +28,6 @@
 // engine's events (docker-watch.ts), sends it its policy again.
 
 import { randomBytes } from 'node:crypto'
-import { join } from 'node:path'
 import {
   compilePolicy,
   PolicyError,
@@ -209,7 +208,7 @@ export class SandboxManager {
   ) {
     this.subnets = new SubnetPool(config.subnetPool, config.subnetPrefix)
     this.operator = { allowSpecial: config.allowPrivate }
-    this.state = new SandboxStateStore(join(config.stateDir, 'sandboxes'))
+    this.state = SandboxStateStore.of(config.stateDir)
   }
 
   /** A new CA and a placeholder per secret for a sandbox, kept in the state directory. */
@@ -335,10 +334,10 @@ export class SandboxManager {
     const started = Date.now()
     this.busy.add(id)
     try {
-      const [state, subnet] = await Promise.all([
-        this.newSandboxState(id, secrets),
-        this.allocation.run(() => this.createNetwork(id, common)),
-      ])
+      // The CA is kept before the engine is asked for anything: a create stopped at any
+      // engine step leaves it behind, and recovery finds it (see scan).
+      const state = await this.newSandboxState(id, secrets)
+      const subnet = await this.allocation.run(() => this.createNetwork(id, common))
       await this.docker.createVolume({
         Name: trustVolumeName(id),
         Labels: { ...common, [LABEL.role]: 'trust' },
@@ -760,8 +759,14 @@ export class SandboxManager {
         (c) => c.Labels[LABEL.sandbox] === id && c.Labels[LABEL.role] === 'sandbox',
       )
       const network = networks.find((n) => n.Labels?.[LABEL.sandbox] === id)
+      // Every piece carries the same runner, boot and creation labels: any one left will do
+      // (a create can stop with only the network and the volume made).
       const labels: Record<string, string> =
-        proxy?.Labels ?? sandbox?.Labels ?? network?.Labels ?? {}
+        [
+          ...containers.map((c) => c.Labels),
+          ...networks.map((n) => n.Labels),
+          ...volumes.map((v) => v.Labels),
+        ].find((l) => l?.[LABEL.sandbox] === id) ?? {}
       // A container that was never started is what a create stopped in the middle of leaves.
       const started = (c: Docker.ContainerInfo | undefined): boolean =>
         c !== undefined && c.State !== 'created'
@@ -784,6 +789,15 @@ export class SandboxManager {
       }
       await this.adopt(id, proxy as Docker.ContainerInfo, sandbox as Docker.ContainerInfo)
       adopted++
+    }
+    // A CA kept for a sandbox with nothing left on the engine: a create stopped before its
+    // first object, or a removal stopped before its last step. The state directory is this
+    // runner's alone, so no other runner's create is in progress here.
+    for (const id of this.state.ids()) {
+      if (ids.has(id) || this.records.has(id) || this.busy.has(id)) continue
+      this.state.remove(id)
+      this.log.info({ sandbox: id, only: 'kept CA' }, 'removed an incomplete or abandoned sandbox')
+      removed++
     }
     return { adopted, removed, foreign }
   }

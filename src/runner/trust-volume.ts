@@ -45,30 +45,33 @@ const MAX_SYMLINKS = 8
 
 type Container = ReturnType<Docker['getContainer']>
 
-/** The first entry of a tar stream: a file's text, or a symlink's target. */
+/**
+ * The first entry of a tar stream: a file's text, or a symlink's target. The stream is
+ * always destroyed: what follows the first entry is never read, and an engine response
+ * left half-read keeps its connection open (a socket per create, and a runner that
+ * cannot exit).
+ */
 async function firstEntry(
   stream: Readable,
 ): Promise<{ kind: 'file'; text: string } | { kind: 'link'; target: string } | undefined> {
   const tar = extract()
+  // A connection that breaks mid-archive fails the read instead of leaving it waiting.
+  stream.once('error', (err) => tar.destroy(err))
   stream.pipe(tar)
-  for await (const entry of tar) {
-    const { type, linkname, size } = entry.header
-    if (type === 'symlink' && linkname) {
-      entry.resume()
-      tar.destroy()
-      return { kind: 'link', target: linkname }
+  try {
+    for await (const entry of tar) {
+      const { type, linkname, size } = entry.header
+      if (type === 'symlink' && linkname) return { kind: 'link', target: linkname }
+      if (type !== 'file' || (size ?? 0) > MAX_BUNDLE_BYTES) return undefined
+      const chunks: Buffer[] = []
+      for await (const chunk of entry) chunks.push(chunk as Buffer)
+      return { kind: 'file', text: Buffer.concat(chunks).toString('utf8') }
     }
-    if (type !== 'file' || (size ?? 0) > MAX_BUNDLE_BYTES) {
-      entry.resume()
-      tar.destroy()
-      return undefined
-    }
-    const chunks: Buffer[] = []
-    for await (const chunk of entry) chunks.push(chunk as Buffer)
+    return undefined
+  } finally {
     tar.destroy()
-    return { kind: 'file', text: Buffer.concat(chunks).toString('utf8') }
+    stream.destroy()
   }
-  return undefined
 }
 
 /** The image's CA bundle, read from a created (not yet started) container; undefined when it has none. */

@@ -3,8 +3,10 @@
 // only, at every variable's path; the CA key and the secret's value are
 // nowhere in the sandbox, in `docker inspect` of the sandbox or the proxy, in
 // the runner API or in the logs; the proxy holds the CA and the secret, and
-// gets them again when it restarts and the runner restarts after it.
+// gets them again when it restarts (at once, or when a runner that was down
+// starts).
 
+import type { Readable } from 'node:stream'
 import Dockerode from 'dockerode'
 import { pack } from 'tar-stream'
 import { describe, expect, it } from 'vitest'
@@ -138,7 +140,7 @@ describe.skipIf(skipReason !== undefined)('interception: CA, trust files and sec
     })
   })
 
-  it("finds an image's bundle through symlinks (Alpine's /etc/ssl/cert.pem), or says it has none", async () => {
+  it("finds an image's bundle through symlinks (Alpine's /etc/ssl/cert.pem), or says it has none, and leaves no engine connection open", async () => {
     const engine = new Dockerode()
     const image = async (
       tag: string,
@@ -147,6 +149,8 @@ describe.skipIf(skipReason !== undefined)('interception: CA, trust files and sec
       const tar = pack()
       for (const header of entries) {
         if (header.type === 'symlink') tar.entry(header)
+        else if (header.type === 'directory') tar.entry(header)
+        else if (header.size) tar.entry(header, Buffer.alloc(header.size, 'A'))
         else tar.entry(header, '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n')
       }
       tar.finalize()
@@ -170,21 +174,38 @@ describe.skipIf(skipReason !== undefined)('interception: CA, trust files and sec
       { name: 'etc/ssl/bundles/real.pem', type: 'file' },
     ])
     const bare = await image('bare', [{ name: 'etc/hostname', type: 'file' }])
+    // A hostile image: the bundle's path is a directory with megabytes under it, of which
+    // only the first entry is read.
+    const directory = await image('directory', [
+      { name: 'etc/ssl/certs/ca-certificates.crt', type: 'directory' },
+      { name: 'etc/ssl/certs/ca-certificates.crt/big', type: 'file', size: 4 * 1024 * 1024 },
+    ])
+    // The engine's archive responses, to check that none is left open (a connection per
+    // create that the runner would never close).
+    const archives: Readable[] = []
+    const recorded = (container: Dockerode.Container): Dockerode.Container =>
+      Object.assign(Object.create(container) as Dockerode.Container, {
+        getArchive: async (options: { path: string }) => {
+          const stream = (await container.getArchive(options)) as Readable
+          archives.push(stream)
+          return stream
+        },
+      })
     try {
-      expect(await readImageBundle(linked)).toEqual({
+      expect(await readImageBundle(recorded(linked))).toEqual({
         path: '/etc/ssl/certs/ca-certificates.crt',
         text: '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n',
       })
-      expect(await readImageBundle(bare)).toBeUndefined()
+      expect(await readImageBundle(recorded(bare))).toBeUndefined()
+      expect(await readImageBundle(recorded(directory))).toBeUndefined()
+      expect(archives.length).toBeGreaterThanOrEqual(3)
+      expect(archives.filter((stream) => !stream.destroyed)).toHaveLength(0)
     } finally {
-      await linked.remove({ force: true })
-      await bare.remove({ force: true })
+      for (const container of [linked, bare, directory]) await container.remove({ force: true })
       await run(
         'docker',
-        ['rmi', 'isorun-e2e/bundle-probe:linked', 'isorun-e2e/bundle-probe:bare'],
-        {
-          check: false,
-        },
+        ['rmi', ...['linked', 'bare', 'directory'].map((tag) => `isorun-e2e/bundle-probe:${tag}`)],
+        { check: false },
       )
     }
   })
@@ -199,36 +220,60 @@ describe.skipIf(skipReason !== undefined)('interception: CA, trust files and sec
     })
   })
 
-  it('sends a restarted proxy its CA and secret again when the runner restarts', async () => {
+  it('gives a restarted proxy its CA and secret back at once, and when the runner was down', async () => {
     const sbx = await client().create({
       image: e2e.sandboxImage,
       networkProfile: 'locked-down',
       secrets: ['anthropic'],
     })
-    try {
-      const before = await proxyInterception(sbx)
-      expect(before.ca).not.toBeNull()
-      // The proxy loses what it held in memory...
-      await docker('restart', proxyContainer(sbx))
-      const lost = await waitFor('the restarted proxy', () => proxyInterception(sbx), 60_000)
-      expect(lost.ca).toBeNull()
-      expect(lost.secrets).toEqual([])
-      // ...and the runner sends it again from its state directory.
-      await compose('restart', 'runner')
-      await runnerHealthy()
-      const after = await waitFor(
-        'the CA to be sent again',
+    const sentAgain = (what: string): Promise<InterceptionSummary> =>
+      waitFor(
+        what,
         async () => {
           const s = await proxyInterception(sbx)
           return s.ca ? s : undefined
         },
         60_000,
       )
+    let runnerDown = false
+    const proxyStarts = async (): Promise<string> =>
+      docker('inspect', '-f', '{{.State.StartedAt}}', proxyContainer(sbx))
+    try {
+      const before = await proxyInterception(sbx)
+      expect(before.ca).not.toBeNull()
+      expect(before.secrets).toHaveLength(1)
+
+      // The proxy loses what it held in memory; the runner follows the engine's events
+      // and sends it again from its state directory, without a restart of its own.
+      const firstStart = await proxyStarts()
+      await docker('restart', proxyContainer(sbx))
+      expect(await proxyStarts()).not.toBe(firstStart)
+      const resent = await sentAgain('the CA to be sent to the restarted proxy')
+      expect(resent.ca?.fingerprint).toBe(before.ca?.fingerprint)
+      expect(resent.secrets).toEqual(before.secrets)
+
+      // With the runner down nobody sends it: the restarted proxy has no CA and no secret...
+      runnerDown = true
+      await compose('stop', 'runner')
+      await docker('restart', proxyContainer(sbx))
+      const lost = await waitFor('the restarted proxy', () => proxyInterception(sbx), 60_000)
+      expect(lost.ca).toBeNull()
+      expect(lost.secrets).toEqual([])
+      // ...until the runner starts again and adopts the sandbox.
+      await compose('start', 'runner')
+      await runnerHealthy()
+      runnerDown = false
+      const after = await sentAgain('the CA to be sent again after the runner started')
       expect(after.ca?.fingerprint).toBe(before.ca?.fingerprint)
       expect(after.secrets).toEqual(before.secrets)
       const runnerLogs = await composeRun('logs', 'runner')
       expect(runnerLogs.stdout + runnerLogs.stderr).not.toContain(e2e.secretValue)
     } finally {
+      // The stack's runner serves the next tests, whatever failed here.
+      if (runnerDown) {
+        await compose('start', 'runner')
+        await runnerHealthy()
+      }
       await sbx.destroy()
     }
     // Destroy leaves neither the trust volume nor the kept CA.

@@ -8,8 +8,10 @@ import { randomBytes } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import Dockerode from 'dockerode'
 import { CREATE_STEPS, DockerRelay } from '../../bench/lib/docker-relay.js'
 import { startHostRunner, type HostRunner } from '../../bench/lib/host-runner.js'
+import { removeRunnerObjects, runnerObjects } from '../../bench/lib/runner-objects.js'
 import { Isorun } from 'isorun'
 import { docker, run } from './setup/sh.js'
 import {
@@ -33,30 +35,14 @@ function runnerEnv(extra: Record<string, string> = {}): Record<string, string> {
   }
 }
 
-/** Containers and networks that carry a runner id. */
-async function objectsOf(runnerId: string): Promise<string> {
-  const label = `label=isorun.runner=${runnerId}`
-  const containers = await docker('ps', '-a', '--format', '{{.Names}}', '--filter', label)
-  const networks = await docker('network', 'ls', '--format', '{{.Name}}', '--filter', label)
-  return `${containers}\n${networks}`.trim()
-}
-
-/** Removes whatever a failed test left with this runner id. */
-async function removeObjectsOf(runnerId: string): Promise<void> {
-  const label = `label=isorun.runner=${runnerId}`
-  const containers = (await docker('ps', '-aq', '--filter', label)).split('\n').filter(Boolean)
-  if (containers.length > 0)
-    await run('docker', ['rm', '-f', '-v', ...containers], { check: false })
-  const networks = (await docker('network', 'ls', '-q', '--filter', label)).split('\n')
-  for (const n of networks.filter(Boolean))
-    await run('docker', ['network', 'rm', n], { check: false })
-}
-
 const curlStandin = 'curl -sS -m 5 http://pypi.org/hello'
 
 describe.skipIf(skipReason !== undefined)('runner faults', () => {
   let stateDir: string
   const runnerId = `e2e-faults-${randomBytes(4).toString('hex')}`
+  const engine = new Dockerode()
+  /** Containers, networks, volumes and kept CAs of our runners. */
+  const left = (): Promise<string[]> => runnerObjects(engine, runnerId, stateDir)
   const runners: HostRunner[] = []
   const start = async (extra: Record<string, string> = {}): Promise<HostRunner> => {
     const r = await startHostRunner({ stateDir, runnerId, env: runnerEnv(extra) })
@@ -69,13 +55,13 @@ describe.skipIf(skipReason !== undefined)('runner faults', () => {
   })
   afterAll(async () => {
     for (const r of runners) await r.stop()
-    await removeObjectsOf(runnerId)
+    await removeRunnerObjects(engine, runnerId)
     await rm(stateDir, { recursive: true, force: true })
   })
 
-  // Stopped by the relay just before the engine starts the proxy, and just before it starts
-  // the sandbox container: both leave a half-made sandbox (a container that never ran).
-  it.each(CREATE_STEPS.filter((s) => s.before.endsWith('starts')))(
+  // Stopped by the relay just before each engine step of a create: every stop leaves a
+  // half-made sandbox (at least the CA kept in the state directory, which comes first).
+  it.each(CREATE_STEPS)(
     'a runner killed with SIGKILL just before $before leaves nothing once restarted',
     async (step) => {
       const relay = new DockerRelay(join(stateDir, 'docker-kill.sock'))
@@ -88,16 +74,18 @@ describe.skipIf(skipReason !== undefined)('runner faults', () => {
           () => 'created',
           (err: Error) => err.message,
         )
-      await held
+      // A create that ends before it reaches the step never holds: say so instead of waiting.
+      const reached = await Promise.race([held.then(() => 'held'), creating])
+      expect(reached, `the create ended before ${step.before}: ${first.output()}`).toBe('held')
       first.child.kill('SIGKILL')
       expect(await first.exited).toBe('SIGKILL')
       await relay.cut()
       expect(await creating).not.toBe('created')
-      expect(await objectsOf(runnerId)).not.toBe('')
+      expect(await left()).not.toEqual([])
 
       const second = await start()
       // Recovery runs before the API listens: the half-made sandbox is already gone.
-      expect(await objectsOf(runnerId)).toBe('')
+      expect(await left()).toEqual([])
       expect(second.output()).toContain('removed an incomplete or abandoned sandbox')
       // And the restarted runner works.
       const sbx = await new Isorun({ url: second.url, apiKey: second.apiKey }).create({
@@ -105,7 +93,7 @@ describe.skipIf(skipReason !== undefined)('runner faults', () => {
         networkProfile: 'locked-down',
       })
       await sbx.destroy()
-      expect(await objectsOf(runnerId)).toBe('')
+      expect(await left()).toEqual([])
       await second.stop()
     },
   )
