@@ -9,6 +9,9 @@ import type { RunnerConfig } from './config.js'
 import { Docker, dockerMessage } from './docker.js'
 import { SandboxManager } from './sandboxes.js'
 
+/** How long requests in flight may run on after the runner is told to stop. */
+const SHUTDOWN_GRACE_MS = 5_000
+
 export interface RunningRunner {
   readonly address: AddressInfo
   readonly sandboxes: SandboxManager
@@ -76,8 +79,14 @@ export async function startRunner(
     close: async () => {
       sandboxes.stop()
       catalogue.close()
-      await new Promise<void>((resolve) => server.close(() => resolve()))
-      server.closeAllConnections()
+      // Stop listening and drop idle keep-alive connections at once. Requests in flight (a
+      // streamed process, a file transfer) get a short grace, then are cut: waiting for a
+      // stream that never ends would keep the runner from stopping at all.
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()))
+      server.closeIdleConnections()
+      const cut = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS)
+      await closed
+      clearTimeout(cut)
     },
   }
 }
