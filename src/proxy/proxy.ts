@@ -65,6 +65,8 @@ export interface ProxyOptions {
   readonly adminToken?: string
   /** The IPv4 address DNS answers carry; defaults to the DNS listener's own address. */
   readonly dnsAnswerAddress?: string
+  /** How long a DNS query waits for an approval (`onUnknown: ask`); default 4 s. */
+  readonly dnsApprovalWaitMs?: number
   /**
    * The destination port the transparent listeners decide for. DNS steering sends
    * clients to the proxy's 443 and 80, so these default to the listening ports.
@@ -197,7 +199,14 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
         )
       }
       const { startDnsListener } = await import('./dns-listener.js')
-      dns = await startDnsListener(context, { host: l.dns.host, port: l.dns.port, answerAddress })
+      dns = await startDnsListener(context, {
+        host: l.dns.host,
+        port: l.dns.port,
+        answerAddress,
+        ...(options.dnsApprovalWaitMs !== undefined
+          ? { approvalWaitMs: options.dnsApprovalWaitMs }
+          : {}),
+      })
       if (dns.udpAddress) addresses.dns = dns.udpAddress
     }
   } catch (err) {
