@@ -8,6 +8,7 @@
 //                  answers once the pending set differs from VERSION, or after MS (at most 60 s)
 //   POST /approvals/:id   { answer: once|sandbox|deny, by, ttlMs? }: answers a pending approval
 //   GET /budgets   usage of each limit, and per destination
+//   GET /hosts-seen  every destination used or refused by the policy, for learning a profile
 //   GET /policy    the policy spec in force, and the source it was sent with
 //   PUT /policy    replace the policy; new connections use it, a bad one gets 400 and changes nothing.
 //                  Body: one of { profile } | { network } | { spec }, plus an optional `source`
@@ -162,6 +163,9 @@ async function handle(
         sendJson(res, 200, { version, pending, liveRules: ctx.approvals.liveRules() })
       return
     }
+    case 'GET /hosts-seen':
+      sendJson(res, 200, { hosts: ctx.log.hostsSeen.list(), dropped: ctx.log.hostsSeen.dropped })
+      return
     case 'GET /budgets':
       sendJson(res, 200, {
         budgets: ctx.budgets.budgets(),
@@ -196,7 +200,7 @@ async function handle(
       throw new HttpError(
         404,
         'not-found',
-        `no route ${route}; try GET /healthz, /metrics, /events, /policy, /interception, /approvals, /budgets, PUT /policy, /interception or POST /approvals/ID`,
+        `no route ${route}; try GET /healthz, /metrics, /events, /policy, /interception, /approvals, /budgets, /hosts-seen, PUT /policy, /interception or POST /approvals/ID`,
       )
   }
 }

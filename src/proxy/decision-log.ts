@@ -11,6 +11,7 @@
 import type { Decision, Protocol, WouldDeny } from '../policy/index.js'
 import type { ApprovalRecord } from './approvals.js'
 import type { BudgetUsage } from './budgets.js'
+import { HostsSeen } from './hosts-seen.js'
 import { FdLineWriter, type LogDestination } from './line-writer.js'
 import { ProxyMetrics } from './metrics.js'
 
@@ -138,6 +139,8 @@ function lineOf(e: DecisionEvent, level: string, msg: string): string {
 
 export class DecisionLog {
   readonly metrics = new ProxyMetrics()
+  /** Every destination used, for learning a profile. */
+  readonly hostsSeen = new HostsSeen()
   readonly operational: OperationalLog
   private readonly destination: LogDestination
   private readonly denied: Ring<Sequenced>
@@ -196,6 +199,7 @@ export class DecisionLog {
     if (d.wouldDeny) this.metrics.countWouldDeny(d.wouldDeny.reason, r.protocol)
     if (r.approval) this.metrics.countApproval(r.approval.answer)
     this.metrics.countBytes(event.bytesUp, event.bytesDown)
+    this.hostsSeen.note(d, event.time)
     this.remember(event)
     if (d.action === 'deny') this.destination.write(lineOf(event, 'warn', 'blocked'), true)
     // A would-deny is what report mode is for: written even when allowed lines are off.
