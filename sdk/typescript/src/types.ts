@@ -272,8 +272,11 @@ export interface SuggestedRule {
 }
 
 export interface NetworkEventsQuery {
-  /** `would-deny`: report-mode decisions that the rules would have refused. */
-  action?: 'allow' | 'deny' | 'would-deny'
+  /**
+   * `would-deny`: report-mode decisions that the rules would have refused;
+   * `blocked`: those and the refusals together, in order.
+   */
+  action?: 'allow' | 'deny' | 'would-deny' | 'blocked'
   limit?: number
   /** Only events after this ISO time. */
   since?: string
