@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url'
 import type { TestProject } from 'vitest/node'
 import { makeCertificates } from '../../helpers/certs.js'
 import { docker, dockerOk, run, runVisible } from './sh.js'
+import { buildGitRepo, buildNpmTarball, DEMO_NPM } from './registry-fixtures.js'
 import { buildDemoWheel, DEMO_PACKAGE } from './wheel.js'
 
 export interface E2EContext {
@@ -44,6 +45,18 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..')
 const PROJECT = 'isorun-e2e'
 const STANDIN = 'isorun-e2e-standin'
 const SANDBOX_IMAGE = 'isorun-e2e/sandbox:latest'
+/**
+ * The names the stand-in serves (its certificate covers them, the proxies map them to it):
+ * PyPI, npm and GitHub as their clients use them, and two API hosts.
+ */
+export const STANDIN_NAMES = [
+  'pypi.org',
+  'files.pythonhosted.org',
+  'registry.npmjs.org',
+  'github.com',
+  'api.stripe.com',
+  'api.openweathermap.org',
+] as const
 /** The runner's file size limit in the end-to-end stack. */
 export const E2E_MAX_FILE_BYTES = 64 * 1024 * 1024
 
@@ -137,7 +150,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   )
   await runVisible(join(ROOT, 'scripts/ci/build-product-image.sh'), [], 'product image')
 
-  const certs = await makeCertificates(['pypi.org', 'files.pythonhosted.org'])
+  const certs = await makeCertificates([...STANDIN_NAMES])
   await buildSandboxImage(certs.caFile)
   const standinDir = await mkdtemp(join(tmpdir(), 'isorun-e2e-standin-'))
   await copyFile(
@@ -147,7 +160,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
   await writeFile(join(standinDir, 'server.crt'), certs.cert)
   await writeFile(join(standinDir, 'server.key'), certs.key)
   const wheel = await buildDemoWheel(standinDir)
-  await chmod(standinDir, 0o755)
+  const npmTarball = await buildNpmTarball(standinDir)
+  await buildGitRepo(standinDir)
+  await run('chmod', ['-R', 'a+rX', standinDir])
   const profilesDir = await mkdtemp(join(tmpdir(), 'isorun-e2e-profiles-'))
   await chmod(profilesDir, 0o755)
   // The operator's secrets (a value in a file) and the stand-in's CA as an extra upstream CA.
@@ -215,6 +230,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
     '/standin',
     wheel,
     DEMO_PACKAGE.name,
+    npmTarball,
+    DEMO_NPM.name,
+    DEMO_NPM.version,
   )
   const standinIp = await docker(
     'inspect',
@@ -226,7 +244,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     ...baseEnv,
     // Only the stand-in's own address is opened, not the egress network (where the runner lives).
     ISORUN_ALLOW_PRIVATE: `${standinIp}/32`,
-    ISORUN_PROXY_EXTRA_HOSTS: `pypi.org:${standinIp},files.pythonhosted.org:${standinIp}`,
+    ISORUN_PROXY_EXTRA_HOSTS: STANDIN_NAMES.map((n) => `${n}:${standinIp}`).join(','),
     ISORUN_DEFAULT_TIMEOUT_MS: String(20 * 60_000),
     // Room for the 50 MB file test, small enough to test the limit.
     ISORUN_MAX_FILE_BYTES: String(E2E_MAX_FILE_BYTES),
