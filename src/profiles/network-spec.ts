@@ -22,6 +22,7 @@ import {
   type RuleSource,
 } from '../policy/index.js'
 import type { ProfileCatalogue } from './catalogue.js'
+import { POLICY_FIELDS } from './parse-profile.js'
 
 export interface NetworkSpec {
   /** Default `allow-list`: only what `allow` (and the includes) name is reachable. */
@@ -39,17 +40,7 @@ export interface NetworkSpec {
   readonly limits?: Readonly<Record<string, unknown>>
 }
 
-const FIELDS = [
-  'mode',
-  'include',
-  'allow',
-  'deny',
-  'endpoints',
-  'inspect',
-  'onUnknown',
-  'approvalTimeoutMs',
-  'limits',
-]
+const FIELDS: readonly string[] = POLICY_FIELDS
 
 function limitSources(value: unknown): LimitSource[] {
   if (value === undefined) return []

@@ -70,9 +70,8 @@ export class ProfileError extends Error {
   }
 }
 
-const FIELDS = [
-  'name',
-  'description',
+/** The fields that make a policy: a profile's besides its name and description, and a network spec's. */
+export const POLICY_FIELDS = [
   'mode',
   'include',
   'allow',
@@ -83,6 +82,7 @@ const FIELDS = [
   'approvalTimeoutMs',
   'limits',
 ] as const
+const FIELDS = ['name', 'description', ...POLICY_FIELDS] as const
 const ENDPOINT_FIELDS = ['methods', 'path', 'action'] as const
 
 export class Reader {

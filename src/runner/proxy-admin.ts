@@ -7,9 +7,9 @@ import type {
   ApprovalResult,
   NetworkEvent,
   NetworkEventsQuery,
+  SandboxBudgets,
 } from 'isorun'
 import type { LiveRule, PendingApprovalView } from '../proxy/approvals.js'
-import type { BudgetUsage } from '../proxy/budgets.js'
 import type { HostSeen } from '../proxy/hosts-seen.js'
 
 export class ProxyAdminError extends Error {
@@ -142,16 +142,7 @@ export class ProxyAdmin {
     return this.call('GET', '/hosts-seen')
   }
 
-  budgets(): Promise<{
-    budgets: BudgetUsage[]
-    destinations: {
-      destination: string
-      pattern: string
-      up: number
-      down: number
-      requests: number
-    }[]
-  }> {
+  budgets(): Promise<SandboxBudgets> {
     return this.call('GET', '/budgets')
   }
 }

@@ -24,11 +24,10 @@ function isorun(...args: string[]) {
 
 /** A DNS question from inside the sandbox (its resolver is the proxy): the answer, or the status. */
 async function lookup(sbx: Sandbox, name: string): Promise<string> {
-  const r = await sbx.exec(
-    `dig +tries=1 +time=15 ${name} A | grep -E "status:|^${name.replace(/\./g, '\\.')}\\."`,
-  )
+  const r = await sbx.exec(['dig', '+tries=1', '+time=15', name, 'A'])
+  // An answer record: `name. TTL IN A address` (the question line starts with ';').
+  const answer = /^[^;\s]\S*\s+\d+\s+IN\s+A\s+(\S+)$/m.exec(r.stdout)?.[1]
   const status = /status: (\w+)/.exec(r.stdout)?.[1]
-  const answer = new RegExp(`IN\\s+A\\s+(\\S+)`).exec(r.stdout)?.[1]
   return answer ?? status ?? `no answer: ${r.stdout}${r.stderr}`
 }
 

@@ -18,7 +18,7 @@ import type {
   ApiErrorBody,
   ApprovalDecisionRequest,
   ApprovalResult,
-  BudgetUsage,
+  SandboxBudgets,
   PendingApproval,
   SuggestedProfile,
   CreateSandboxRequest,
@@ -398,16 +398,7 @@ export class Sandbox {
   }
 
   /** Usage of each budget (`limits`) of the sandbox's policy, and per destination. */
-  budgets(): Promise<{
-    budgets: BudgetUsage[]
-    destinations: {
-      destination: string
-      pattern: string
-      up: number
-      down: number
-      requests: number
-    }[]
-  }> {
+  budgets(): Promise<SandboxBudgets> {
     return this.client.request('GET', `/v1/sandboxes/${encodeURIComponent(this.id)}/budgets`)
   }
 

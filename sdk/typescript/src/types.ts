@@ -211,6 +211,18 @@ export interface BudgetUsage {
   exceeded: boolean
 }
 
+/** `GET /v1/sandboxes/:id/budgets`: each budget's usage, and lifetime usage per destination. */
+export interface SandboxBudgets {
+  budgets: BudgetUsage[]
+  destinations: {
+    destination: string
+    pattern: string
+    up: number
+    down: number
+    requests: number
+  }[]
+}
+
 /** `'once'`: this connection; `'sandbox'`: a rule added live (with a TTL if given); `'deny'`; `'timeout'` counts as deny. */
 export type ApprovalAnswer = 'once' | 'sandbox' | 'deny' | 'timeout'
 

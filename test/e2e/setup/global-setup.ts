@@ -15,7 +15,7 @@ import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { TestProject } from 'vitest/node'
 import { makeCertificates } from '../../helpers/certs.js'
-import { docker, dockerOk, run, runVisible } from './sh.js'
+import { buildImage, docker, dockerOk, run, runVisible } from './sh.js'
 import { buildGitRepo, buildNpmTarball, DEMO_NPM } from './registry-fixtures.js'
 import { buildDemoWheel, DEMO_PACKAGE } from './wheel.js'
 
@@ -108,10 +108,8 @@ async function waitHealthy(container: string, timeoutMs: number): Promise<void> 
 }
 
 async function buildSandboxImage(caCert: string): Promise<void> {
-  const ctx = await mkdtemp(join(tmpdir(), 'isorun-e2e-sandbox-'))
-  await copyFile(caCert, join(ctx, 'isorun-e2e-ca.crt'))
-  await writeFile(
-    join(ctx, 'Dockerfile'),
+  await buildImage(
+    SANDBOX_IMAGE,
     [
       'FROM isorun-ci/sandbox:bookworm',
       '# The sandbox trusts the test CA that signed the stand-in index, as a company image trusts its internal CA.',
@@ -119,13 +117,9 @@ async function buildSandboxImage(caCert: string): Promise<void> {
       'RUN update-ca-certificates >/dev/null',
       '# pip as in the python:3.12 images the documented examples name (Debian marks its Python as managed, PEP 668).',
       'ENV PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1',
-      '',
-    ].join('\n'),
+    ],
+    { 'isorun-e2e-ca.crt': caCert },
   )
-  await run('docker', ['build', '-q', '-t', SANDBOX_IMAGE, ctx], {
-    env: { ...process.env, DOCKER_BUILDKIT: '0' },
-  })
-  await rm(ctx, { recursive: true, force: true })
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
