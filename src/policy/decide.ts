@@ -134,6 +134,18 @@ interface SetAside {
   held: Decision | undefined
 }
 
+/**
+ * What the other modes use: nothing is ever set aside there, so no object per
+ * decision; frozen, so a write by mistake throws rather than passes.
+ */
+const NOTHING_ASIDE: SetAside = Object.freeze({ held: undefined })
+
+function asideFor(policy: Policy): SetAside {
+  return policy.mode === 'report' || policy.onUnknown === 'ask'
+    ? { held: undefined }
+    : NOTHING_ASIDE
+}
+
 function setsAside(policy: Policy, refusal: Decision): boolean {
   return policy.mode === 'report'
     ? REPORTABLE.has(refusal.reason)
@@ -428,7 +440,7 @@ export function decide(req: EgressRequest, policy: Policy): Decision {
     let verdict = hostVerdict(policy, host, text, 443)
     if (isRefusal(verdict)) verdict = hostVerdict(policy, host, text, 80)
     const answer = isRefusal(verdict) ? verdict : allowedBy(verdict, text, 443, policy.mode)
-    const aside: SetAside = { held: undefined }
+    const aside = asideFor(policy)
     if (isRefusal(verdict) && setsAside(policy, verdict)) {
       aside.held = { ...verdict, port: 0 }
       return settle(policy, allowedBy(null, text, 0, policy.mode), aside)
@@ -447,7 +459,7 @@ export function decide(req: EgressRequest, policy: Policy): Decision {
     )
   }
   let verdict = hostVerdict(policy, host, text, port)
-  const aside: SetAside = { held: undefined }
+  const aside = asideFor(policy)
   if (isRefusal(verdict)) {
     if (!setsAside(policy, verdict)) return verdict
     // Report mode and ask go on: a special address or a protocol refusal still refuses.
