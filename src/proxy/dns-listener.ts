@@ -4,8 +4,8 @@
 // It never forwards a query, so DNS cannot carry data out.
 //
 // With `onUnknown: ask`, a name no rule allows waits for an approval, but only
-// up to DNS_APPROVAL_WAIT_MS: a resolver gives up after about 5 s, so a later
-// answer would reach nobody. The approval stays pending; the resolver's retry
+// up to DNS_APPROVAL_WAIT_MS: resolvers give up after 4-5 s, so a later answer
+// would reach nobody. The approval stays pending; the resolver's retry
 // (or the program's next lookup) joins it.
 
 import { decide, type Decision, type Policy } from '../policy/index.js'
@@ -22,8 +22,12 @@ export interface DnsListenerOptions {
   readonly approvalWaitMs?: number
 }
 
-/** Below glibc's and c-ares' 5 s default timeout per try. */
-export const DNS_APPROVAL_WAIT_MS = 4000
+/**
+ * Below Docker's embedded DNS (127.0.0.11 in a sandbox), which gives up on the
+ * server it forwards to after 4 s and then answers nothing, and below glibc's
+ * and c-ares' 5 s per try.
+ */
+export const DNS_APPROVAL_WAIT_MS = 3000
 
 /** What a query's answer came from, handed back to the log with the query's event. */
 interface Verdict {

@@ -65,7 +65,7 @@ export interface ProxyOptions {
   readonly adminToken?: string
   /** The IPv4 address DNS answers carry; defaults to the DNS listener's own address. */
   readonly dnsAnswerAddress?: string
-  /** How long a DNS query waits for an approval (`onUnknown: ask`); default 4 s. */
+  /** How long a DNS query waits for an approval (`onUnknown: ask`); default 3 s. */
   readonly dnsApprovalWaitMs?: number
   /**
    * The destination port the transparent listeners decide for. DNS steering sends

@@ -80,7 +80,7 @@ describe.skipIf(skipReason !== undefined)('approvals on Docker', () => {
           const curl = await sbx.exec('curl -sS -m 20 https://api.stripe.com/hello')
           expect(curl.stdout).toContain('stand-in for api.stripe.com')
 
-          // A DNS wait (4 s) shorter than the approval: REFUSED, not a hang; the approval stays.
+          // A DNS wait (3 s) shorter than the approval: REFUSED, not a hang; the approval stays.
           expect(await lookup(sbx, 'api.openweathermap.org')).toBe('REFUSED')
           const pending = await next(approvals)
           expect(pending).toMatchObject({ host: 'api.openweathermap.org' })
