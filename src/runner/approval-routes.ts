@@ -149,7 +149,9 @@ async function streamApprovals(
   })
   for (const approval of broker.pending(sandbox)) line({ type: 'pending', approval })
   const heartbeat = setInterval(() => line({ type: 'heartbeat' }), HEARTBEAT_MS)
-  await new Promise<void>((resolve) => res.once('close', resolve))
+  // Until the client leaves, or the runner stops (then the stream ends and the client reconnects).
+  await Promise.race([new Promise<void>((resolve) => res.once('close', resolve)), broker.stopped])
   clearInterval(heartbeat)
   unsubscribe()
+  if (!res.writableEnded) res.end()
 }

@@ -49,6 +49,9 @@ export class ApprovalBroker {
   /** Answers given through this runner, until the proxy drops the approval. */
   private readonly answered = new Map<string, { answer: string; by: string }>()
   private timer: NodeJS.Timeout | undefined
+  private stopping: () => void = () => undefined
+  /** Settles when the broker stops: long-lived streams end then, so the runner can close. */
+  readonly stopped = new Promise<void>((resolve) => (this.stopping = resolve))
 
   constructor(private readonly options: BrokerOptions) {}
 
@@ -59,6 +62,7 @@ export class ApprovalBroker {
   }
 
   stop(): void {
+    this.stopping()
     clearInterval(this.timer)
     for (const poller of this.pollers.values()) poller.abort.abort()
     this.pollers.clear()

@@ -86,6 +86,28 @@ describe.skipIf(skipReason !== undefined)('report mode and learning on Docker', 
       )
       expect(logs.stdout).toMatch(/BLOCKED\s+http\s+169\.254\.169\.254:80\s.*special-address/)
       expect(logs.stdout).not.toMatch(/pypi\.org/)
+
+      // The CLI learns from the same run: the base covers both hosts, so nothing is added.
+      const learned = await isorun(
+        'profiles',
+        'learn',
+        sbx.id,
+        '--base',
+        'pypi',
+        '--name',
+        'from-cli',
+      )
+      expect(learned.code, learned.stderr).toBe(0)
+      expect(learned.stdout).toMatch(/^name: from-cli$/m)
+      expect(learned.stdout).toMatch(/^include:\n {2}- pypi # the base profile$/m)
+      expect(learned.stdout).not.toMatch(/^allow:/m)
+      expect(learned.stderr).toContain('compared with pypi:')
+      expect(learned.stderr).toContain('nothing to add')
+      const asJson = await isorun('profiles', 'learn', sbx.id, '--json')
+      expect(JSON.parse(asJson.stdout)).toMatchObject({
+        include: ['pypi'],
+        allow: [],
+      })
     })
   })
 
