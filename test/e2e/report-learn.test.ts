@@ -13,7 +13,7 @@ import { join, resolve } from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { client, e2e, skipReason, waitFor, withSandbox } from './helpers.js'
 import { buildImage, run } from './setup/sh.js'
-import { DEMO_NPM, DEMO_REPO } from './setup/registry-fixtures.js'
+import { DEMO_NPM, DEMO_REPO, STANDIN_NAMES } from './setup/registry-fixtures.js'
 import { DEMO_PACKAGE } from './setup/wheel.js'
 
 const CLI = resolve(import.meta.dirname, '../../dist/src/cli/main.js')
@@ -138,14 +138,8 @@ describe.skipIf(skipReason !== undefined)('report mode and learning on Docker', 
       await waitFor('the runner to load the learned profile', async () =>
         (await client().networkProfiles()).some((p) => p.name === 'learned-e2e') ? true : undefined,
       )
-      for (const host of [
-        'pypi.org',
-        'files.pythonhosted.org',
-        'registry.npmjs.org',
-        'github.com',
-        'api.stripe.com',
-        'api.openweathermap.org',
-      ]) {
+      // Every name the run used: all the stand-in serves.
+      for (const host of STANDIN_NAMES) {
         const check = await isorun(
           'check',
           'learned-e2e',

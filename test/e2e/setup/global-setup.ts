@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url'
 import type { TestProject } from 'vitest/node'
 import { makeCertificates } from '../../helpers/certs.js'
 import { buildImage, docker, dockerOk, run, runVisible } from './sh.js'
-import { buildGitRepo, buildNpmTarball, DEMO_NPM } from './registry-fixtures.js'
+import { buildGitRepo, buildNpmTarball, DEMO_NPM, STANDIN_NAMES } from './registry-fixtures.js'
 import { buildDemoWheel, DEMO_PACKAGE } from './wheel.js'
 
 export interface E2EContext {
@@ -45,18 +45,6 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..')
 const PROJECT = 'isorun-e2e'
 const STANDIN = 'isorun-e2e-standin'
 const SANDBOX_IMAGE = 'isorun-e2e/sandbox:latest'
-/**
- * The names the stand-in serves (its certificate covers them, the proxies map them to it):
- * PyPI, npm and GitHub as their clients use them, and two API hosts.
- */
-export const STANDIN_NAMES = [
-  'pypi.org',
-  'files.pythonhosted.org',
-  'registry.npmjs.org',
-  'github.com',
-  'api.stripe.com',
-  'api.openweathermap.org',
-] as const
 /** The runner's file size limit in the end-to-end stack. */
 export const E2E_MAX_FILE_BYTES = 64 * 1024 * 1024
 

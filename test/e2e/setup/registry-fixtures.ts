@@ -7,6 +7,19 @@ import { mkdir, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { run } from './sh.js'
 
+/**
+ * The names the stand-in serves (its certificate covers them, the proxies map them to it):
+ * PyPI, npm and GitHub as their clients use them, and two API hosts.
+ */
+export const STANDIN_NAMES = [
+  'pypi.org',
+  'files.pythonhosted.org',
+  'registry.npmjs.org',
+  'github.com',
+  'api.stripe.com',
+  'api.openweathermap.org',
+] as const
+
 export const DEMO_NPM = { name: 'isorun-e2e-npm-demo', version: '1.0.0' }
 /** Cloned as https://github.com/isorun/e2e-demo.git */
 export const DEMO_REPO = {
