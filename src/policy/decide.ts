@@ -54,7 +54,16 @@ export interface EgressRequest {
   readonly queryType?: string
 }
 
-export type AllowReason = 'allowed-by-rule' | 'allowed-by-mode' | 'endpoint-allowed'
+export type AllowReason =
+  'allowed-by-rule' | 'allowed-by-mode' | 'endpoint-allowed' | 'allowed-by-approval'
+
+/** Report mode: what the policy's rules would have decided about an allowed request. */
+export interface WouldDeny {
+  readonly reason: DenyReason
+  readonly rule: string | null
+  readonly from: string | null
+  readonly detail?: string
+}
 export type DenyReason =
   | 'denied-by-rule'
   | 'denied-by-mode'
@@ -75,6 +84,9 @@ export type DenyReason =
   | 'bad-path'
   | 'method-override'
   | 'dns-type-refused'
+  | 'approval-denied'
+  | 'approval-timeout'
+  | 'budget-exceeded'
 export type Reason = AllowReason | DenyReason
 
 export interface Decision {
@@ -89,6 +101,86 @@ export interface Decision {
   readonly port: number
   /** Specifics for the message: the SNI seen, the address refused, the parse error. */
   readonly detail?: string
+  /** Report mode: the request was allowed, but the rules would have refused it. */
+  readonly wouldDeny?: WouldDeny
+  /**
+   * `onUnknown: ask`: refused only because no rule allows it (every other check
+   * passed), so the proxy may hold it and ask. Never set on a deny rule, a
+   * special-purpose address or a protocol refusal. Code that does not ask sees a deny.
+   */
+  readonly ask?: true
+}
+
+/**
+ * Refusals that report mode turns into would-deny: the rules' verdicts, and the
+ * checks that exist only to make endpoint rules hold. Everything else (special
+ * addresses, SNI and Host checks, unreadable payloads) refuses in every mode.
+ */
+const REPORTABLE: ReadonlySet<Reason> = new Set<Reason>([
+  'denied-by-rule',
+  'denied-by-mode',
+  'not-in-allow-list',
+  'endpoint-denied',
+  'no-endpoint-match',
+  'bad-path',
+  'method-override',
+])
+
+/**
+ * A refusal by the rules that the mode sets aside: kept as the would-deny in
+ * report mode, or the one to ask about with `onUnknown: ask`.
+ */
+interface SetAside {
+  held: Decision | undefined
+}
+
+/**
+ * What the other modes use: nothing is ever set aside there, so no object per
+ * decision; frozen, so a write by mistake throws rather than passes.
+ */
+const NOTHING_ASIDE: SetAside = Object.freeze({ held: undefined })
+
+function asideFor(policy: Policy): SetAside {
+  return policy.mode === 'report' || policy.onUnknown === 'ask'
+    ? { held: undefined }
+    : NOTHING_ASIDE
+}
+
+function setsAside(policy: Policy, refusal: Decision): boolean {
+  return policy.mode === 'report'
+    ? REPORTABLE.has(refusal.reason)
+    : policy.onUnknown === 'ask' && refusal.reason === 'not-in-allow-list'
+}
+
+/** The final decision once the request passed every check that refuses in all modes. */
+function settle(policy: Policy, decision: Decision, aside: SetAside): Decision {
+  if (policy.mode === 'report') {
+    const held =
+      aside.held ??
+      (decision.action === 'deny' && setsAside(policy, decision) ? decision : undefined)
+    if (!held) return decision
+    const wouldDeny: WouldDeny =
+      held.detail === undefined
+        ? { reason: held.reason as DenyReason, rule: held.rule, from: held.from }
+        : {
+            reason: held.reason as DenyReason,
+            rule: held.rule,
+            from: held.from,
+            detail: held.detail,
+          }
+    return {
+      action: 'allow',
+      reason: 'allowed-by-mode',
+      rule: 'mode:report',
+      from: null,
+      host: decision.host,
+      port: decision.port,
+      wouldDeny,
+    }
+  }
+  // Ask: an explicit endpoint refusal stands; otherwise the unknown request is asked about.
+  if (aside.held && decision.action !== 'deny') return { ...aside.held, ask: true }
+  return decision
 }
 
 function allow(
@@ -139,6 +231,7 @@ function hostVerdict(
     case 'deny-all':
       return deny(text, port, 'denied-by-mode', `mode:${policy.mode}`)
     case 'allow-list':
+    case 'report':
       return policy.allow.match(host, port) ?? deny(text, port, 'not-in-allow-list')
   }
 }
@@ -188,6 +281,7 @@ function tlsRefusal(
   host: CanonicalHost,
   text: string,
   port: number,
+  aside: SetAside,
 ): Decision | undefined {
   const tls = req.tls
   if (!tls) return undefined
@@ -203,9 +297,13 @@ function tlsRefusal(
   }
   // An IP target allowed by an IP rule: a name in the SNI must be allowed in its own right.
   if (sni.kind !== 'name') return deny(text, port, 'sni-mismatch', null, null, tls.sni)
-  return isRefusal(hostVerdict(policy, sni, sni.name, port))
-    ? deny(text, port, 'sni-mismatch', null, null, tls.sni)
-    : undefined
+  const named = hostVerdict(policy, sni, sni.name, port)
+  if (!isRefusal(named)) return undefined
+  if (policy.mode === 'report') {
+    aside.held ??= { ...named, host: text, detail: `TLS server name ${sni.name}` }
+    return undefined
+  }
+  return deny(text, port, 'sni-mismatch', null, null, tls.sni)
 }
 
 function hostHeaderRefusal(
@@ -276,6 +374,7 @@ function resolvedRefusal(
   req: EgressRequest,
   text: string,
   port: number,
+  aside: SetAside,
 ): Decision | undefined {
   for (const address of req.resolved ?? []) {
     const ip = parseIP(address)
@@ -290,8 +389,8 @@ function resolvedRefusal(
       )
     // A mapped, NAT64 or 6to4 address reaches the IPv4 host inside it: match rules on that.
     const denied = policy.deny.matchAddress(unwrapIP(ip), port)
-    if (denied)
-      return deny(
+    if (denied) {
+      const refusal = deny(
         text,
         port,
         'denied-by-rule',
@@ -299,6 +398,9 @@ function resolvedRefusal(
         denied.from,
         `resolves to ${formatIP(ip)}`,
       )
+      if (policy.mode !== 'report') return refusal
+      aside.held ??= refusal
+    }
     const special = specialAddressRefusal(policy, ip, text, port)
     if (special) return special
   }
@@ -337,10 +439,13 @@ export function decide(req: EgressRequest, policy: Policy): Decision {
     // DNS answers steer a client to the transparent listeners, which serve 443 and 80.
     let verdict = hostVerdict(policy, host, text, 443)
     if (isRefusal(verdict)) verdict = hostVerdict(policy, host, text, 80)
-    return {
-      ...(isRefusal(verdict) ? verdict : allowedBy(verdict, text, 443, policy.mode)),
-      port: 0,
+    const answer = isRefusal(verdict) ? verdict : allowedBy(verdict, text, 443, policy.mode)
+    const aside = asideFor(policy)
+    if (isRefusal(verdict) && setsAside(policy, verdict)) {
+      aside.held = { ...verdict, port: 0 }
+      return settle(policy, allowedBy(null, text, 0, policy.mode), aside)
     }
+    return { ...answer, port: 0 }
   }
 
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
@@ -353,22 +458,28 @@ export function decide(req: EgressRequest, policy: Policy): Decision {
       `port ${String(req.port)} is not between 1 and 65535`,
     )
   }
-  const verdict = hostVerdict(policy, host, text, port)
-  if (isRefusal(verdict)) return verdict
+  let verdict = hostVerdict(policy, host, text, port)
+  const aside = asideFor(policy)
+  if (isRefusal(verdict)) {
+    if (!setsAside(policy, verdict)) return verdict
+    // Report mode and ask go on: a special address or a protocol refusal still refuses.
+    aside.held = verdict
+    verdict = null
+  }
   if (host.kind === 'ip') {
     const special = specialAddressRefusal(policy, host.ip, text, port)
     if (special) return special
   }
   const refusal =
-    tlsRefusal(policy, req, host, text, port) ??
+    tlsRefusal(policy, req, host, text, port, aside) ??
     hostHeaderRefusal(req, host, text, port) ??
     upgradeRefusal(req, text, port) ??
     rawRefusal(policy, req, host, text, port) ??
-    resolvedRefusal(policy, req, text, port)
+    resolvedRefusal(policy, req, text, port, aside)
   if (refusal) return refusal
-  return (
+  const decision =
     endpointVerdict(policy, req, host, text, port) ?? allowedBy(verdict, text, port, policy.mode)
-  )
+  return aside.held || policy.mode === 'report' ? settle(policy, decision, aside) : decision
 }
 
 /**

@@ -21,6 +21,8 @@ import * as dnsPacket from 'dns-packet'
 
 export interface DnsQuestionDecision {
   allow: boolean
+  /** Anything the caller wants back in the query's event (the decision it made). */
+  context?: unknown
 }
 
 export type DnsQueryOutcome =
@@ -53,6 +55,8 @@ export interface DnsQueryEvent {
   rcode: string
   /** Set when a UDP answer did not fit the client's size limit and was sent with TC=1 and no records. */
   truncated?: true
+  /** What `decide` returned as `context`, when it was asked. */
+  context?: unknown
 }
 
 export interface DnsServerLimits {
@@ -75,12 +79,18 @@ export interface DnsServerOptions {
   /** TTL of A answers. Default 30. */
   ttlSeconds?: number
   /**
-   * The policy decision for a name. Synchronous; called once per A or AAAA question of class
-   * IN whose name is a plausible host name, and for nothing else. The name is passed as
-   * received (case preserved, no trailing dot): canonicalisation is the caller's job. If it
-   * throws, the query is refused.
+   * The policy decision for a name; called once per A or AAAA question of class IN whose
+   * name is a plausible host name, and for nothing else. The name is passed as received
+   * (case preserved, no trailing dot): canonicalisation is the caller's job. If it throws
+   * (or its promise rejects), the query is refused. A promise (a name waiting for an
+   * approval) delays only this query's answer; it must settle before the client's
+   * resolver gives up.
    */
-  decide(name: string, type: string): DnsQuestionDecision
+  decide(
+    name: string,
+    type: string,
+    client: string,
+  ): DnsQuestionDecision | Promise<DnsQuestionDecision>
   /** Called once per message that gets a response (dropped messages produce no event). Must not throw; if it does, the error is swallowed. */
   onQuery?(event: DnsQueryEvent): void
   limits?: DnsServerLimits
@@ -149,6 +159,7 @@ interface Reply {
   edns?: QueryEdns
   name: string
   type: string
+  context?: unknown
 }
 
 export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServerHandle> {
@@ -212,8 +223,12 @@ function startUdp(
   socket.on('message', (msg, rinfo) => {
     try {
       const client = formatClient(rinfo.address, rinfo.port)
+      const send = (response: Buffer | undefined): void => {
+        if (response) socket.send(response, rinfo.port, rinfo.address, () => {})
+      }
       const response = responder.respond(msg, 'udp', client)
-      if (response) socket.send(response, rinfo.port, rinfo.address, () => {})
+      if (response instanceof Promise) void response.then(send, () => undefined)
+      else send(response)
     } catch {
       // Never let one datagram take the server down.
     }
@@ -260,11 +275,18 @@ function startTcp(
           const message = buffered.subarray(2, 2 + length)
           buffered = buffered.subarray(2 + length)
           const response = responder.respond(message, 'tcp', client)
+          // A delayed answer goes out when it is ready; responses are matched by ID (RFC 7766).
+          if (response instanceof Promise) {
+            void response.then(
+              (r) => {
+                if (r && !socket.destroyed) socket.write(frame(r))
+              },
+              () => undefined,
+            )
+            continue
+          }
           if (!response) continue
-          const frame = Buffer.allocUnsafe(2 + response.length)
-          frame.writeUInt16BE(response.length, 0)
-          response.copy(frame, 2)
-          if (!socket.write(frame)) {
+          if (!socket.write(frame(response))) {
             blocked = true
             socket.pause()
           }
@@ -297,6 +319,14 @@ function startTcp(
   })
 }
 
+/** A DNS-over-TCP frame: the length, then the message. */
+function frame(response: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(2 + response.length)
+  out.writeUInt16BE(response.length, 0)
+  response.copy(out, 2)
+  return out
+}
+
 function formatClient(address: string, port: number): string {
   return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`
 }
@@ -308,8 +338,15 @@ class Responder {
     private readonly maxMessageBytes: number,
   ) {}
 
-  /** The response to send, or undefined to drop the message. Never throws. */
-  respond(msg: Buffer, transport: 'udp' | 'tcp', client: string): Buffer | undefined {
+  /**
+   * The response to send, or undefined to drop the message; a promise when the
+   * policy's answer is delayed. Never throws, and the promise never rejects.
+   */
+  respond(
+    msg: Buffer,
+    transport: 'udp' | 'tcp',
+    client: string,
+  ): Buffer | undefined | Promise<Buffer | undefined> {
     // Without a full header there is no ID to answer to.
     if (msg.length < 12) return undefined
     const id = msg.readUInt16BE(0)
@@ -317,13 +354,28 @@ class Responder {
     // Never answer a response: that is how two servers end up in a loop.
     if (flags & FLAG_QR) return undefined
 
-    let reply: Reply
+    const formerr: Reply = { rcode: RCODE_FORMERR, outcome: 'formerr', name: '', type: '' }
+    let reply: Reply | Promise<Reply>
     try {
-      reply = this.decide(msg, flags)
+      reply = this.decide(msg, flags, client)
     } catch {
-      reply = { rcode: RCODE_FORMERR, outcome: 'formerr', name: '', type: '' }
+      reply = formerr
     }
+    if (reply instanceof Promise)
+      return reply.then(
+        (r) => this.finish(id, flags, r, transport, client),
+        () => this.finish(id, flags, formerr, transport, client),
+      )
+    return this.finish(id, flags, reply, transport, client)
+  }
 
+  private finish(
+    id: number,
+    flags: number,
+    reply: Reply,
+    transport: 'udp' | 'tcp',
+    client: string,
+  ): Buffer {
     let response: Buffer
     let truncated = false
     try {
@@ -350,11 +402,12 @@ class Responder {
       outcome: reply.outcome,
       rcode: RCODE_NAMES[reply.rcode] ?? String(reply.rcode),
       ...(truncated ? { truncated: true as const } : {}),
+      ...(reply.context !== undefined ? { context: reply.context } : {}),
     })
     return response
   }
 
-  private decide(msg: Buffer, flags: number): Reply {
+  private decide(msg: Buffer, flags: number, client: string): Reply | Promise<Reply> {
     const opcode = (flags >> 11) & 0xf
     const qdcount = msg.readUInt16BE(4)
 
@@ -408,17 +461,20 @@ class Responder {
     // decodes bytes as UTF-8). Such names never reach the policy, and nor does the root.
     if (question.labels.length === 0 || !isPlainName(question.labels)) return refused
 
-    let allow = false
+    const toReply = (verdict: DnsQuestionDecision | undefined): Reply => {
+      const context = verdict?.context
+      if (verdict?.allow !== true) return { ...refused, context }
+      return question.qtype === TYPE_AAAA
+        ? { rcode: RCODE_NOERROR, outcome: 'empty', question, edns, name, type, context }
+        : { rcode: RCODE_NOERROR, outcome: 'answered', question, edns, name, type, context }
+    }
+    let verdict: DnsQuestionDecision | Promise<DnsQuestionDecision>
     try {
-      allow = this.opts.decide(name, type)?.allow === true
+      verdict = this.opts.decide(name, type, client)
     } catch {
-      allow = false
+      return refused
     }
-    if (!allow) return refused
-    if (question.qtype === TYPE_AAAA) {
-      return { rcode: RCODE_NOERROR, outcome: 'empty', question, edns, name, type }
-    }
-    return { rcode: RCODE_NOERROR, outcome: 'answered', question, edns, name, type }
+    return verdict instanceof Promise ? verdict.then(toReply, () => refused) : toReply(verdict)
   }
 
   private encode(id: number, queryFlags: number, reply: Reply, withAnswers: boolean): Buffer {

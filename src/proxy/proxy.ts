@@ -12,6 +12,8 @@ import {
   type ProxyContext,
   type ProxyTimeouts,
 } from './context.js'
+import { Approvals } from './approvals.js'
+import { BudgetLedger } from './budgets.js'
 import { DecisionLog, type LogDestination } from './decision-log.js'
 import type { DnsServerHandle } from './dns-server.js'
 import { HttpForwarder } from './http-forward.js'
@@ -63,6 +65,8 @@ export interface ProxyOptions {
   readonly adminToken?: string
   /** The IPv4 address DNS answers carry; defaults to the DNS listener's own address. */
   readonly dnsAnswerAddress?: string
+  /** How long a DNS query waits for an approval (`onUnknown: ask`); default 3 s. */
+  readonly dnsApprovalWaitMs?: number
   /**
    * The destination port the transparent listeners decide for. DNS steering sends
    * clients to the proxy's 443 and 80, so these default to the listening ports.
@@ -106,8 +110,9 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     ...(options.logDestination ? { destination: options.logDestination } : {}),
   })
   const timeouts: ProxyTimeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts }
+  const policy = new PolicyHolder(options.policy)
   const context: ProxyContext = {
-    policy: new PolicyHolder(options.policy),
+    policy,
     log,
     resolver: new Resolver(options.resolveOverrides),
     timeouts,
@@ -115,6 +120,8 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     tracker: new ConnectionTracker((n) => (log.metrics.activeConnections = n)),
     interception: new InterceptionState(options.interception),
     sweeper: new Sweeper(sweepInterval(timeouts.idleMs)),
+    approvals: new Approvals({ policy, operator: options.operator ?? {}, log: log.operational }),
+    budgets: new BudgetLedger(() => policy.current),
     serveHttpInTunnel: (socket, buffered, target) => tunnelHttp.handOff(socket, buffered, target),
   }
   const forwarder = new HttpForwarder(context)
@@ -129,6 +136,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     // Stop accepting at once; a server's close callback only fires once its connections are gone.
     const closed = Promise.all(servers.map((s) => closeServer(s)))
     for (const c of closers) c()
+    context.approvals.close()
     await dns?.close()
     const deadline = Date.now() + graceMs
     while (context.tracker.size > 0 && Date.now() < deadline)
@@ -191,7 +199,14 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
         )
       }
       const { startDnsListener } = await import('./dns-listener.js')
-      dns = await startDnsListener(context, { host: l.dns.host, port: l.dns.port, answerAddress })
+      dns = await startDnsListener(context, {
+        host: l.dns.host,
+        port: l.dns.port,
+        answerAddress,
+        ...(options.dnsApprovalWaitMs !== undefined
+          ? { approvalWaitMs: options.dnsApprovalWaitMs }
+          : {}),
+      })
       if (dns.udpAddress) addresses.dns = dns.udpAddress
     }
   } catch (err) {

@@ -685,6 +685,16 @@ export class SandboxManager {
     return this.docker.getContainer(sandboxName(this.require(id).id))
   }
 
+  /** Every sandbox's proxy admin client, for the approval broker. */
+  proxies(): { id: string; admin: ProxyAdmin }[] {
+    return [...this.records.values()].map((r) => ({ id: r.id, admin: r.admin }))
+  }
+
+  /** A sandbox's proxy admin client; 404 for an unknown sandbox. */
+  adminOf(id: string): ProxyAdmin {
+    return this.require(id).admin
+  }
+
   async networkEvents(id: string, query: NetworkEventsQuery): Promise<NetworkEvent[]> {
     const record = this.require(id)
     try {
