@@ -17,6 +17,8 @@ import type { Dispatcher, Pool } from 'undici'
 import {
   canonicalHost,
   decide,
+  hostText,
+  joinAuthority,
   overrideHeadersIn,
   splitAuthority,
   withoutFragment,
@@ -34,8 +36,15 @@ import {
   refusalText,
   upstreamFailureResponse,
 } from './refusal.js'
-import { endAndClose } from './tunnel.js'
-import { connectToAny, connectViaParent, UpstreamError } from './upstream.js'
+import { connectToAny, connectViaParent, parentCredentials, UpstreamError } from './upstream.js'
+import {
+  closeGracefully,
+  headerValue,
+  headText,
+  readHttpHead,
+  responseStatus,
+  type HttpHead,
+} from './wire.js'
 
 export interface ForwardTarget {
   readonly host: string
@@ -87,8 +96,7 @@ function originTarget(url: string): { path: string; authority?: string } {
 
 /** `host:port` as a Host header or URL authority writes it (IPv6 in brackets). */
 function authorityOf(target: { host: string; port: number }): string {
-  const host = target.host.includes(':') ? `[${target.host}]` : target.host
-  return target.port === 80 ? host : `${host}:${target.port}`
+  return joinAuthority(target.host, target.port === 80 ? undefined : target.port)
 }
 
 export type ForwardMode =
@@ -164,59 +172,6 @@ class PoolSet {
   }
 }
 
-/**
- * Reads an HTTP response head from a socket (bounded in size and time): its
- * status, its Upgrade header, and every byte read so far (head and any body
- * bytes after it), or undefined when the answer is not a valid HTTP/1.x head.
- */
-function readResponseHead(
-  socket: net.Socket,
-  timeoutMs: number,
-): Promise<ResponseHead | undefined> {
-  return new Promise((resolve) => {
-    let bytes = Buffer.alloc(0)
-    const finish = (result: ResponseHead | undefined): void => {
-      clearTimeout(timer)
-      socket.off('data', onData)
-      socket.off('close', onClose)
-      socket.pause()
-      resolve(result)
-    }
-    const onData = (chunk: Buffer): void => {
-      bytes = Buffer.concat([bytes, chunk])
-      const end = bytes.indexOf('\r\n\r\n')
-      if (end < 0) {
-        if (bytes.length > MAX_RESPONSE_HEAD_BYTES) finish(undefined)
-        return
-      }
-      const lines = bytes.subarray(0, end).toString('latin1').split('\r\n')
-      const status = /^HTTP\/1\.[01] (\d{3})(?: |$)/.exec(lines[0] ?? '')?.[1]
-      if (!status) return finish(undefined)
-      const header = (name: string): string | undefined =>
-        lines
-          .slice(1)
-          .map((l) => new RegExp(`^${name}:\\s*(.*?)\\s*$`, 'i').exec(l)?.[1])
-          .find((v) => v !== undefined)
-      const length = header('content-length')
-      finish({
-        status: Number(status),
-        upgrade: header('upgrade'),
-        accept: header('sec-websocket-accept'),
-        contentLength: length !== undefined && /^\d+$/.test(length) ? Number(length) : undefined,
-        bodyBytes: bytes.length - (end + 4),
-        bytes,
-      })
-    }
-    const onClose = (): void => finish(undefined)
-    const timer = setTimeout(() => finish(undefined), timeoutMs)
-    socket.on('data', onData)
-    socket.once('close', onClose)
-    socket.resume()
-  })
-}
-
-const MAX_RESPONSE_HEAD_BYTES = 64 * 1024
-
 /** A WebSocket key as RFC 6455 §4.1 has clients send it: 16 bytes in base64. */
 const WEBSOCKET_KEY = /^[A-Za-z0-9+/]{22}==$/
 
@@ -230,23 +185,31 @@ function websocketAccept(key: string): string {
  * that answers 101 but goes on reading HTTP would otherwise take the client's
  * next bytes as requests no decision saw.
  */
-function switchedToWebSocket(answer: ResponseHead, key: string): boolean {
+function switchedToWebSocket(answer: UpgradeAnswer, key: string): boolean {
   return (
     answer.status === 101 &&
-    answer.upgrade?.trim().toLowerCase() === 'websocket' &&
-    answer.accept?.trim() === websocketAccept(key)
+    headerValue(answer.head, 'upgrade')?.toLowerCase() === 'websocket' &&
+    headerValue(answer.head, 'sec-websocket-accept') === websocketAccept(key)
   )
 }
 
-interface ResponseHead {
+/** The origin's answer to an upgrade request, or undefined when it sent no valid HTTP/1.x head in time. */
+async function readUpgradeAnswer(
+  upstream: net.Socket,
+  timeoutMs: number,
+): Promise<UpgradeAnswer | undefined> {
+  const reading = await readHttpHead(upstream, timeoutMs)
+  if ('error' in reading) return undefined
+  const status = responseStatus(reading.head)
+  return status === undefined ? undefined : { status, head: reading.head, rest: reading.rest }
+}
+
+/** An origin's answer to an upgrade request: its head and the body bytes read after it. */
+interface UpgradeAnswer {
   readonly status: number
-  readonly upgrade: string | undefined
-  readonly accept: string | undefined
-  readonly contentLength: number | undefined
-  /** Bytes of the body already read, after the head. */
-  readonly bodyBytes: number
-  /** Everything read so far: the head and those body bytes. */
-  readonly bytes: Buffer
+  readonly head: HttpHead
+  /** The body bytes read with the head. */
+  readonly rest: Buffer
 }
 
 /** Bytes of a request head as the client sent it, for the log's bytes up. */
@@ -447,14 +410,12 @@ export class HttpForwarder {
     const headers = endToEndHeaders(req.rawHeaders)
     // HTTP/1.0 may omit Host (approve() checked the target); upstream always gets one.
     if (!hasHeader(headers, 'host')) headers.push('Host', req.headers.host ?? authorityOf(target))
-    if (parent?.username) {
-      const credentials = `${decodeURIComponent(parent.username)}:${decodeURIComponent(parent.password)}`
-      headers.push('Proxy-Authorization', `Basic ${Buffer.from(credentials).toString('base64')}`)
-    }
+    const credentials = parent && parentCredentials(parent)
+    if (credentials) headers.push('Proxy-Authorization', credentials)
     const pool = await (parent
       ? this.pools.get(parent.origin, `parent\u0000${target.host}\u0000${target.port}`)
       : this.pools.get(
-          `http://${(address as string).includes(':') ? `[${address}]` : address}:${target.port}`,
+          `http://${joinAuthority(address as string, target.port)}`,
           `${target.host}\u0000${target.port}\u0000${address}`,
         ))
     if (left() || this.behindRefusal(socket, n)) {
@@ -562,7 +523,7 @@ export class HttpForwarder {
       protocol === 'websocket' &&
       (countHeader(req.rawHeaders, 'sec-websocket-key') !== 1 || !WEBSOCKET_KEY.test(key ?? ''))
     ) {
-      endAndClose(socket, badRequestResponse('a WebSocket upgrade needs one Sec-WebSocket-Key'))
+      closeGracefully(socket, badRequestResponse('a WebSocket upgrade needs one Sec-WebSocket-Key'))
       return
     }
     socket.setTimeout(this.ctx.timeouts.idleMs, () => socket.destroy())
@@ -570,8 +531,8 @@ export class HttpForwarder {
       req,
       mode,
       (status, text, decision, policy) => {
-        if (decision && policy) endAndClose(socket, refusalResponse(decision, policy.name))
-        else endAndClose(socket, plainResponse(status, text))
+        if (decision && policy) closeGracefully(socket, refusalResponse(decision, policy.name))
+        else closeGracefully(socket, plainResponse(status, text))
       },
       req.headers.upgrade ?? '',
     )
@@ -594,14 +555,14 @@ export class HttpForwarder {
       upstream = parent
         ? await connectViaParent(
             parent,
-            address ?? (host.kind === 'name' ? host.name : host.text),
+            address ?? hostText(host),
             target.port,
             this.ctx.timeouts.connectMs,
           )
         : (await connectToAny([address as string], target.port, this.ctx.timeouts.connectMs)).socket
     } catch (err) {
       error = `upstream: ${(err as Error).message}`
-      endAndClose(
+      closeGracefully(
         socket,
         upstreamFailureResponse(
           502,
@@ -620,8 +581,9 @@ export class HttpForwarder {
     // server that does not switch protocols ends the connection after its answer, so
     // nothing else can travel on it without a decision.
     headers.push('Connection', 'Upgrade, close', 'Upgrade', 'websocket')
-    let text = `${req.method ?? 'GET'} ${target.path} HTTP/1.1\r\n`
-    for (let i = 0; i + 1 < headers.length; i += 2) text += `${headers[i]}: ${headers[i + 1]}\r\n`
+    const pairs: [string, string][] = []
+    for (let i = 0; i + 1 < headers.length; i += 2)
+      pairs.push([headers[i] as string, headers[i + 1] as string])
     const fail = (which: string) => (err: NodeJS.ErrnoException) => {
       error ??= `${which}: ${err.code ?? err.message}`
       socket.destroy()
@@ -635,18 +597,18 @@ export class HttpForwarder {
     // upstream has switched protocols. Were it to answer anything else, they would be new
     // HTTP requests on an allowed connection that no decision had seen.
     socket.pause()
-    upstream.write(`${text}\r\n`)
-    const answer = await readResponseHead(upstream, this.ctx.timeouts.firstBytesMs)
+    upstream.write(headText(`${req.method ?? 'GET'} ${target.path} HTTP/1.1`, pairs))
+    const answer = await readUpgradeAnswer(upstream, this.ctx.timeouts.firstBytesMs)
     // A 101 to anything but WebSocket (or another 1xx) is no answer the client asked for,
     // and nothing may travel after it: 502.
     const switched = answer !== undefined && switchedToWebSocket(answer, key as string)
     if (!answer || (answer.status < 200 && !switched)) {
       error ??= answer
-        ? `upstream: answered ${answer.status} ${answer.upgrade ?? ''} to a WebSocket upgrade`
+        ? `upstream: answered ${answer.status} ${headerValue(answer.head, 'upgrade') ?? ''} to a WebSocket upgrade`
         : 'upstream: no valid response to the upgrade request'
       upstream.destroy()
       if (!socket.destroyed)
-        endAndClose(
+        closeGracefully(
           socket,
           upstreamFailureResponse(
             502,
@@ -655,7 +617,12 @@ export class HttpForwarder {
         )
       return
     }
-    socket.write(answer.bytes)
+    socket.write(
+      Buffer.concat([
+        Buffer.from(headText(answer.head.startLine, answer.head.headers), 'latin1'),
+        answer.rest,
+      ]),
+    )
     // decide() let only WebSocket through; the splice opens only if that is what the server took.
     if (switched) {
       if (head.length > 0) upstream.write(head)
@@ -665,14 +632,15 @@ export class HttpForwarder {
       return
     }
     // Not switched: relay the rest of this one answer, then close both sides.
+    const length = headerValue(answer.head, 'content-length')
     let remaining =
-      answer.contentLength === undefined ? Infinity : answer.contentLength - answer.bodyBytes
+      length !== undefined && /^\d+$/.test(length) ? Number(length) - answer.rest.length : Infinity
     const done = (): void => {
       upstream.destroy()
-      endAndClose(socket)
+      closeGracefully(socket)
     }
     if (remaining <= 0) return done()
-    upstream.once('close', () => endAndClose(socket))
+    upstream.once('close', () => closeGracefully(socket))
     upstream.on('data', (chunk: Buffer) => {
       const part = chunk.length > remaining ? chunk.subarray(0, remaining) : chunk
       remaining -= part.length
@@ -695,7 +663,7 @@ export class HttpForwarder {
     const res = new http.ServerResponse(req)
     res.shouldKeepAlive = false
     res.assignSocket(socket)
-    res.once('finish', () => endAndClose(socket))
+    res.once('finish', () => closeGracefully(socket))
     await this.handleRequest(req, res, mode)
   }
 

@@ -15,10 +15,16 @@ import { clientAddress, record, type ProxyContext, type TunnelTarget } from './c
 import type { HttpForwarder, ForwardMode } from './http-forward.js'
 import { badRequestResponse, refusalResponse, upstreamFailureResponse } from './refusal.js'
 import type { Sweepable } from './sweeper.js'
-import { endAndClose, runTunnel } from './tunnel.js'
+import { runTunnel } from './tunnel.js'
+import {
+  closeGracefully,
+  HttpHeadError,
+  HttpHeadReader,
+  MAX_HEAD_BYTES,
+  rawResponse,
+  type HttpHead,
+} from './wire.js'
 
-/** What an HTTP head may be at most, as the HTTP server's maxHeaderSize. */
-const MAX_HEAD_BYTES = 32 * 1024
 /**
  * How often an HTTP server checks its connections against headersTimeout and
  * requestTimeout. Node's default, 30 s, let a partial head hold a connection for
@@ -29,9 +35,10 @@ export const CONNECTIONS_CHECK_MS = 1000
 const CONNECT_PREFIX = Buffer.from('CONNECT ', 'latin1')
 // The authority is visible ASCII: a CR, LF, NUL or 8-bit byte in it is as malformed as in a header line.
 const CONNECT_LINE = /^CONNECT ([!-~]+) HTTP\/1\.[01]$/
-/** A header line: a token, a colon, and a value of visible characters, spaces, tabs and obs-text. */
-// eslint-disable-next-line no-control-regex
-const HEADER_LINE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+:[^\x00-\x08\x0a-\x1f\x7f]*$/
+const CONNECT_ESTABLISHED = Buffer.from(
+  rawResponse(200, {}, '', 'Connection Established'),
+  'latin1',
+)
 
 /** `host:port` or `[v6]:port` from a CONNECT request target. */
 export function parseConnectAuthority(text: string): { host: string; port: number } | undefined {
@@ -41,7 +48,7 @@ export function parseConnectAuthority(text: string): { host: string; port: numbe
 }
 
 function badRequest(socket: net.Socket, message: string): void {
-  endAndClose(socket, badRequestResponse(message))
+  closeGracefully(socket, badRequestResponse(message))
 }
 
 /** Whom a connection of an HTTP server talks to, for the decision on what it sent. */
@@ -110,7 +117,7 @@ function createServer(ctx: ProxyContext, targetOf: TargetOf, tracked = false): h
       error: `${err.code}: ${err.message}`,
     })
     if (socket.writable && !pending.get(socket))
-      endAndClose(socket, refusalResponse(decision, policy.name, 400))
+      closeGracefully(socket, refusalResponse(decision, policy.name, 400))
     else socket.destroy()
   })
   return server
@@ -131,12 +138,12 @@ function connectTunnel(
     host: target.host,
     port: target.port,
     initial: head,
-    accept: () => socket.write('HTTP/1.1 200 Connection Established\r\n\r\n'),
+    accept: () => socket.write(CONNECT_ESTABLISHED),
     refuse: (refusal) => {
       if (refusal.kind === 'policy')
-        endAndClose(socket, refusalResponse(refusal.decision, refusal.profile))
+        closeGracefully(socket, refusalResponse(refusal.decision, refusal.profile))
       else
-        endAndClose(
+        closeGracefully(
           socket,
           upstreamFailureResponse(
             refusal.error.kind === 'timeout' ? 504 : 502,
@@ -147,19 +154,29 @@ function connectTunnel(
   }).catch(() => socket.destroy())
 }
 
+/** The authority a CONNECT head names, or why it is not a CONNECT request line. */
+function connectAuthority(head: HttpHead): { authority: string } | { error: string } {
+  const m = CONNECT_LINE.exec(head.startLine)
+  return m ? { authority: m[1] as string } : { error: 'malformed CONNECT request line' }
+}
+
 /**
  * The request line and header lines of a CONNECT head (without its final blank
- * line): the authority it names, or why it is malformed. Lines end in CRLF; a
- * bare CR or LF, a folded line or a control character is malformed.
+ * line), read by the one head reader: the authority it names, or why it is
+ * malformed. Lines end in CRLF; a bare CR or LF, a folded line or a control
+ * character is malformed.
  */
-export function parseConnectHead(head: string): { authority: string } | { error: string } {
-  const lines = head.split('\r\n')
-  const m = CONNECT_LINE.exec(lines[0] as string)
-  if (!m) return { error: 'malformed CONNECT request line' }
-  for (let i = 1; i < lines.length; i++) {
-    if (!HEADER_LINE.test(lines[i] as string)) return { error: 'malformed header line' }
+export function parseConnectHead(text: string): { authority: string } | { error: string } {
+  let reading: ReturnType<HttpHeadReader['push']>
+  try {
+    reading = new HttpHeadReader().push(Buffer.from(`${text}\r\n\r\n`, 'latin1'))
+  } catch (err) {
+    if (err instanceof HttpHeadError) return { error: err.message }
+    throw err
   }
-  return { authority: m[1] as string }
+  // A blank line inside: what follows it would be another head.
+  if (!reading || reading.rest.length > 0) return { error: 'malformed header line' }
+  return connectAuthority(reading.head)
 }
 
 /**
@@ -167,9 +184,9 @@ export function parseConnectHead(head: string): { authority: string } | { error:
  * else goes to `server` with what was read put back.
  */
 function frontDoor(ctx: ProxyContext, socket: net.Socket, server: http.Server): void {
-  let buffered: Buffer | undefined
-  /** How far the blank line that ends the head has been looked for. */
-  let searched = 0
+  /** The first bytes, while too few to tell CONNECT from anything else. */
+  let prefix: Buffer | undefined
+  let reader: HttpHeadReader | undefined
   const startedAt = Date.now()
   const deadline: Sweepable = {
     sweep: (now) => {
@@ -191,38 +208,44 @@ function frontDoor(ctx: ProxyContext, socket: net.Socket, server: http.Server): 
   }
   const onEnd = (): void => {
     finish()
-    if (buffered) badRequest(socket, 'the connection ended inside a request head')
-    else endAndClose(socket)
+    if (prefix || reader) badRequest(socket, 'the connection ended inside a request head')
+    else closeGracefully(socket)
   }
   const onData = (chunk: Buffer): void => {
-    const data = buffered ? Buffer.concat([buffered, chunk]) : chunk
-    buffered = data
-    const n = Math.min(data.length, CONNECT_PREFIX.length)
-    if (data.compare(CONNECT_PREFIX, 0, n, 0, n) !== 0) {
-      // Not CONNECT: the HTTP server's, from the first byte.
-      finish()
-      socket.unshift(data)
-      server.emit('connection', socket)
-      socket.resume()
-      return
-    }
-    const end = data.indexOf('\r\n\r\n', Math.max(0, searched - 3), 'latin1')
-    if (end < 0) {
-      searched = data.length
-      if (data.length > MAX_HEAD_BYTES) {
+    let data = chunk
+    if (!reader) {
+      data = prefix ? Buffer.concat([prefix, chunk]) : chunk
+      const n = Math.min(data.length, CONNECT_PREFIX.length)
+      if (data.compare(CONNECT_PREFIX, 0, n, 0, n) !== 0) {
+        // Not CONNECT: the HTTP server's, from the first byte.
         finish()
-        badRequest(socket, `request head larger than ${MAX_HEAD_BYTES} bytes`)
+        socket.unshift(data)
+        server.emit('connection', socket)
+        socket.resume()
+        return
       }
-      return
+      if (n < CONNECT_PREFIX.length) {
+        prefix = data
+        return
+      }
+      prefix = undefined
+      reader = new HttpHeadReader()
     }
+    let reading: ReturnType<HttpHeadReader['push']>
+    try {
+      reading = reader.push(data)
+    } catch (err) {
+      if (!(err instanceof HttpHeadError)) throw err
+      finish()
+      return badRequest(socket, err.message)
+    }
+    if (!reading) return
     finish()
     socket.on('error', () => socket.destroy())
-    if (end + 4 > MAX_HEAD_BYTES)
-      return badRequest(socket, `request head larger than ${MAX_HEAD_BYTES} bytes`)
-    const head = parseConnectHead(data.toString('latin1', 0, end))
+    const head = connectAuthority(reading.head)
     if ('error' in head) return badRequest(socket, head.error)
     // Bytes after the head are the tunnel's (a client may send its ClientHello at once).
-    connectTunnel(ctx, socket, head.authority, data.subarray(end + 4))
+    connectTunnel(ctx, socket, head.authority, reading.rest)
   }
   ctx.sweeper.add(deadline)
   socket.on('data', onData)

@@ -5,7 +5,8 @@
 import net from 'node:net'
 import type { ProxyContext } from './context.js'
 import { readSocksRequest, sendSocksReply, SocksProtocolError, SocksReplyCode } from './socks5.js'
-import { endAndClose, runTunnel, type TunnelRefusal } from './tunnel.js'
+import { runTunnel, type TunnelRefusal } from './tunnel.js'
+import { closeGracefully } from './wire.js'
 
 function replyCodeFor(refusal: TunnelRefusal): SocksReplyCode {
   if (refusal.kind === 'policy') return SocksReplyCode.notAllowed
@@ -37,13 +38,13 @@ async function handle(ctx: ProxyContext, socket: net.Socket): Promise<void> {
     request = await readSocksRequest(socket, { timeoutMs: ctx.timeouts.handshakeMs })
   } catch (err) {
     // A broken handshake is the client's problem, not a decision: close quietly.
-    if (err instanceof SocksProtocolError) endAndClose(socket)
+    if (err instanceof SocksProtocolError) closeGracefully(socket)
     else socket.destroy()
     return
   }
   if (request.command !== 'connect') {
     sendSocksReply(socket, SocksReplyCode.commandNotSupported)
-    endAndClose(socket)
+    closeGracefully(socket)
     return
   }
   await runTunnel(ctx, {
@@ -55,7 +56,7 @@ async function handle(ctx: ProxyContext, socket: net.Socket): Promise<void> {
     accept: () => sendSocksReply(socket, SocksReplyCode.succeeded),
     refuse: (refusal) => {
       sendSocksReply(socket, replyCodeFor(refusal))
-      endAndClose(socket)
+      closeGracefully(socket)
     },
   })
 }

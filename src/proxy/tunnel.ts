@@ -16,6 +16,7 @@ import type net from 'node:net'
 import {
   canonicalHost,
   decide,
+  hostText,
   tryCanonicalHost,
   type Decision,
   type EgressRequest,
@@ -26,6 +27,7 @@ import { peekClient, type PeekResult } from './peek.js'
 import { refusalResponse, TLS_ACCESS_DENIED_ALERT } from './refusal.js'
 import type { Sweepable } from './sweeper.js'
 import { connectToAny, connectViaParent, UpstreamError, type OnRead } from './upstream.js'
+import { closeGracefully } from './wire.js'
 
 export type TunnelRefusal =
   | { readonly kind: 'policy'; readonly decision: Decision; readonly profile: string }
@@ -80,7 +82,7 @@ async function dial(
     // The parent gets the address this proxy checked, so it cannot resolve the name to
     // another one; only a name this proxy could not resolve itself goes as a name.
     const canonical = canonicalHost(host)
-    const target = addresses?.[0] ?? (canonical.kind === 'name' ? canonical.name : canonical.text)
+    const target = addresses?.[0] ?? hostText(canonical)
     const socket = await connectViaParent(ctx.parentProxy, target, port, ctx.timeouts.connectMs)
     // What the parent sent past its answer was put back: it is the target's.
     const overhead = socket.bytesRead - socket.readableLength
@@ -277,15 +279,6 @@ function splice(
   client.resume()
 }
 
-/** Sends a last message (if any), then closes once it is flushed. */
-export function endAndClose(socket: net.Socket, last?: string | Buffer): void {
-  socket.on('error', () => socket.destroy())
-  if (last === undefined) socket.end(() => socket.destroy())
-  else socket.end(last, () => socket.destroy())
-  // A client that stops reading must not hold the socket open.
-  setTimeout(() => socket.destroy(), 5000).unref()
-}
-
 /** What a tunnel's log line says about what was seen. */
 interface Seen {
   readonly sni?: string | null
@@ -428,11 +421,11 @@ export async function runTunnel(ctx: ProxyContext, t: TunnelRequest): Promise<vo
     closeEarly()
     log(decision, seen)
     // Tell the client in its own protocol why the tunnel closes.
-    if (request.payload === 'tls') endAndClose(t.client, TLS_ACCESS_DENIED_ALERT)
+    if (request.payload === 'tls') closeGracefully(t.client, TLS_ACCESS_DENIED_ALERT)
     // Plain text for a person who pointed an HTTP client at the TLS port.
     else if (request.payload === 'other')
-      endAndClose(t.client, refusalResponse(decision, policy.name))
-    else endAndClose(t.client)
+      closeGracefully(t.client, refusalResponse(decision, policy.name))
+    else closeGracefully(t.client)
     return
   }
 

@@ -5,7 +5,8 @@
 
 import { lookup } from 'node:dns/promises'
 import net from 'node:net'
-import { canonicalHost, type CanonicalHost } from '../policy/index.js'
+import { canonicalHost, joinAuthority, type CanonicalHost } from '../policy/index.js'
+import { headText, readHttpHead, responseStatus } from './wire.js'
 
 export class UpstreamError extends Error {
   constructor(
@@ -155,57 +156,37 @@ export async function connectViaParent(
   const parentPort = Number(parent.port || (parent.protocol === 'https:' ? 443 : 80))
   const parentHost = parent.hostname.replace(/^\[|\]$/g, '')
   const socket = await connectTo(parentHost, parentPort, timeoutMs)
-  const authority = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
-  const auth =
-    parent.username !== ''
-      ? `Proxy-Authorization: Basic ${Buffer.from(`${decodeURIComponent(parent.username)}:${decodeURIComponent(parent.password)}`).toString('base64')}\r\n`
-      : ''
-  socket.write(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n${auth}\r\n`)
-  return new Promise((resolve, reject) => {
-    let head = Buffer.alloc(0)
-    const timer = setTimeout(
-      () =>
-        fail(
-          new UpstreamError(
-            `parent proxy did not answer CONNECT within ${timeoutMs} ms`,
-            'timeout',
-          ),
-        ),
-      timeoutMs,
+  const authority = joinAuthority(host, port)
+  const headers: [string, string][] = [['Host', authority]]
+  const credentials = parentCredentials(parent)
+  if (credentials) headers.push(['Proxy-Authorization', credentials])
+  socket.write(headText(`CONNECT ${authority} HTTP/1.1`, headers))
+  socket.on('error', () => socket.destroy())
+  const answer = await readHttpHead(socket, timeoutMs)
+  if ('error' in answer) {
+    socket.destroy()
+    throw new UpstreamError(
+      `parent proxy gave no answer to CONNECT ${authority}: ${answer.error}`,
+      answer.timedOut ? 'timeout' : 'parent',
     )
-    const fail = (err: Error): void => {
-      clearTimeout(timer)
-      socket.destroy()
-      reject(err)
-    }
-    const onData = (chunk: Buffer): void => {
-      head = Buffer.concat([head, chunk])
-      const end = head.indexOf('\r\n\r\n')
-      if (end < 0) {
-        if (head.length > 16 * 1024)
-          fail(new UpstreamError('parent proxy sent an oversized CONNECT response', 'parent'))
-        return
-      }
-      socket.off('data', onData)
-      socket.off('error', fail)
-      clearTimeout(timer)
-      const status = /^HTTP\/1\.[01] (\d{3})/.exec(head.subarray(0, end).toString('latin1'))?.[1]
-      if (status !== '200') {
-        socket.destroy()
-        reject(
-          new UpstreamError(
-            `parent proxy refused CONNECT ${authority}: status ${status ?? 'unreadable'}`,
-            'parent',
-          ),
-        )
-        return
-      }
-      socket.pause()
-      const rest = head.subarray(end + 4)
-      if (rest.length > 0) socket.unshift(rest)
-      resolve(socket)
-    }
-    socket.on('data', onData)
-    socket.once('error', fail)
-  })
+  }
+  const status = responseStatus(answer.head)
+  if (status !== 200) {
+    socket.destroy()
+    throw new UpstreamError(
+      `parent proxy refused CONNECT ${authority}: status ${status ?? 'unreadable'}`,
+      'parent',
+    )
+  }
+  socket.removeAllListeners('error')
+  // What the parent sent past its answer is the target's.
+  if (answer.rest.length > 0) socket.unshift(answer.rest)
+  return socket
+}
+
+/** `Proxy-Authorization` for a parent proxy URL with credentials, or undefined. */
+export function parentCredentials(parent: URL): string | undefined {
+  if (parent.username === '') return undefined
+  const pair = `${decodeURIComponent(parent.username)}:${decodeURIComponent(parent.password)}`
+  return `Basic ${Buffer.from(pair).toString('base64')}`
 }

@@ -8,6 +8,7 @@ import {
   type Mode,
   type OperatorSettings,
   type PolicySpec,
+  joinAuthority,
   splitAuthority,
 } from '../../policy/index.js'
 import type { ProfileCatalogue } from '../../profiles/index.js'
@@ -271,7 +272,7 @@ export async function proxyCommand(argv: string[]): Promise<number> {
   }
 
   const shown = Object.entries(proxy.addresses).map(
-    ([k, a]) => `${k} ${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`,
+    ([k, a]) => `${k} ${joinAuthority(a.address, a.port)}`,
   )
   process.stderr.write(
     `isorun proxy: policy ${policy.name} (${policy.mode}); listening: ${shown.join(', ')}\n`,
