@@ -15,9 +15,7 @@ import type net from 'node:net'
 import { Readable } from 'node:stream'
 import type { Dispatcher, Pool } from 'undici'
 import {
-  canonicalHost,
   decide,
-  hostText,
   joinAuthority,
   overrideHeadersIn,
   splitAuthority,
@@ -36,7 +34,7 @@ import {
   refusalText,
   upstreamFailureResponse,
 } from './refusal.js'
-import { connectToAny, connectViaParent, parentCredentials, UpstreamError } from './upstream.js'
+import { dialUpstream, parentCredentials, resolveUpstream } from './upstream.js'
 import {
   closeGracefully,
   headerValue,
@@ -328,13 +326,11 @@ export class HttpForwarder {
     if (decision.action === 'allow') {
       let addresses: string[] | undefined
       try {
-        addresses = await this.ctx.resolver.resolve(canonicalHost(target.host))
+        addresses = await resolveUpstream(this.ctx, target.host)
       } catch (err) {
-        if (!(this.ctx.parentProxy && err instanceof UpstreamError && err.kind === 'resolve')) {
-          log(decision, { error: (err as Error).message })
-          refuse(502, `isorun: ${(err as Error).message}\n`)
-          return undefined
-        }
+        log(decision, { error: (err as Error).message })
+        refuse(502, `isorun: ${(err as Error).message}\n`)
+        return undefined
       }
       decision = decide({ ...request, ...(addresses ? { resolved: addresses } : {}) }, policy)
       if (decision.action === 'allow')
@@ -550,16 +546,9 @@ export class HttpForwarder {
     )
     let upstream: net.Socket
     try {
-      const parent = this.ctx.parentProxy
-      const host = canonicalHost(target.host)
-      upstream = parent
-        ? await connectViaParent(
-            parent,
-            address ?? hostText(host),
-            target.port,
-            this.ctx.timeouts.connectMs,
-          )
-        : (await connectToAny([address as string], target.port, this.ctx.timeouts.connectMs)).socket
+      upstream = (
+        await dialUpstream(this.ctx, target.host, target.port, address ? [address] : undefined)
+      ).socket
     } catch (err) {
       error = `upstream: ${(err as Error).message}`
       closeGracefully(

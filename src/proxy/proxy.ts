@@ -23,7 +23,7 @@ import {
 import { InterceptionState, type InterceptionSettings } from './interception.js'
 import type { CatalogueSource } from './policy-source.js'
 import { Sweeper, sweepInterval } from './sweeper.js'
-import { Resolver, type ResolveOverrides } from './upstream.js'
+import { Resolver, type ResolveOverrides } from './resolver.js'
 
 export interface ListenAddress {
   readonly host: string

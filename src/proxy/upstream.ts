@@ -1,88 +1,86 @@
-// Resolving and dialling upstreams. The proxy resolves a name itself, asks
-// decide() about every address it got, then dials exactly those addresses: no
-// second lookup happens between the check and the connect, so DNS rebinding
-// cannot swap in an address that was never checked.
+// Reaching upstreams, for tunnels and for forwarded HTTP alike: the addresses
+// of an allowed target, and a connection to exactly the addresses decide()
+// checked (directly, or through the parent proxy). No second lookup happens
+// between the check and the connect, so DNS rebinding cannot swap in an
+// address that was never checked.
 
-import { lookup } from 'node:dns/promises'
 import net from 'node:net'
-import { canonicalHost, joinAuthority, type CanonicalHost } from '../policy/index.js'
+import { canonicalHost, hostText, joinAuthority, tryCanonicalHost } from '../policy/index.js'
+import type { ProxyContext } from './context.js'
 import { headText, readHttpHead, responseStatus } from './wire.js'
 
+/** Why an allowed connection could not reach its upstream. */
 export class UpstreamError extends Error {
   constructor(
     message: string,
-    /** For the log and for a 502/504 body. */
+    /** For the log and for a 502/504 body or a SOCKS reply code. */
     readonly kind: 'resolve' | 'connect' | 'timeout' | 'parent',
   ) {
     super(message)
   }
 }
 
-/** Static name → addresses overrides (`--resolve name=ip`), consulted before the system resolver. */
-export type ResolveOverrides = ReadonlyMap<string, readonly string[]>
-
-export function parseResolveOverride(text: string): [string, string] {
-  const eq = text.indexOf('=')
-  if (eq <= 0 || eq === text.length - 1)
-    throw new Error(`--resolve "${text}": write name=address, e.g. pypi.org=127.0.0.1`)
-  const name = canonicalHost(text.slice(0, eq))
-  const address = canonicalHost(text.slice(eq + 1))
-  if (name.kind !== 'name')
-    throw new Error(`--resolve "${text}": the left side must be a host name`)
-  if (address.kind !== 'ip')
-    throw new Error(`--resolve "${text}": the right side must be an IP address`)
-  return [name.name, address.text]
+/**
+ * Addresses for a host known without asking a DNS server (an IP literal, an
+ * override, a fresh cache entry); undefined when it needs a lookup, or is not a host.
+ */
+export function addressesWithoutLookup(ctx: ProxyContext, host: string): string[] | undefined {
+  const canonical = tryCanonicalHost(host)
+  return canonical ? ctx.resolver.resolveLocal(canonical) : undefined
 }
 
-export class Resolver {
-  constructor(
-    private readonly overrides: ResolveOverrides = new Map(),
-    private readonly timeoutMs = 5000,
-  ) {}
-
-  /**
-   * Addresses known without asking a DNS server: an IP literal's own, or a name's
-   * overrides. Undefined when resolving would need a lookup.
-   */
-  resolveLocal(host: CanonicalHost): string[] | undefined {
-    if (host.kind === 'ip') return [host.text]
-    const override = this.overrides.get(host.name)
-    return override ? [...override] : undefined
+/**
+ * Addresses to check and dial for an allowed host. With a parent proxy, a name this
+ * proxy cannot resolve goes to the parent as a name: undefined. Throws UpstreamError.
+ */
+export async function resolveUpstream(
+  ctx: ProxyContext,
+  host: string,
+): Promise<string[] | undefined> {
+  try {
+    return await ctx.resolver.resolve(canonicalHost(host))
+  } catch (err) {
+    if (ctx.parentProxy && err instanceof UpstreamError && err.kind === 'resolve') return undefined
+    throw err instanceof UpstreamError ? err : new UpstreamError(String(err), 'resolve')
   }
+}
 
-  /**
-   * Addresses for a canonical host: an IP literal is its own address; a name comes
-   * from the overrides or the system resolver (so /etc/hosts and Docker's
-   * extra_hosts and embedded DNS work).
-   */
-  async resolve(host: CanonicalHost): Promise<string[]> {
-    if (host.kind === 'ip') return [host.text]
-    const override = this.overrides.get(host.name)
-    if (override) return [...override]
-    let timer: NodeJS.Timeout | undefined
-    try {
-      const answers = await Promise.race([
-        lookup(host.name, { all: true, verbatim: true }),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () => reject(new UpstreamError(`resolving ${host.name} timed out`, 'timeout')),
-            this.timeoutMs,
-          )
-        }),
-      ])
-      if (answers.length === 0) throw new UpstreamError(`${host.name} has no addresses`, 'resolve')
-      // IPv4 first: sandboxes and most egress networks have no IPv6 route.
-      return answers.sort((a, b) => a.family - b.family).map((a) => a.address)
-    } catch (err) {
-      if (err instanceof UpstreamError) throw err
-      throw new UpstreamError(
-        `cannot resolve ${host.name}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
-        'resolve',
-      )
-    } finally {
-      if (timer) clearTimeout(timer)
-    }
+export interface Upstream {
+  readonly socket: net.Socket
+  /** What the log says was dialled: the address, or the parent proxy and the address it was sent. */
+  readonly address: string
+  /** Bytes read that were not the target's (a parent proxy's answer to CONNECT). */
+  readonly overhead: number
+}
+
+/**
+ * Connects to a checked target: the first of `addresses` that answers, or through
+ * the parent proxy, which gets the checked address (so it cannot resolve the name
+ * to another one), or the name when this proxy could not resolve it. `onread` is
+ * used on a direct connection only.
+ */
+export async function dialUpstream(
+  ctx: ProxyContext,
+  host: string,
+  port: number,
+  addresses: readonly string[] | undefined,
+  onread?: OnRead,
+): Promise<Upstream> {
+  const parent = ctx.parentProxy
+  if (!parent) {
+    const direct = await connectToAny(addresses ?? [], port, ctx.timeouts.connectMs, onread)
+    return { ...direct, overhead: 0 }
   }
+  const checked = addresses?.[0]
+  const socket = await connectViaParent(
+    parent,
+    checked ?? hostText(canonicalHost(host)),
+    port,
+    ctx.timeouts.connectMs,
+  )
+  // What the parent sent past its answer was put back: it is the target's.
+  const overhead = socket.bytesRead - socket.readableLength
+  return { socket, address: `via ${parent.host}${checked ? ` to ${checked}` : ''}`, overhead }
 }
 
 /** net's `onread`: the socket reads into memory the caller supplies, and emits no 'data'. */

@@ -13,7 +13,7 @@ import {
 } from '../../policy/index.js'
 import type { ProfileCatalogue } from '../../profiles/index.js'
 import { startProxy, type ListenAddress, type ProxyListeners } from '../../proxy/proxy.js'
-import { parseResolveOverride } from '../../proxy/upstream.js'
+import { parseResolveOverride } from '../../proxy/resolver.js'
 import { parseArgs, PROFILES_DIR_OPTION, splitList, withUsage } from '../args.js'
 import {
   INTERCEPTION_OPTIONS,
