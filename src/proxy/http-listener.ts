@@ -10,9 +10,12 @@
 
 import http from 'node:http'
 import net from 'node:net'
-import { decide, splitAuthority, type TunnelPayload } from '../policy/index.js'
-import { clientAddress, record, type ProxyContext, type TunnelTarget } from './context.js'
-import type { HttpForwarder, ForwardMode } from './http-forward.js'
+import { splitAuthority, type TunnelPayload } from '../policy/index.js'
+import type { ProxyContext, TunnelTarget } from './context.js'
+import { Exchange } from './exchange.js'
+import { guard } from './guard.js'
+import type { HttpForwarder } from './http-forward.js'
+import type { ForwardMode } from './http-target.js'
 import { badRequestResponse, refusalResponse, upstreamFailureResponse } from './refusal.js'
 import type { Sweepable } from './sweeper.js'
 import { runTunnel } from './tunnel.js'
@@ -104,20 +107,13 @@ function createServer(ctx: ProxyContext, targetOf: TargetOf, tracked = false): h
       else socket.destroy()
       return
     }
-    const startedAt = performance.now()
-    const policy = ctx.policy.current
     const target = targetOf(socket)
-    const decision = decide({ ...target, payload }, policy)
-    record(ctx, {
-      policy,
-      protocol: target.protocol,
-      decision,
-      client: clientAddress(socket),
-      startedAt,
-      error: `${err.code}: ${err.message}`,
-    })
+    const exchange = new Exchange(ctx, target.protocol, socket)
+    const decision = exchange.decide({ ...target, payload })
+    exchange.fail(`${err.code}: ${err.message}`)
+    exchange.end()
     if (socket.writable && !pending.get(socket))
-      closeGracefully(socket, refusalResponse(decision, policy.name, 400))
+      closeGracefully(socket, refusalResponse(decision, exchange.policy.name, 400))
     else socket.destroy()
   })
   return server
@@ -130,28 +126,33 @@ function connectTunnel(
   authority: string,
   head: Buffer,
 ): void {
-  const target = parseConnectAuthority(authority)
-  if (!target) return badRequest(socket, `CONNECT needs host:port, got "${authority}"`)
-  void runTunnel(ctx, {
-    protocol: 'connect',
+  const named = parseConnectAuthority(authority)
+  if (!named) return badRequest(socket, `CONNECT needs host:port, got "${authority}"`)
+  const exchange = new Exchange(ctx, 'connect', socket)
+  const tunnel = runTunnel(ctx, {
     client: socket,
-    host: target.host,
-    port: target.port,
     initial: head,
-    accept: () => socket.write(CONNECT_ESTABLISHED),
-    refuse: (refusal) => {
-      if (refusal.kind === 'policy')
-        closeGracefully(socket, refusalResponse(refusal.decision, refusal.profile))
-      else
-        closeGracefully(
-          socket,
-          upstreamFailureResponse(
-            refusal.error.kind === 'timeout' ? 504 : 502,
-            refusal.error.message,
-          ),
-        )
+    exchange,
+    target: {
+      kind: 'named',
+      host: named.host,
+      port: named.port,
+      accept: () => socket.write(CONNECT_ESTABLISHED),
+      refuse: (refusal) => {
+        if (refusal.kind === 'policy')
+          closeGracefully(socket, refusalResponse(refusal.decision, refusal.profile))
+        else
+          closeGracefully(
+            socket,
+            upstreamFailureResponse(
+              refusal.error.kind === 'timeout' ? 504 : 502,
+              refusal.error.message,
+            ),
+          )
+      },
     },
-  }).catch(() => socket.destroy())
+  })
+  guard(ctx, exchange, () => socket.destroy(), tunnel)
 }
 
 /** The authority a CONNECT head names, or why it is not a CONNECT request line. */
@@ -181,77 +182,94 @@ export function parseConnectHead(text: string): { authority: string } | { error:
 
 /**
  * Reads a new connection's first bytes: a CONNECT head is served here, anything
- * else goes to `server` with what was read put back.
+ * else goes to the HTTP server with what was read put back. The head's deadline
+ * is kept by the sweeper, not a timer of its own.
  */
-function frontDoor(ctx: ProxyContext, socket: net.Socket, server: http.Server): void {
+class FrontDoor implements Sweepable {
   /** The first bytes, while too few to tell CONNECT from anything else. */
-  let prefix: Buffer | undefined
-  let reader: HttpHeadReader | undefined
-  const startedAt = Date.now()
-  const deadline: Sweepable = {
-    sweep: (now) => {
-      if (now < startedAt + ctx.timeouts.headMs) return
-      finish()
-      badRequest(socket, 'no complete request head in time')
-    },
+  private prefix: Buffer | undefined
+  /** Reads the head once the bytes said CONNECT. */
+  private reader: HttpHeadReader | undefined
+  private readonly startedAt = Date.now()
+
+  constructor(
+    private readonly ctx: ProxyContext,
+    private readonly socket: net.Socket,
+    private readonly server: http.Server,
+  ) {
+    ctx.sweeper.add(this)
+    socket.on('data', this.onData)
+    socket.on('end', this.onEnd)
+    socket.on('error', this.onError)
+    socket.resume()
   }
-  const onError = (): void => {
-    finish()
-    socket.destroy()
+
+  sweep(now: number): void {
+    if (now < this.startedAt + this.ctx.timeouts.headMs) return
+    this.finish()
+    badRequest(this.socket, 'no complete request head in time')
   }
-  const finish = (): void => {
-    ctx.sweeper.delete(deadline)
-    socket.off('data', onData)
-    socket.off('end', onEnd)
-    socket.off('error', onError)
-    socket.pause()
+
+  private finish(): void {
+    this.ctx.sweeper.delete(this)
+    this.socket.off('data', this.onData)
+    this.socket.off('end', this.onEnd)
+    this.socket.off('error', this.onError)
+    this.socket.pause()
   }
-  const onEnd = (): void => {
-    finish()
-    if (prefix || reader) badRequest(socket, 'the connection ended inside a request head')
-    else closeGracefully(socket)
+
+  private readonly onError = (): void => {
+    this.finish()
+    this.socket.destroy()
   }
-  const onData = (chunk: Buffer): void => {
-    let data = chunk
-    if (!reader) {
-      data = prefix ? Buffer.concat([prefix, chunk]) : chunk
-      const n = Math.min(data.length, CONNECT_PREFIX.length)
-      if (data.compare(CONNECT_PREFIX, 0, n, 0, n) !== 0) {
-        // Not CONNECT: the HTTP server's, from the first byte.
-        finish()
-        socket.unshift(data)
-        server.emit('connection', socket)
-        socket.resume()
-        return
-      }
-      if (n < CONNECT_PREFIX.length) {
-        prefix = data
-        return
-      }
-      prefix = undefined
-      reader = new HttpHeadReader()
+
+  private readonly onEnd = (): void => {
+    this.finish()
+    if (this.prefix || this.reader)
+      badRequest(this.socket, 'the connection ended inside a request head')
+    else closeGracefully(this.socket)
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    const data = this.reader ? chunk : this.sortOut(chunk)
+    if (data) this.readHead(data)
+  }
+
+  /** Before the bytes said CONNECT: what to read as its head, or undefined (handed over, or too few). */
+  private sortOut(chunk: Buffer): Buffer | undefined {
+    const data = this.prefix ? Buffer.concat([this.prefix, chunk]) : chunk
+    const n = Math.min(data.length, CONNECT_PREFIX.length)
+    if (data.compare(CONNECT_PREFIX, 0, n, 0, n) !== 0) {
+      // Not CONNECT: the HTTP server's, from the first byte.
+      this.finish()
+      this.socket.unshift(data)
+      this.server.emit('connection', this.socket)
+      this.socket.resume()
+      return undefined
     }
+    this.prefix = n < CONNECT_PREFIX.length ? data : undefined
+    if (this.prefix) return undefined
+    this.reader = new HttpHeadReader()
+    return data
+  }
+
+  private readHead(data: Buffer): void {
     let reading: ReturnType<HttpHeadReader['push']>
     try {
-      reading = reader.push(data)
+      reading = (this.reader as HttpHeadReader).push(data)
     } catch (err) {
       if (!(err instanceof HttpHeadError)) throw err
-      finish()
-      return badRequest(socket, err.message)
+      this.finish()
+      return badRequest(this.socket, err.message)
     }
     if (!reading) return
-    finish()
-    socket.on('error', () => socket.destroy())
+    this.finish()
+    this.socket.on('error', () => this.socket.destroy())
     const head = connectAuthority(reading.head)
-    if ('error' in head) return badRequest(socket, head.error)
+    if ('error' in head) return badRequest(this.socket, head.error)
     // Bytes after the head are the tunnel's (a client may send its ClientHello at once).
-    connectTunnel(ctx, socket, head.authority, reading.rest)
+    connectTunnel(this.ctx, this.socket, head.authority, reading.rest)
   }
-  ctx.sweeper.add(deadline)
-  socket.on('data', onData)
-  socket.on('end', onEnd)
-  socket.on('error', onError)
-  socket.resume()
 }
 
 /** The HTTP proxy port: CONNECT tunnels, and absolute-form requests and upgrades. */
@@ -269,15 +287,7 @@ export function createHttpProxyServer(
   // A malformed request names no target: decided with none (refused, as unreadable).
   const httpServer = createServer(ctx, () => ({ protocol: 'http', host: '', port: 0 }), true)
   const mode: ForwardMode = { kind: 'proxy' }
-  httpServer.on(
-    'request',
-    (req, res) => void forwarder.handleRequest(req, res, mode).catch(() => res.destroy()),
-  )
-  httpServer.on(
-    'upgrade',
-    (req, socket: net.Socket, head: Buffer) =>
-      void forwarder.handleUpgrade(req, socket, head, mode).catch(() => socket.destroy()),
-  )
+  forwardRequests(ctx, httpServer, forwarder, () => mode)
   // CONNECT after other requests on a kept-alive connection.
   httpServer.on('connect', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
     socket.on('error', () => socket.destroy())
@@ -289,10 +299,38 @@ export function createHttpProxyServer(
     { allowHalfOpen: true, noDelay: true, pauseOnConnect: true },
     (socket) => {
       ctx.tracker.add(socket)
-      frontDoor(ctx, socket, httpServer)
+      new FrontDoor(ctx, socket, httpServer)
     },
   )
   return { server, closeHttp: () => httpServer.close() }
+}
+
+/**
+ * Hands a server's requests and upgrades to the forwarder, each as an exchange of
+ * its own under the data-path guard. `modeOf`: how its connections' requests are
+ * read (undefined: the connection is not one of its own, and is closed).
+ */
+function forwardRequests(
+  ctx: ProxyContext,
+  server: http.Server,
+  forwarder: HttpForwarder,
+  modeOf: (socket: net.Socket) => ForwardMode | undefined,
+): void {
+  const protocolOf = (mode: ForwardMode): Exchange['protocol'] =>
+    mode.kind === 'tunnel' ? mode.protocol : 'http'
+  server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const mode = modeOf(req.socket)
+    if (!mode) return res.destroy()
+    const exchange = new Exchange(ctx, protocolOf(mode), req.socket)
+    guard(ctx, exchange, () => res.destroy(), forwarder.handleRequest(req, res, mode, exchange))
+  })
+  server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+    const mode = modeOf(socket)
+    if (!mode) return socket.destroy()
+    const exchange = new Exchange(ctx, protocolOf(mode), socket)
+    const upgrade = forwarder.handleUpgrade(req, socket, head, mode, exchange)
+    guard(ctx, exchange, () => socket.destroy(), upgrade)
+  })
 }
 
 /**
@@ -312,15 +350,7 @@ export function createTransparentHttpServer(
 ): http.Server {
   const server = createServer(ctx, () => ({ protocol: 'http', host: '', port: targetPort() }))
   const mode: ForwardMode = { kind: 'transparent', port: targetPort }
-  server.on(
-    'request',
-    (req, res) => void forwarder.handleRequest(req, res, mode).catch(() => res.destroy()),
-  )
-  server.on(
-    'upgrade',
-    (req, socket: net.Socket, head: Buffer) =>
-      void forwarder.handleUpgrade(req, socket, head, mode).catch(() => socket.destroy()),
-  )
+  forwardRequests(ctx, server, forwarder, () => mode)
   server.on('connect', (_req, socket: net.Socket) =>
     badRequest(socket, 'CONNECT is served on the HTTP proxy port, not here'),
   )
@@ -342,21 +372,11 @@ export function createTunnelHttpServer(
   handOff: (socket: net.Socket, buffered: Buffer, target: TunnelTarget) => void
 } {
   const modes = new WeakMap<net.Socket, ForwardMode & { kind: 'tunnel' }>()
-  const modeOf = (socket: net.Socket): ForwardMode | undefined => modes.get(socket)
   const server = createServer(
     ctx,
     (socket) => modes.get(socket) ?? { protocol: 'http', host: '', port: 0 },
   )
-  server.on('request', (req, res) => {
-    const mode = modeOf(req.socket)
-    if (!mode) return res.destroy()
-    void forwarder.handleRequest(req, res, mode).catch(() => res.destroy())
-  })
-  server.on('upgrade', (req, socket: net.Socket, head: Buffer) => {
-    const mode = modeOf(socket)
-    if (!mode) return socket.destroy()
-    void forwarder.handleUpgrade(req, socket, head, mode).catch(() => socket.destroy())
-  })
+  forwardRequests(ctx, server, forwarder, (socket) => modes.get(socket))
   server.on('connect', (_req, socket: net.Socket) =>
     badRequest(socket, 'CONNECT inside a tunnel is not supported'),
   )

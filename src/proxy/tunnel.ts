@@ -1,21 +1,30 @@
-// The tunnel pipeline shared by CONNECT, SOCKS5 and transparent TLS:
+// One tunnel, from its target to its log line: CONNECT, SOCKS5 and transparent
+// TLS all run through these stages, in this order.
 //
-//   target named? -> decide(name), unless it resolves without a lookup -> resolve
-//   -> decide(addresses, may raw TCP travel? (a tcp: rule)) [-> decide(addresses) if not]
-//   -> tell the client "go ahead"
-//   -> peek the first bytes (a ClientHello, something else, or the server speaks first)
-//   -> not TLS, no tcp: rule: the proxy's HTTP server takes the connection over, and
-//      every request on it is read, decided and written again by the forwarder
-//   -> otherwise decide(everything seen) -> dial a checked address -> send what was
-//      peeked -> splice
+//   target   what the client named (CONNECT authority, SOCKS address); nothing
+//            for transparent TLS, where the ClientHello will name it
+//   decide   a named target by name, before any lookup; then resolve it and
+//            decide its addresses, before the client hears "go ahead", so that
+//            a refusal comes in the client's own protocol (403, SOCKS 0x02)
+//   peek     the first bytes: a ClientHello (its SNI), something else, or the
+//            server speaking first (only where a tcp: rule lets raw TCP travel)
+//   relay?   not TLS in a named tunnel without a tcp: rule: the proxy's own HTTP
+//            server takes the connection, and every request on it is served
+//            on its own (read, decided, written again; see http-forward.ts)
+//   decide   again, with everything seen (transparent TLS: the SNI names the
+//            target, decided by name, then resolved and decided again)
+//   dial     exactly the checked addresses (or through the parent proxy)
+//   relay    splice, counting bytes
+//   log      the exchange's one line, when both sides have closed or when refused
 //
 // No client byte reaches an upstream before the last decision allowed it, and
 // bytes the proxy did not read reach one only on a tcp: rule.
 
 import type net from 'node:net'
-import { decide, type Decision, type EgressRequest, type Policy } from '../policy/index.js'
-import { clientAddress, record, type ProxyContext } from './context.js'
-import { peekClient, type PeekResult } from './peek.js'
+import type { Decision, EgressRequest } from '../policy/index.js'
+import type { ProxyContext } from './context.js'
+import type { Exchange } from './exchange.js'
+import { peekClient, type PeekOutcome } from './peek.js'
 import { refusalResponse, TLS_ACCESS_DENIED_ALERT } from './refusal.js'
 import { Relay, splice } from './relay.js'
 import {
@@ -31,221 +40,302 @@ export type TunnelRefusal =
   | { readonly kind: 'policy'; readonly decision: Decision; readonly profile: string }
   | { readonly kind: 'upstream'; readonly error: UpstreamError }
 
-export interface TunnelRequest {
-  readonly protocol: 'connect' | 'socks' | 'tls'
+/** Whom a tunnel is for, as its listener learnt it. */
+export type TunnelTarget =
+  /** CONNECT or SOCKS: the client named host and port, and is told before it sends anything. */
+  | {
+      readonly kind: 'named'
+      readonly host: string
+      readonly port: number
+      /** Tells the client the tunnel is open (CONNECT 200, SOCKS success). */
+      readonly accept: () => void
+      /** Refuses in the client's protocol (CONNECT 403/502/504, SOCKS reply code) and closes. */
+      readonly refuse: (refusal: TunnelRefusal) => void
+    }
+  /** Transparent TLS: only the port is known; the ClientHello's SNI names the host. */
+  | { readonly kind: 'transparent'; readonly port: number }
+
+export interface TunnelIngress {
   readonly client: net.Socket
-  /** The target as the client named it; empty for transparent TLS, where the SNI names it. */
-  readonly host: string
-  readonly port: number
+  readonly target: TunnelTarget
   /** Client bytes already read past the handshake. */
   readonly initial: Buffer
-  /** Tells the client the tunnel is open (CONNECT 200, SOCKS success); absent for transparent TLS. */
-  readonly accept?: () => void
-  /** Refuses before `accept` (CONNECT 403, SOCKS 0x02 or a failure code) and closes. */
-  readonly refuse?: (refusal: TunnelRefusal) => void
+  /** The exchange the listener opened when it accepted the connection. */
+  readonly exchange: Exchange
 }
 
-/** Dials a checked target and hands the upstream to the relay. */
-async function dial(
-  ctx: ProxyContext,
-  host: string,
-  port: number,
-  addresses: string[] | undefined,
-  relay: Relay,
-): Promise<Upstream> {
-  const upstream = await dialUpstream(ctx, host, port, addresses, relay.onread)
-  // Through a parent proxy the socket is read as a stream (it was, to read the parent's answer).
-  relay.attach(upstream.socket, !ctx.parentProxy)
-  return upstream
-}
-
-/** What the peeked bytes add to the request. */
-function factsOf(peek: PeekResult): Partial<EgressRequest> {
-  return peek.tls ? { payload: 'tls', tls: peek.tls } : { payload: 'other' }
-}
-
-/** What a tunnel's log line says about what was seen. */
-interface Seen {
-  readonly sni?: string | null
-}
-
-export async function runTunnel(ctx: ProxyContext, t: TunnelRequest): Promise<void> {
-  const startedAt = performance.now()
-  const policy: Policy = ctx.policy.current
-  const client = clientAddress(t.client)
-  const base: EgressRequest = { protocol: t.protocol, host: t.host, port: t.port }
-  const log = (
-    decision: Decision,
-    seen?: Seen,
-    end?: { address?: string; error?: string; bytesUp?: number; bytesDown?: number },
-  ): void =>
-    record(ctx, {
-      policy,
-      protocol: t.protocol,
-      decision,
-      client,
-      startedAt,
-      sni: seen?.sni,
-      address: end?.address,
-      error: end?.error,
-      bytesUp: end?.bytesUp,
-      bytesDown: end?.bytesDown,
-    })
-  const refuse = (decision: Decision): void => {
-    log(decision)
-    t.refuse?.({ kind: 'policy', decision, profile: policy.name })
-  }
-
-  // 1. A named target is decided and resolved before the client hears "go ahead".
-  let addresses: string[] | undefined
+/** What a tunnel knows as it passes the stages. */
+interface Tunnel {
+  readonly ctx: ProxyContext
+  readonly client: net.Socket
+  readonly target: TunnelTarget
+  readonly exchange: Exchange
+  /** The target host: as named, or (transparent TLS) from the SNI once peeked. */
+  host: string
+  readonly port: number
+  /** Checked addresses; undefined before resolving, or when the parent proxy resolves the name. */
+  addresses: string[] | undefined
   /** A tcp: rule covers the target: unread bytes may travel, and the server may speak first. */
-  let raw = false
-  if (t.accept) {
-    addresses = addressesWithoutLookup(ctx, t.host)
-    if (!addresses) {
-      // A lookup tells a DNS server the name: only for a name the policy allows.
-      const byName = decide(base, policy)
-      if (byName.action === 'deny') return refuse(byName)
-      try {
-        addresses = await resolveUpstream(ctx, t.host)
-      } catch (err) {
-        const error = err as UpstreamError
-        log(byName, undefined, { error: error.message })
-        t.refuse?.({ kind: 'upstream', error })
-        return
-      }
-    }
-    const resolved: EgressRequest = addresses ? { ...base, resolved: addresses } : base
-    // One question answers two when the answer is yes: the addresses may be dialled, and the
-    // server may speak first (a tcp: rule covers this port: SSH, SMTP, databases), so dial at
-    // once. Whatever else may be refused is refused as well without payload 'server-first'.
-    raw = decide({ ...resolved, payload: 'server-first' }, policy).action === 'allow'
-    if (!raw) {
-      const byAddress = decide(resolved, policy)
-      if (byAddress.action === 'deny') return refuse(byAddress)
-    }
-    t.accept()
-  }
+  raw: boolean
+  readonly relay: Relay
+  /** An upstream dialled before the peek, where the server may speak first. */
+  early: Promise<Upstream> | undefined
+}
 
-  // 2. Peek. When the server may speak first, dial now and race its first bytes against the client's.
-  const relay = new Relay()
-  const early = raw ? dial(ctx, t.host, t.port, addresses, relay) : undefined
-  early?.catch(() => undefined) // handled below
-  // An early upstream that fails (the dial, or the socket before it spoke) ends the wait too;
-  // otherwise a client waiting for a banner hung until the idle timeout with nothing logged.
-  // The failure is logged and the client closed below, where the upstream is awaited.
-  const spoke = early?.then(
-    () => relay.spoke(),
-    () => undefined,
-  )
-  const outcome = await peekClient(
-    t.client,
-    t.initial,
-    raw ? ctx.timeouts.idleMs : ctx.timeouts.firstBytesMs,
-    spoke,
-    ctx.timeouts.handshakeMs,
-  )
-  relay.stopWatching()
-  const closeEarly = (): void => {
-    void early?.then(
-      ({ socket }) => socket.destroy(),
+/** What the peek saw, for the second decision. */
+interface Seen {
+  /** The client's own bytes said what they are (not silence, a hang-up or the server speaking). */
+  readonly fromClient: boolean
+  readonly facts: Pick<EgressRequest, 'payload' | 'tls'>
+  /** Every client byte read so far: it goes upstream first if the tunnel is allowed. */
+  readonly buffered: Buffer
+  readonly sni: string | undefined
+}
+
+export async function runTunnel(ctx: ProxyContext, ingress: TunnelIngress): Promise<void> {
+  const { target } = ingress
+  const t: Tunnel = {
+    ctx,
+    client: ingress.client,
+    target,
+    exchange: ingress.exchange,
+    host: target.kind === 'named' ? target.host : '',
+    port: target.port,
+    addresses: undefined,
+    raw: false,
+    relay: new Relay(),
+    early: undefined,
+  }
+  if (target.kind === 'named') {
+    t.exchange.target = { host: target.host, port: target.port }
+    if (!(await decideNamedTarget(t, target))) return
+    target.accept()
+  }
+  const outcome = await peekFirstBytes(t, ingress.initial)
+  const seen = seenIn(outcome)
+  if (!seen) {
+    closeEarlyUpstream(t)
+    t.client.destroy()
+    return // the client hung up without a byte: nothing was asked, nothing to log
+  }
+  if (seen.fromClient && seen.facts.payload === 'other' && target.kind === 'named' && !t.raw) {
+    closeEarlyUpstream(t)
+    return serveAsHttp(t, seen)
+  }
+  const decision = await decideWhatWasSeen(t, seen)
+  if (!decision) return
+  if (decision.action === 'deny') return refuseWhatWasSeen(t, seen, decision)
+  // TLS interception will branch here: a ClientHello for a host that must be read is
+  // answered with a leaf of the sandbox CA and served request by request, as plain HTTP is.
+  const upstream = await dialAllowedTarget(t)
+  if (upstream) relayUntilClosed(t, upstream, seen.buffered)
+}
+
+/**
+ * Decides a named target: by name first (a lookup tells a DNS server the name, so
+ * only allowed names are looked up), then by the addresses it resolves to. Also
+ * asks whether a tcp: rule covers it. Refuses in the client's protocol; false then.
+ */
+async function decideNamedTarget(
+  t: Tunnel,
+  target: Extract<TunnelTarget, { kind: 'named' }>,
+): Promise<boolean> {
+  const { exchange } = t
+  const base: EgressRequest = { protocol: exchange.protocol, host: t.host, port: t.port }
+  t.addresses = addressesWithoutLookup(t.ctx, t.host)
+  if (!t.addresses) {
+    const byName = exchange.decide(base)
+    if (byName.action === 'deny') return refuseNamed(t, target, byName)
+    try {
+      t.addresses = await resolveUpstream(t.ctx, t.host)
+    } catch (err) {
+      if (!(err instanceof UpstreamError)) throw err
+      exchange.fail(err.message)
+      exchange.end()
+      target.refuse({ kind: 'upstream', error: err })
+      return false
+    }
+  }
+  const resolved: EgressRequest = t.addresses ? { ...base, resolved: t.addresses } : base
+  // One question answers two when the answer is yes: the addresses may be dialled, and the
+  // server may speak first (a tcp: rule covers this port: SSH, SMTP, databases), so dial at
+  // once. Whatever else may be refused is refused as well without payload 'server-first'.
+  t.raw = exchange.decide({ ...resolved, payload: 'server-first' }).action === 'allow'
+  if (t.raw) return true
+  const byAddress = exchange.decide(resolved)
+  return byAddress.action === 'allow' || refuseNamed(t, target, byAddress)
+}
+
+function refuseNamed(
+  t: Tunnel,
+  target: Extract<TunnelTarget, { kind: 'named' }>,
+  decision: Decision,
+): false {
+  t.exchange.end()
+  target.refuse({ kind: 'policy', decision, profile: t.exchange.policy.name })
+  return false
+}
+
+/**
+ * Reads the client's first bytes. Where the server may speak first, the upstream is
+ * dialled now and its first bytes race the client's (they are held, not relayed).
+ */
+function peekFirstBytes(t: Tunnel, initial: Buffer): Promise<PeekOutcome> {
+  const { ctx } = t
+  let spoke: Promise<void> | undefined
+  if (t.raw) {
+    t.early = dialUpstreamFor(t)
+    // A failed early dial ends the wait too (a client waiting for a banner would hang until
+    // the idle timeout); the failure is logged once the upstream is awaited.
+    spoke = t.early.then(
+      () => t.relay.spoke(),
       () => undefined,
     )
   }
+  return peekClient(
+    t.client,
+    initial,
+    t.raw ? ctx.timeouts.idleMs : ctx.timeouts.firstBytesMs,
+    spoke,
+    ctx.timeouts.handshakeMs,
+  ).finally(() => t.relay.stopWatching())
+}
 
-  if (outcome.kind === 'closed' && outcome.buffered.length === 0) {
-    closeEarly()
-    t.client.destroy()
-    return // nothing was sent, nothing to decide
+/** What the peek saw; undefined when the client hung up without sending a byte. */
+function seenIn(outcome: PeekOutcome): Seen | undefined {
+  if (outcome.kind === 'client') {
+    const { result } = outcome
+    const facts = result.tls
+      ? { payload: result.payload, tls: result.tls }
+      : { payload: result.payload }
+    const sni = result.tls?.kind === 'client-hello' ? (result.tls.sni ?? undefined) : undefined
+    return { fromClient: true, facts, buffered: result.buffered, sni }
   }
-  const peeked = outcome.kind === 'client' ? outcome.result : undefined
-  // Not TLS in a named tunnel without a tcp: rule: HTTP, or nothing that may pass. The proxy's
-  // HTTP server reads it (as leniently as Node's parser, which refuses what it cannot read),
-  // and every request on it is decided on its own and written again by the forwarder.
-  if (peeked?.payload === 'other' && t.accept && t.protocol !== 'tls' && !raw) {
-    closeEarly()
-    ctx.serveHttpInTunnel(t.client, peeked.buffered, {
-      protocol: t.protocol,
-      host: t.host,
-      port: t.port,
-    })
-    return
-  }
-  const facts: Partial<EgressRequest> = peeked
-    ? factsOf(peeked)
-    : // Silence and a server that spoke first are the same to decide(); bytes and a hang-up are not.
-      { payload: outcome.kind === 'closed' ? 'other' : 'server-first' }
-  const sni = facts.tls?.kind === 'client-hello' ? facts.tls.sni : undefined
-  // Transparent TLS learns its target from the SNI.
-  const host = t.accept ? t.host : (sni ?? '')
-  const seen: Seen = { sni }
-  const request: EgressRequest = { ...base, ...facts, host }
+  if (outcome.kind === 'closed' && outcome.buffered.length === 0) return undefined
+  // Silence and a server that spoke first are the same to decide(); bytes and a hang-up are not.
+  const payload = outcome.kind === 'closed' ? 'other' : 'server-first'
+  return { fromClient: false, facts: { payload }, buffered: outcome.buffered, sni: undefined }
+}
 
-  let decision: Decision
-  if (t.accept) {
-    decision = decide(addresses ? { ...request, resolved: addresses } : request, policy)
-  } else {
-    addresses = addressesWithoutLookup(ctx, host)
-    if (addresses) {
-      decision = decide({ ...request, resolved: addresses }, policy)
-    } else {
-      decision = decide(request, policy)
-      if (decision.action === 'allow') {
-        try {
-          addresses = await resolveUpstream(ctx, host)
-        } catch (err) {
-          log(decision, seen, { error: (err as Error).message })
-          t.client.destroy()
-          return
-        }
-        decision = decide(addresses ? { ...request, resolved: addresses } : request, policy)
-      }
-    }
-  }
-  if (decision.action === 'deny') {
-    closeEarly()
-    log(decision, seen)
-    // Tell the client in its own protocol why the tunnel closes.
-    if (request.payload === 'tls') closeGracefully(t.client, TLS_ACCESS_DENIED_ALERT)
-    // Plain text for a person who pointed an HTTP client at the TLS port.
-    else if (request.payload === 'other')
-      closeGracefully(t.client, refusalResponse(decision, policy.name))
-    else closeGracefully(t.client)
-    return
-  }
+/**
+ * Plain HTTP (or anything else that is not TLS) in a named tunnel without a tcp:
+ * rule: the proxy's HTTP server reads it (as leniently as Node's parser, which
+ * refuses what it cannot read), and every request is decided on its own.
+ */
+function serveAsHttp(t: Tunnel, seen: Seen): void {
+  const protocol = t.exchange.protocol === 'socks' ? 'socks' : 'connect'
+  t.ctx.serveHttpInTunnel(t.client, seen.buffered, { protocol, host: t.host, port: t.port })
+}
 
-  // 3. Dial (unless already dialled), send what was peeked, splice.
+/**
+ * Decides again with what the peek saw. Transparent TLS learns its target here,
+ * from the SNI. Undefined when an allowed name did not resolve (logged, and the
+ * client closed).
+ */
+async function decideWhatWasSeen(t: Tunnel, seen: Seen): Promise<Decision | undefined> {
+  const { exchange } = t
+  exchange.sni = seen.sni
+  if (t.target.kind === 'transparent') {
+    t.host = seen.sni ?? ''
+    exchange.target = { host: t.host, port: t.port }
+    t.addresses = addressesWithoutLookup(t.ctx, t.host)
+  }
+  const request: EgressRequest = {
+    protocol: exchange.protocol,
+    host: t.host,
+    port: t.port,
+    ...seen.facts,
+  }
+  if (t.target.kind === 'named' || t.addresses)
+    return exchange.decide(t.addresses ? { ...request, resolved: t.addresses } : request)
+  return resolveThenDecide(t, request)
+}
+
+/** A name learnt from the SNI: decided by name, then resolved and decided with its addresses. */
+async function resolveThenDecide(t: Tunnel, request: EgressRequest): Promise<Decision | undefined> {
+  const { exchange } = t
+  const byName = exchange.decide(request)
+  if (byName.action === 'deny') return byName
+  try {
+    t.addresses = await resolveUpstream(t.ctx, t.host)
+  } catch (err) {
+    // Nothing to tell a transparent client but a closed connection.
+    return giveUp(t, err)
+  }
+  return exchange.decide(t.addresses ? { ...request, resolved: t.addresses } : request)
+}
+
+/** Ends an allowed tunnel whose upstream could not be reached: logged with why, the client closed. */
+function giveUp(t: Tunnel, err: unknown): undefined {
+  if (!(err instanceof UpstreamError)) throw err
+  t.exchange.fail(err.message)
+  t.exchange.end()
+  t.client.destroy()
+  return undefined
+}
+
+/** Refuses after the peek, in the client's own protocol, and logs. */
+function refuseWhatWasSeen(t: Tunnel, seen: Seen, decision: Decision): void {
+  closeEarlyUpstream(t)
+  t.exchange.end()
+  if (seen.facts.payload === 'tls') closeGracefully(t.client, TLS_ACCESS_DENIED_ALERT)
+  // Plain text for a person who pointed an HTTP client at the TLS port.
+  else if (seen.facts.payload === 'other')
+    closeGracefully(t.client, refusalResponse(decision, t.exchange.policy.name))
+  else closeGracefully(t.client)
+}
+
+function dialUpstreamFor(t: Tunnel): Promise<Upstream> {
+  return dialUpstream(t.ctx, t.host, t.port, t.addresses, t.relay.onread).then((upstream) => {
+    // Through a parent proxy the socket is read as a stream (it was, to read the parent's answer).
+    t.relay.attach(upstream.socket, !t.ctx.parentProxy)
+    return upstream
+  })
+}
+
+/** Closes an upstream dialled before the peek that will not be used. */
+function closeEarlyUpstream(t: Tunnel): void {
+  void t.early?.then(
+    ({ socket }) => socket.destroy(),
+    () => undefined,
+  )
+}
+
+/** Dials the checked target (or takes the one dialled before the peek); undefined if it failed, logged. */
+async function dialAllowedTarget(t: Tunnel): Promise<Upstream | undefined> {
+  const { exchange } = t
   let upstream: Upstream
   try {
-    upstream = await (early ?? dial(ctx, host, t.port, addresses, relay))
-    if (upstream.socket.destroyed) {
+    upstream = await (t.early ?? dialUpstreamFor(t))
+    if (upstream.socket.destroyed)
       throw new UpstreamError(
         `${upstream.address}:${t.port} closed before the tunnel opened`,
         'connect',
       )
-    }
   } catch (err) {
-    log(decision, seen, { error: (err as Error).message })
-    t.client.destroy()
-    return
+    return giveUp(t, err)
   }
+  exchange.address = upstream.address
   if (t.client.destroyed) {
     upstream.socket.destroy()
-    log(decision, seen, {
-      address: upstream.address,
-      error: 'client closed before the upstream answered',
-    })
-    return
+    exchange.fail('client closed before the upstream answered')
+    exchange.end()
+    return undefined
   }
-  const buffered = outcome.kind === 'client' ? outcome.result.buffered : outcome.buffered
-  const before = upstream.socket.bytesWritten
-  if (buffered.length > 0) upstream.socket.write(buffered)
-  splice(ctx, relay, t.client, upstream.socket, (error) => {
-    log(decision, seen, {
-      address: upstream.address,
-      error,
-      bytesUp: upstream.socket.bytesWritten - before,
-      bytesDown: upstream.socket.bytesRead - upstream.overhead,
-    })
+  return upstream
+}
+
+/** Sends what was peeked, then splices until both sides have closed; the line is written then. */
+function relayUntilClosed(t: Tunnel, upstream: Upstream, buffered: Buffer): void {
+  const socket = upstream.socket
+  const before = socket.bytesWritten
+  t.exchange.countBytesWith(() => ({
+    up: socket.bytesWritten - before,
+    down: socket.bytesRead - upstream.overhead,
+  }))
+  if (buffered.length > 0) socket.write(buffered)
+  splice(t.ctx, t.relay, t.client, socket, (error) => {
+    if (error !== undefined) t.exchange.fail(error)
+    t.exchange.end()
   })
 }

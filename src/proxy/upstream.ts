@@ -31,7 +31,8 @@ export function addressesWithoutLookup(ctx: ProxyContext, host: string): string[
 
 /**
  * Addresses to check and dial for an allowed host. With a parent proxy, a name this
- * proxy cannot resolve goes to the parent as a name: undefined. Throws UpstreamError.
+ * proxy cannot resolve goes to the parent as a name: undefined. Rejects with an
+ * UpstreamError when the name does not resolve (anything else is a bug).
  */
 export async function resolveUpstream(
   ctx: ProxyContext,
@@ -41,7 +42,7 @@ export async function resolveUpstream(
     return await ctx.resolver.resolve(canonicalHost(host))
   } catch (err) {
     if (ctx.parentProxy && err instanceof UpstreamError && err.kind === 'resolve') return undefined
-    throw err instanceof UpstreamError ? err : new UpstreamError(String(err), 'resolve')
+    throw err
   }
 }
 
@@ -80,7 +81,14 @@ export async function dialUpstream(
   )
   // What the parent sent past its answer was put back: it is the target's.
   const overhead = socket.bytesRead - socket.readableLength
-  return { socket, address: `via ${parent.host}${checked ? ` to ${checked}` : ''}`, overhead }
+  return { socket, address: describeUpstream(ctx, checked), overhead }
+}
+
+/** What the log says was dialled for a checked address: it, or the parent proxy and what it was sent. */
+export function describeUpstream(ctx: ProxyContext, checked: string | undefined): string {
+  const parent = ctx.parentProxy
+  if (!parent) return checked ?? ''
+  return `via ${parent.host}${checked ? ` to ${checked}` : ''}`
 }
 
 /** net's `onread`: the socket reads into memory the caller supplies, and emits no 'data'. */
