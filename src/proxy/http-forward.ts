@@ -211,11 +211,11 @@ export class HttpForwarder {
     const { target, addresses } = approved
     const parent = this.ctx.parentProxy
     if (parent)
-      return this.pools.get(parent.origin, `parent\u0000${target.host}\u0000${target.port}`)
+      return this.pools.get(`parent\u0000${target.host}\u0000${target.port}`, () => parent.origin)
     const address = addresses?.[0] as string
     return this.pools.get(
-      `http://${hostHeaderOf({ host: address, port: target.port })}`,
       `${target.host}\u0000${target.port}\u0000${address}`,
+      () => `http://${hostHeaderOf({ host: address, port: target.port })}`,
     )
   }
 

@@ -27,14 +27,14 @@ export class OriginPools {
     private readonly limit = 512,
   ) {}
 
-  /** The pool for `key`, made for `origin` if there is none; after the first, without waiting. */
-  get(origin: string, key: string): Pool | Promise<Pool> {
-    if (!undici) return loadUndici().then(() => this.get(origin, key))
+  /** The pool for `key`, made for `origin()` if there is none; after the first, without waiting. */
+  get(key: string, origin: () => string): Pool | Promise<Pool> {
+    if (!undici) return loadUndici().then(() => this.get(key, origin))
     let pool = this.pools.get(key)
     if (pool) {
       this.pools.delete(key) // re-inserted below: most recently used last
     } else {
-      pool = this.create(undici, origin)
+      pool = this.create(undici, origin())
       if (this.pools.size >= this.limit) {
         const [oldestKey, oldest] = this.pools.entries().next().value as [string, Pool]
         void oldest.close().catch(() => undefined)

@@ -120,8 +120,9 @@ function endOnce(socket: net.Socket): void {
 }
 
 /**
- * Joins client and upstream until both are closed. Client to upstream is a pipe;
- * upstream to client goes through the relay. Idle tunnels are found by the
+ * Joins client and upstream until both are closed: what the client sends is
+ * written upstream (paused while the upstream's buffer is full), what the
+ * upstream sends goes through the relay. Idle tunnels are found by the
  * context's sweeper, which compares the bytes read with its last sweep.
  */
 export function splice(
@@ -131,55 +132,93 @@ export function splice(
   upstream: net.Socket,
   onClose: (error?: string) => void,
 ): void {
-  let closed = 0
-  let error: string | undefined
-  const idleMs = ctx.timeouts.idleMs
-  let seen = -1
-  let lastActive = 0
-  const idle: Sweepable = {
-    sweep: (now) => {
-      const read = client.bytesRead + upstream.bytesRead
-      if (read !== seen) {
-        seen = read
-        lastActive = now
-      } else if (now - lastActive >= idleMs) {
-        error ??= 'idle timeout'
-        client.destroy()
-        upstream.destroy()
-      }
-    },
+  new Splice(ctx, relay, client, upstream, onClose).start()
+}
+
+class Splice implements Sweepable {
+  private closed = 0
+  private error: string | undefined
+  /** Bytes read both ways at the last sweep, and when they last changed. */
+  private seen = -1
+  private lastActive = 0
+
+  constructor(
+    private readonly ctx: ProxyContext,
+    private readonly relay: Relay,
+    private readonly client: net.Socket,
+    private readonly upstream: net.Socket,
+    private readonly onClose: (error?: string) => void,
+  ) {}
+
+  start(): void {
+    const { client, upstream } = this
+    this.ctx.sweeper.add(this)
+    client.on('error', this.clientFailed)
+    upstream.on('error', this.upstreamFailed)
+    client.once('close', this.clientClosed)
+    upstream.once('close', this.upstreamClosed)
+    client.once('end', () => endOnce(upstream))
+    upstream.once('end', () => endOnce(client))
+    client.on('data', this.fromClient)
+    this.relay.start(client)
+    client.resume()
   }
-  ctx.sweeper.add(idle)
-  const done = (): void => {
-    if (++closed === 2) {
-      ctx.sweeper.delete(idle)
-      relay.release()
-      onClose(error)
+
+  sweep(now: number): void {
+    const read = this.client.bytesRead + this.upstream.bytesRead
+    if (read !== this.seen) {
+      this.seen = read
+      this.lastActive = now
+    } else if (now - this.lastActive >= this.ctx.timeouts.idleMs) {
+      this.error ??= 'idle timeout'
+      this.client.destroy()
+      this.upstream.destroy()
     }
   }
-  const fail = (which: string) => (err: NodeJS.ErrnoException) => {
-    error ??= `${which}: ${err.code ?? err.message}`
-    client.destroy()
-    upstream.destroy()
+
+  /** Client to upstream; a client that sends faster than the upstream reads waits. */
+  private readonly fromClient = (chunk: Buffer): void => {
+    const upstream = this.upstream
+    // An upstream that is gone can take nothing more; read on (and drop) to see the client's FIN.
+    if (upstream.destroyed || upstream.writableEnded) return
+    if (!upstream.write(chunk)) {
+      this.client.pause()
+      upstream.once('drain', this.resumeClient)
+    }
   }
-  client.on('error', fail('client'))
-  upstream.on('error', fail('upstream'))
-  // When one side is fully gone, let the other flush what it has and finish. The survivor is
-  // unpiped by then; keep reading (and dropping) what it still sends, or it never reads its
-  // peer's FIN: a client's TLS close_notify after the server closed held the tunnel, and its
-  // log line, until the idle timeout.
-  client.once('close', () => {
-    endOnce(upstream)
-    if (!upstream.destroyed) upstream.resume()
-    done()
-  })
-  upstream.once('close', () => {
-    endOnce(client)
-    if (!client.destroyed) client.resume()
-    done()
-  })
-  upstream.once('end', () => endOnce(client))
-  client.pipe(upstream)
-  relay.start(client)
-  client.resume()
+
+  private readonly resumeClient = (): void => {
+    this.client.resume()
+  }
+
+  private fail(which: string, err: NodeJS.ErrnoException): void {
+    this.error ??= `${which}: ${err.code ?? err.message}`
+    this.client.destroy()
+    this.upstream.destroy()
+  }
+
+  private readonly clientFailed = (err: NodeJS.ErrnoException): void => this.fail('client', err)
+  private readonly upstreamFailed = (err: NodeJS.ErrnoException): void => this.fail('upstream', err)
+
+  // When one side is fully gone, let the other flush what it has and finish, and keep reading
+  // (and dropping) what it still sends, or it never reads its peer's FIN: a client's TLS
+  // close_notify after the server closed held the tunnel, and its log line, until the idle timeout.
+  private readonly clientClosed = (): void => {
+    endOnce(this.upstream)
+    if (!this.upstream.destroyed) this.upstream.resume()
+    this.done()
+  }
+
+  private readonly upstreamClosed = (): void => {
+    endOnce(this.client)
+    if (!this.client.destroyed) this.client.resume()
+    this.done()
+  }
+
+  private done(): void {
+    if (++this.closed < 2) return
+    this.ctx.sweeper.delete(this)
+    this.relay.release()
+    this.onClose(this.error)
+  }
 }

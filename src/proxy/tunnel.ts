@@ -112,6 +112,7 @@ export async function runTunnel(ctx: ProxyContext, ingress: TunnelIngress): Prom
     target.accept()
   }
   const outcome = await peekFirstBytes(t, ingress.initial)
+  t.relay.stopWatching()
   const seen = seenIn(outcome)
   if (!seen) {
     closeEarlyUpstream(t)
@@ -160,7 +161,10 @@ async function decideNamedTarget(
   // One question answers two when the answer is yes: the addresses may be dialled, and the
   // server may speak first (a tcp: rule covers this port: SSH, SMTP, databases), so dial at
   // once. Whatever else may be refused is refused as well without payload 'server-first'.
-  t.raw = exchange.decide({ ...resolved, payload: 'server-first' }).action === 'allow'
+  // Without tcp: rules the answer is no, and the question is not asked.
+  t.raw =
+    exchange.policy.raw.size > 0 &&
+    exchange.decide({ ...resolved, payload: 'server-first' }).action === 'allow'
   if (t.raw) return true
   const byAddress = exchange.decide(resolved)
   return byAddress.action === 'allow' || refuseNamed(t, target, byAddress)
@@ -198,7 +202,7 @@ function peekFirstBytes(t: Tunnel, initial: Buffer): Promise<PeekOutcome> {
     t.raw ? ctx.timeouts.idleMs : ctx.timeouts.firstBytesMs,
     spoke,
     ctx.timeouts.handshakeMs,
-  ).finally(() => t.relay.stopWatching())
+  )
 }
 
 /** What the peek saw; undefined when the client hung up without sending a byte. */
