@@ -82,6 +82,13 @@ interface Tunnel {
   early: Promise<Upstream> | undefined
 }
 
+/**
+ * A decision stage's answer: at once when it needed no lookup (the usual case: a
+ * cached or static address), later when it did. Awaited only then, so that a
+ * tunnel costs no promise for what needs no I/O.
+ */
+type Soon<T> = T | Promise<T>
+
 /** What the peek saw, for the second decision. */
 interface Seen {
   /** The client's own bytes said what they are (not silence, a hang-up or the server speaking). */
@@ -108,7 +115,8 @@ export async function runTunnel(ctx: ProxyContext, ingress: TunnelIngress): Prom
   }
   if (target.kind === 'named') {
     t.exchange.target = { host: target.host, port: target.port }
-    if (!(await decideNamedTarget(t, target))) return
+    const admitted = decideNamedTarget(t, target)
+    if (!(admitted instanceof Promise ? await admitted : admitted)) return
     target.accept()
   }
   const outcome = await peekFirstBytes(t, ingress.initial)
@@ -123,7 +131,8 @@ export async function runTunnel(ctx: ProxyContext, ingress: TunnelIngress): Prom
     closeEarlyUpstream(t)
     return serveAsHttp(t, seen)
   }
-  const decision = await decideWhatWasSeen(t, seen)
+  const deciding = decideWhatWasSeen(t, seen)
+  const decision = deciding instanceof Promise ? await deciding : deciding
   if (!decision) return
   if (decision.action === 'deny') return refuseWhatWasSeen(t, seen, decision)
   // TLS interception will branch here: a ClientHello for a host that must be read is
@@ -134,29 +143,43 @@ export async function runTunnel(ctx: ProxyContext, ingress: TunnelIngress): Prom
 
 /**
  * Decides a named target: by name first (a lookup tells a DNS server the name, so
- * only allowed names are looked up), then by the addresses it resolves to. Also
- * asks whether a tcp: rule covers it. Refuses in the client's protocol; false then.
+ * only allowed names are looked up), then by the addresses it resolves to.
+ * Refuses in the client's protocol; false then.
  */
-async function decideNamedTarget(
+function decideNamedTarget(
   t: Tunnel,
   target: Extract<TunnelTarget, { kind: 'named' }>,
-): Promise<boolean> {
+): Soon<boolean> {
   const { exchange } = t
-  const base: EgressRequest = { protocol: exchange.protocol, host: t.host, port: t.port }
   t.addresses = addressesWithoutLookup(t.ctx, t.host)
-  if (!t.addresses) {
-    const byName = exchange.decide(base)
-    if (byName.action === 'deny') return refuseNamed(t, target, byName)
-    try {
-      t.addresses = await resolveUpstream(t.ctx, t.host)
-    } catch (err) {
+  if (t.addresses) return decideNamedAddresses(t, target)
+  const byName = exchange.decide({ protocol: exchange.protocol, host: t.host, port: t.port })
+  if (byName.action === 'deny') return refuseNamed(t, target, byName)
+  return resolveUpstream(t.ctx, t.host).then(
+    (found) => {
+      t.addresses = found
+      return decideNamedAddresses(t, target)
+    },
+    (err: unknown) => {
       if (!(err instanceof UpstreamError)) throw err
       exchange.fail(err.message)
       exchange.end()
       target.refuse({ kind: 'upstream', error: err })
       return false
-    }
-  }
+    },
+  )
+}
+
+/**
+ * Decides the addresses of a named target (undefined: the parent proxy resolves
+ * the name), and whether a tcp: rule covers it.
+ */
+function decideNamedAddresses(
+  t: Tunnel,
+  target: Extract<TunnelTarget, { kind: 'named' }>,
+): boolean {
+  const { exchange } = t
+  const base: EgressRequest = { protocol: exchange.protocol, host: t.host, port: t.port }
   const resolved: EgressRequest = t.addresses ? { ...base, resolved: t.addresses } : base
   // One question answers two when the answer is yes: the addresses may be dialled, and the
   // server may speak first (a tcp: rule covers this port: SSH, SMTP, databases), so dial at
@@ -236,7 +259,7 @@ function serveAsHttp(t: Tunnel, seen: Seen): void {
  * from the SNI. Undefined when an allowed name did not resolve (logged, and the
  * client closed).
  */
-async function decideWhatWasSeen(t: Tunnel, seen: Seen): Promise<Decision | undefined> {
+function decideWhatWasSeen(t: Tunnel, seen: Seen): Soon<Decision | undefined> {
   const { exchange } = t
   exchange.sni = seen.sni
   if (t.target.kind === 'transparent') {
@@ -256,17 +279,18 @@ async function decideWhatWasSeen(t: Tunnel, seen: Seen): Promise<Decision | unde
 }
 
 /** A name learnt from the SNI: decided by name, then resolved and decided with its addresses. */
-async function resolveThenDecide(t: Tunnel, request: EgressRequest): Promise<Decision | undefined> {
+function resolveThenDecide(t: Tunnel, request: EgressRequest): Soon<Decision | undefined> {
   const { exchange } = t
   const byName = exchange.decide(request)
   if (byName.action === 'deny') return byName
-  try {
-    t.addresses = await resolveUpstream(t.ctx, t.host)
-  } catch (err) {
+  return resolveUpstream(t.ctx, t.host).then(
+    (found) => {
+      t.addresses = found
+      return exchange.decide(found ? { ...request, resolved: found } : request)
+    },
     // Nothing to tell a transparent client but a closed connection.
-    return giveUp(t, err)
-  }
-  return exchange.decide(t.addresses ? { ...request, resolved: t.addresses } : request)
+    (err: unknown) => giveUp(t, err),
+  )
 }
 
 /** Ends an allowed tunnel whose upstream could not be reached: logged with why, the client closed. */

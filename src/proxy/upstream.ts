@@ -60,7 +60,7 @@ export interface Upstream {
  * to another one), or the name when this proxy could not resolve it. `onread` is
  * used on a direct connection only.
  */
-export async function dialUpstream(
+export function dialUpstream(
   ctx: ProxyContext,
   host: string,
   port: number,
@@ -68,11 +68,17 @@ export async function dialUpstream(
   onread?: OnRead,
 ): Promise<Upstream> {
   const parent = ctx.parentProxy
-  if (!parent) {
-    const direct = await connectToAny(addresses ?? [], port, ctx.timeouts.connectMs, onread)
-    return { ...direct, overhead: 0 }
-  }
-  const checked = addresses?.[0]
+  if (!parent) return connectToAny(addresses ?? [], port, ctx.timeouts.connectMs, onread)
+  return dialViaParent(ctx, parent, host, port, addresses?.[0])
+}
+
+async function dialViaParent(
+  ctx: ProxyContext,
+  parent: URL,
+  host: string,
+  port: number,
+  checked: string | undefined,
+): Promise<Upstream> {
   const socket = await connectViaParent(
     parent,
     checked ?? hostText(canonicalHost(host)),
@@ -130,22 +136,27 @@ export function connectTo(
   })
 }
 
-/** Tries each checked address in order; returns the socket and the address that answered. */
-export async function connectToAny(
+/**
+ * Tries each checked address in order, from `from`; the upstream that answered, or
+ * the error of the last try.
+ */
+export function connectToAny(
   addresses: readonly string[],
   port: number,
   timeoutMs: number,
   onread?: OnRead,
-): Promise<{ socket: net.Socket; address: string }> {
-  let last: unknown
-  for (const address of addresses) {
-    try {
-      return { socket: await connectTo(address, port, timeoutMs, onread), address }
-    } catch (err) {
-      last = err
-    }
-  }
-  throw last instanceof Error ? last : new UpstreamError('no address to connect to', 'connect')
+  from = 0,
+): Promise<Upstream> {
+  const address = addresses[from]
+  if (address === undefined)
+    return Promise.reject(new UpstreamError('no address to connect to', 'connect'))
+  const attempt = connectTo(address, port, timeoutMs, onread).then((socket): Upstream => ({
+    socket,
+    address,
+    overhead: 0,
+  }))
+  if (from + 1 === addresses.length) return attempt
+  return attempt.catch(() => connectToAny(addresses, port, timeoutMs, onread, from + 1))
 }
 
 /**
