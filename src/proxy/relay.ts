@@ -157,10 +157,14 @@ class Splice implements Sweepable {
     upstream.on('error', this.upstreamFailed)
     client.once('close', this.clientClosed)
     upstream.once('close', this.upstreamClosed)
-    client.once('end', () => endOnce(upstream))
-    upstream.once('end', () => endOnce(client))
     client.on('data', this.fromClient)
     this.relay.start(client)
+    // A side that has ended already (a client that half-closed right after its ClientHello)
+    // ends the other now, after what the relay held: its 'end' came before anyone listened.
+    if (client.readableEnded) endOnce(upstream)
+    else client.once('end', () => endOnce(upstream))
+    if (upstream.readableEnded) endOnce(client)
+    else upstream.once('end', () => endOnce(client))
     client.resume()
   }
 

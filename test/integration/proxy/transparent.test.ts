@@ -4,7 +4,9 @@
 // decided on its own). `transparentPorts` makes the proxy decide, and dial, the
 // upstreams' real ports instead of 443 and 80.
 
+import { readFileSync } from 'node:fs'
 import net from 'node:net'
+import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type TestCerts, testCerts } from '../../helpers/certs.js'
 import {
@@ -162,6 +164,21 @@ describe('transparent TLS: the SNI names the target', () => {
         hostHeader: 'evil.test',
       }),
     )
+  })
+
+  it('a client that half-closes right after its ClientHello gets the answer, then a close', async () => {
+    // Found by the listeners fuzz target: the client's end came before the splice listened.
+    const hello = readFileSync(
+      join(import.meta.dirname, '../../../fuzz/corpus/client-hello/curl-default'),
+    )
+    const since = proxy.mark()
+    const client = await RawClient.connect(TLS)
+    client.write(hello)
+    client.socket.end()
+    await client.waitForClose()
+    expect(client.data[0]).toBe(0x16) // the server's handshake came through
+    const event = await proxy.waitForEvent((e) => e.sni === 'allowed.test', { since })
+    expect(event).toMatchObject({ action: 'allow', protocol: 'tls' })
   })
 })
 
