@@ -3,6 +3,7 @@
 // from decide() so the hot path builds no strings.
 
 import type { Decision, Reason } from './decide.js'
+import { joinAuthority } from './authority.js'
 import { RAW_PREFIX } from './rule.js'
 
 const WHY: Record<Reason, string> = {
@@ -75,7 +76,7 @@ function hostRule(d: Decision): string {
 
 /** `host:port` as the rule grammar reads it: an IPv6 address needs brackets before a port. */
 function hostPort(d: Decision): string {
-  return d.host.includes(':') ? `[${d.host}]:${d.port}` : `${d.host}:${d.port}`
+  return joinAuthority(d.host, d.port)
 }
 
 /** One line: `denied: no allow rule matches` plus the rule and specifics. */

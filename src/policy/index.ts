@@ -65,7 +65,7 @@ export {
 } from './endpoint.js'
 export type { EndpointRule, EndpointSet, EndpointAction } from './endpoint.js'
 export { parsePolicySpecJson, SpecError } from './spec-json.js'
-export { splitAuthority } from './authority.js'
+export { joinAuthority, splitAuthority } from './authority.js'
 export type { Authority } from './authority.js'
 export { describeInterception, interceptionFor } from './interception.js'
 export type { BoundHosts, Interception, InterceptionReason } from './interception.js'

@@ -9,7 +9,7 @@ import type { BudgetLedger } from './budgets.js'
 import type { DecisionLog, DecisionRecord } from './decision-log.js'
 import type { InterceptionState } from './interception.js'
 import type { Sweeper } from './sweeper.js'
-import type { Resolver } from './upstream.js'
+import type { Resolver } from './resolver.js'
 
 export interface ProxyTimeouts {
   /** Connecting to an upstream address. */

@@ -101,15 +101,26 @@ export interface OperationalLog {
 
 const MAX_PATH = 512
 
-/** `time` for an event: toISOString() once per millisecond, not once per event. */
+/**
+ * `time` for an event: the ISO text of the second from toISOString() once a
+ * second, its milliseconds added once a millisecond (not once per event).
+ */
 let isoMs = -1
 let isoText = ''
+let isoSecond = -1
+/** "YYYY-MM-DDTHH:MM:SS." of isoSecond. */
+let isoSecondText = ''
 function isoNow(): string {
   const now = Date.now()
-  if (now !== isoMs) {
-    isoMs = now
-    isoText = new Date(now).toISOString()
+  if (now === isoMs) return isoText
+  isoMs = now
+  const second = Math.floor(now / 1000)
+  if (second !== isoSecond) {
+    isoSecond = second
+    isoSecondText = new Date(second * 1000).toISOString().slice(0, 20)
   }
+  const ms = now - second * 1000
+  isoText = `${isoSecondText}${ms < 10 ? '00' : ms < 100 ? '0' : ''}${ms}Z`
   return isoText
 }
 

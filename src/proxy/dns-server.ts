@@ -18,6 +18,7 @@ import * as dgram from 'node:dgram'
 import * as net from 'node:net'
 import type { AddressInfo } from 'node:net'
 import * as dnsPacket from 'dns-packet'
+import { joinAuthority } from '../policy/index.js'
 
 export interface DnsQuestionDecision {
   allow: boolean
@@ -328,7 +329,7 @@ function frame(response: Buffer): Buffer {
 }
 
 function formatClient(address: string, port: number): string {
-  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`
+  return joinAuthority(address, port)
 }
 
 class Responder {

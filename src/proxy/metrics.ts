@@ -7,6 +7,8 @@ export class ProxyMetrics {
   private readonly approvals = new Map<string, number>()
   private readonly bytes = { up: 0, down: 0 }
   activeConnections = 0
+  /** Errors the data path did not expect (bugs), each of which closed a connection. */
+  private dataPathErrors = 0
   private readonly startedAt = Date.now()
 
   countDecision(action: string, reason: string, protocol: string): void {
@@ -27,6 +29,10 @@ export class ProxyMetrics {
   countBytes(up: number, down: number): void {
     this.bytes.up += up
     this.bytes.down += down
+  }
+
+  countDataPathError(): void {
+    this.dataPathErrors++
   }
 
   /** Prometheus text exposition format, version 0.0.4. */
@@ -99,6 +105,11 @@ export class ProxyMetrics {
     lines.push('# TYPE isorun_bytes_total counter')
     lines.push(`isorun_bytes_total{direction="up"} ${this.bytes.up}`)
     lines.push(`isorun_bytes_total{direction="down"} ${this.bytes.down}`)
+    lines.push(
+      '# HELP isorun_data_path_errors_total Unexpected errors on the data path (each closed its connection; see the operational log).',
+    )
+    lines.push('# TYPE isorun_data_path_errors_total counter')
+    lines.push(`isorun_data_path_errors_total ${this.dataPathErrors}`)
     lines.push('# HELP isorun_policy_info The policy in force.')
     lines.push('# TYPE isorun_policy_info gauge')
     lines.push(`isorun_policy_info{policy="${escapeLabel(extra.policy)}"} 1`)

@@ -25,7 +25,7 @@ import {
 import { InterceptionState, type InterceptionSettings } from './interception.js'
 import type { CatalogueSource } from './policy-source.js'
 import { Sweeper, sweepInterval } from './sweeper.js'
-import { Resolver, type ResolveOverrides } from './upstream.js'
+import { Resolver, type DnsSettings, type ResolveOverrides } from './resolver.js'
 
 export interface ListenAddress {
   readonly host: string
@@ -57,6 +57,8 @@ export interface ProxyOptions {
    */
   readonly catalogue?: CatalogueSource
   readonly resolveOverrides?: ResolveOverrides
+  /** How upstream names are looked up: DNS servers, the cache's TTL floor and ceiling, the hosts file. */
+  readonly dns?: DnsSettings
   readonly parentProxy?: URL
   readonly logAllowed?: boolean
   readonly ringSize?: number
@@ -114,7 +116,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   const context: ProxyContext = {
     policy,
     log,
-    resolver: new Resolver(options.resolveOverrides),
+    resolver: new Resolver({ ...options.dns, overrides: options.resolveOverrides }),
     timeouts,
     parentProxy: options.parentProxy,
     tracker: new ConnectionTracker((n) => (log.metrics.activeConnections = n)),

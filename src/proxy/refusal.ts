@@ -3,9 +3,9 @@
 // SOCKS reply 0x02; a TLS access_denied alert for a tunnel whose ClientHello
 // was refused after the tunnel opened; a closed connection otherwise.
 
-import { STATUS_CODES } from 'node:http'
 import { adviseDecision, describeDecision, formatDuration, type Decision } from '../policy/index.js'
 import type { BudgetUsage } from './budgets.js'
+import { rawResponse } from './wire.js'
 
 export const BLOCKED_HEADER = 'X-Isorun-Error'
 export const BLOCKED_VALUE = 'blocked-by-policy'
@@ -26,12 +26,7 @@ export function refusalText(decision: Decision, profile: string): string {
 }
 
 export function refusalHeaders(body: string): Record<string, string> {
-  return {
-    'Content-Type': 'text/plain; charset=utf-8',
-    'Content-Length': String(Buffer.byteLength(body)),
-    [BLOCKED_HEADER]: BLOCKED_VALUE,
-    Connection: 'close',
-  }
+  return { ...plainHeaders(body), [BLOCKED_HEADER]: BLOCKED_VALUE }
 }
 
 /**
@@ -44,18 +39,24 @@ export function refusalResponse(
   status: 400 | 403 = 403,
 ): string {
   const body = refusalText(decision, profile)
-  const headers = Object.entries(refusalHeaders(body))
-    .map(([k, v]) => `${k}: ${v}\r\n`)
-    .join('')
-  return `HTTP/1.1 ${status} ${status === 400 ? 'Bad Request' : 'Forbidden'}\r\n${headers}\r\n${body}`
+  return rawResponse(status, refusalHeaders(body), body)
 }
 
 /** A fatal TLS alert record, access_denied (49): the client reports a refusal, not a network error. */
 export const TLS_ACCESS_DENIED_ALERT = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x31])
 
+/** The headers of a plain-text response that closes the connection. */
+export function plainHeaders(body: string): Record<string, string> {
+  return {
+    'Content-Type': 'text/plain; charset=utf-8',
+    'Content-Length': String(Buffer.byteLength(body)),
+    Connection: 'close',
+  }
+}
+
 /** A complete plain-text HTTP/1.1 response that closes the connection, for raw sockets. */
 export function plainResponse(status: number, body: string): string {
-  return `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
+  return rawResponse(status, plainHeaders(body), body)
 }
 
 /** A request the proxy cannot take (400), with what is wrong. */
@@ -111,9 +112,6 @@ export function budgetRefusalResponse(
   budget: BudgetUsage,
   profile: string,
 ): string {
-  const { headers, body } = budgetRefusalReply(decision, budget, profile)
-  const head = Object.entries(headers)
-    .map(([k, v]) => `${k}: ${v}\r\n`)
-    .join('')
-  return `HTTP/1.1 429 Too Many Requests\r\n${head}\r\n${body}`
+  const { status, headers, body } = budgetRefusalReply(decision, budget, profile)
+  return rawResponse(status, headers, body)
 }

@@ -39,6 +39,8 @@ export interface RunnerConfig {
   /** `name:ip` entries added to every proxy's /etc/hosts. */
   readonly proxyExtraHosts: readonly string[]
   readonly logAllowed: boolean
+  /** How long the proxies keep the addresses they look up: a floor and a ceiling on the TTL, seconds. */
+  readonly proxyDnsTtl: { readonly minSeconds: number; readonly maxSeconds: number }
   /** The profile of a sandbox created without networkProfile or network. */
   readonly defaultProfile: string
   readonly defaults: SandboxDefaults
@@ -243,6 +245,12 @@ export function loadRunnerConfig(env: NodeJS.ProcessEnv = process.env): RunnerCo
   const defaultTimeout = int(env, 'ISORUN_DEFAULT_TIMEOUT_MS', 60 * 60_000, 0, 7 * 24 * 3600_000)
   const listen = parseListen(env.ISORUN_LISTEN || '127.0.0.1:8080')
   const webhook = approvalWebhook(env, listen)
+  const proxyDnsTtl = {
+    minSeconds: int(env, 'ISORUN_PROXY_DNS_TTL_MIN', 5, 0, 86_400),
+    maxSeconds: int(env, 'ISORUN_PROXY_DNS_TTL_MAX', 300, 0, 86_400),
+  }
+  if (proxyDnsTtl.minSeconds > proxyDnsTtl.maxSeconds)
+    throw new ConfigError('ISORUN_PROXY_DNS_TTL_MIN must not be above ISORUN_PROXY_DNS_TTL_MAX')
   return {
     listen,
     ...apiKey(env),
@@ -254,6 +262,7 @@ export function loadRunnerConfig(env: NodeJS.ProcessEnv = process.env): RunnerCo
     allowPrivate,
     proxyExtraHosts,
     logAllowed: bool(env, 'ISORUN_LOG_ALLOWED', true),
+    proxyDnsTtl,
     defaultProfile: env.ISORUN_DEFAULT_PROFILE || 'locked-down',
     defaults: {
       memoryMb: int(env, 'ISORUN_DEFAULT_MEMORY_MB', 1024, 16, 1024 * 1024),

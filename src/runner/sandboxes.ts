@@ -447,6 +447,10 @@ export class SandboxManager {
       '--admin',
       `egress:${PROXY_PORTS.admin}`,
       this.config.logAllowed ? '--log-allowed' : '--no-log-allowed',
+      '--dns-ttl-min',
+      String(this.config.proxyDnsTtl.minSeconds),
+      '--dns-ttl-max',
+      String(this.config.proxyDnsTtl.maxSeconds),
       ...(this.config.allowPrivate.length > 0
         ? ['--allow-private', this.config.allowPrivate.join(',')]
         : []),

@@ -1,6 +1,7 @@
 // `isorun proxy`: the egress proxy, standalone or as a sandbox's sidecar.
 
 import { randomBytes } from 'node:crypto'
+import { isIP } from 'node:net'
 import { networkInterfaces } from 'node:os'
 import {
   compilePolicy,
@@ -8,11 +9,12 @@ import {
   type Mode,
   type OperatorSettings,
   type PolicySpec,
+  joinAuthority,
   splitAuthority,
 } from '../../policy/index.js'
 import type { ProfileCatalogue } from '../../profiles/index.js'
 import { startProxy, type ListenAddress, type ProxyListeners } from '../../proxy/proxy.js'
-import { parseResolveOverride } from '../../proxy/upstream.js'
+import { DEFAULT_DNS_TTL, parseResolveOverride, type DnsSettings } from '../../proxy/resolver.js'
 import { parseArgs, PROFILES_DIR_OPTION, splitList, withUsage } from '../args.js'
 import {
   INTERCEPTION_OPTIONS,
@@ -40,6 +42,9 @@ options:
   --allow-private RANGES   special-purpose ranges upstreams may be in (CIDR or group: private, loopback, …)
   --block RANGES           CIDR blocks never reached, whatever the policy or --allow-private says
   --upstream-proxy URL     send all upstream traffic through this HTTP proxy
+  --upstream-dns ADDR[:PORT]   DNS server for the proxy's own lookups; repeatable (default: /etc/resolv.conf)
+  --dns-ttl-min SECONDS    keep looked-up addresses at least this long (default ${DEFAULT_DNS_TTL.minSeconds})
+  --dns-ttl-max SECONDS    and at most this long, whatever the TTL (default ${DEFAULT_DNS_TTL.maxSeconds})
   --sandbox-id ID          tag for every log line
   --log-allowed / --no-log-allowed   log allowed decisions too (default: yes)
   --admin-token TOKEN      admin API token (or ISORUN_ADMIN_TOKEN; generated and printed if unset)
@@ -62,6 +67,35 @@ function egressAddress(exclude: readonly string[]): string {
   throw new UsageError(
     '--admin egress:PORT: this machine has no IPv4 address besides the ones the other listeners use',
   )
+}
+
+/** The proxy's own lookups: --upstream-dns and the cache's TTL floor and ceiling. */
+function dnsSettings(values: {
+  'upstream-dns'?: string[]
+  'dns-ttl-min'?: string
+  'dns-ttl-max'?: string
+}): DnsSettings {
+  const seconds = (flag: 'dns-ttl-min' | 'dns-ttl-max', fallback: number): number => {
+    const text = values[flag]
+    if (text === undefined) return fallback
+    const n = Number(text)
+    if (!/^\d+$/.test(text) || n > 86_400)
+      throw new UsageError(`--${flag} "${text}": write whole seconds from 0 to 86400`)
+    return n
+  }
+  const minTtlSeconds = seconds('dns-ttl-min', DEFAULT_DNS_TTL.minSeconds)
+  const maxTtlSeconds = seconds('dns-ttl-max', DEFAULT_DNS_TTL.maxSeconds)
+  if (minTtlSeconds > maxTtlSeconds)
+    throw new UsageError(
+      `--dns-ttl-min (${minTtlSeconds}) is above --dns-ttl-max (${maxTtlSeconds})`,
+    )
+  const servers = values['upstream-dns']
+  for (const server of servers ?? []) {
+    const authority = splitAuthority(server)
+    if (!authority || !isIP(authority.host))
+      throw new UsageError(`--upstream-dns "${server}": write an IP address, with :port if not 53`)
+  }
+  return { minTtlSeconds, maxTtlSeconds, ...(servers ? { servers } : {}) }
 }
 
 function parseListen(flag: string, value: string | undefined): ListenAddress | undefined {
@@ -91,6 +125,9 @@ export async function proxyCommand(argv: string[]): Promise<number> {
         'allow-private': { type: 'string', multiple: true },
         block: { type: 'string', multiple: true },
         'upstream-proxy': { type: 'string' },
+        'upstream-dns': { type: 'string', multiple: true },
+        'dns-ttl-min': { type: 'string' },
+        'dns-ttl-max': { type: 'string' },
         'sandbox-id': { type: 'string' },
         'log-allowed': { type: 'boolean' },
         'no-log-allowed': { type: 'boolean' },
@@ -179,6 +216,8 @@ export async function proxyCommand(argv: string[]): Promise<number> {
       throw new UsageError('--upstream-proxy must be an http:// proxy URL')
   }
 
+  const dns = dnsSettings(values)
+
   const named: ProxyListeners = {
     http: parseListen('http', values.http),
     socks: parseListen('socks', values.socks),
@@ -230,6 +269,7 @@ export async function proxyCommand(argv: string[]): Promise<number> {
           return new ProfileCatalogue({ dirs: profileDirsFrom(values['profiles-dir']) })
         }),
       resolveOverrides: overrides,
+      dns,
       ...(parentProxy ? { parentProxy } : {}),
       ...(values['sandbox-id'] ? { sandboxId: values['sandbox-id'] } : {}),
       logAllowed: values['no-log-allowed'] ? false : (values['log-allowed'] ?? true),
@@ -271,7 +311,7 @@ export async function proxyCommand(argv: string[]): Promise<number> {
   }
 
   const shown = Object.entries(proxy.addresses).map(
-    ([k, a]) => `${k} ${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`,
+    ([k, a]) => `${k} ${joinAuthority(a.address, a.port)}`,
   )
   process.stderr.write(
     `isorun proxy: policy ${policy.name} (${policy.mode}); listening: ${shown.join(', ')}\n`,
