@@ -75,6 +75,8 @@ export type DenyReason =
   | 'bad-path'
   | 'method-override'
   | 'dns-type-refused'
+  /** A DNS query the server rejects before any decision (malformed, not one IN question, …). */
+  | 'bad-dns-query'
 export type Reason = AllowReason | DenyReason
 
 export interface Decision {

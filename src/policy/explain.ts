@@ -32,6 +32,8 @@ const WHY: Record<Reason, string> = {
   'method-override':
     'denied: the request overrides its method or path (header or _method parameter), which endpoint rules cannot check',
   'dns-type-refused': 'denied: only A and AAAA questions are answered',
+  'bad-dns-query':
+    'denied: a DNS query the proxy does not serve (malformed, not exactly one question of class IN, or not a host name)',
 }
 
 const FIX: Partial<Record<Reason, (d: Decision, profile: string) => string>> = {

@@ -2,10 +2,15 @@
 // proxy's own address (steering programs that ignore proxy variables to the
 // transparent listeners), AAAA with no records, and refuses everything else.
 // It never forwards a query, so DNS cannot carry data out.
+//
+// Each query is decided once: the decision that chose the answer is the one
+// logged. A query that never reaches decide() (malformed, not one question, an
+// opcode other than QUERY, a class other than IN, a name that cannot be a host
+// name) is logged as refused with the reason `bad-dns-query`.
 
-import { decide } from '../policy/index.js'
+import { decide, type Decision, type Policy } from '../policy/index.js'
 import { record, type ProxyContext } from './context.js'
-import { startDnsServer, type DnsServerHandle } from './dns-server.js'
+import { startDnsServer, type DnsQueryEvent, type DnsServerHandle } from './dns-server.js'
 
 export interface DnsListenerOptions {
   readonly host: string
@@ -14,47 +19,51 @@ export interface DnsListenerOptions {
   readonly answerAddress: string
 }
 
+/** A question's decision, with the policy it was made under (what the log names). */
+interface DnsDecision {
+  readonly allow: boolean
+  readonly decision: Decision
+  readonly policy: Policy
+}
+
 export function startDnsListener(
   ctx: ProxyContext,
   options: DnsListenerOptions,
 ): Promise<DnsServerHandle> {
   const address = { host: options.host, port: options.port }
-  return startDnsServer({
+  return startDnsServer<DnsDecision>({
     udp: address,
     tcp: address,
     answerAddress: options.answerAddress,
-    decide: (name, type) => ({
-      allow:
-        decide({ protocol: 'dns', host: name, port: 0, queryType: type }, ctx.policy.current)
-          .action === 'allow',
-    }),
-    onQuery: (event) => {
-      // Logged with the same decide() the answer came from (the policy may only differ if
-      // it was replaced in between, in which case the log shows the newer answer).
-      const startedAt = performance.now()
+    decide: (name, type) => {
       const policy = ctx.policy.current
-      const decision = decide(
-        { protocol: 'dns', host: event.name, port: 0, queryType: event.type || undefined },
-        policy,
-      )
-      const allowedAnswer = event.outcome === 'answered' || event.outcome === 'empty'
-      const shown =
-        allowedAnswer || decision.action === 'deny'
-          ? decision
-          : {
-              ...decision,
-              action: 'deny' as const,
-              reason: 'invalid-host' as const,
-              detail: `DNS ${event.outcome}`,
-            }
+      const decision = decide({ protocol: 'dns', host: name, port: 0, queryType: type }, policy)
+      return { allow: decision.action === 'allow', decision, policy }
+    },
+    onQuery: (event) => {
+      const startedAt = performance.now()
+      const decided = event.decision
       record(ctx, {
-        policy,
+        policy: decided?.policy ?? ctx.policy.current,
         protocol: 'dns',
-        decision: shown,
+        decision: decided?.decision ?? badQuery(event),
         client: event.client,
         startedAt,
         qtype: event.type || undefined,
       })
     },
   })
+}
+
+/** The refusal logged for a query the DNS server rejected before any decision. */
+function badQuery(event: DnsQueryEvent<DnsDecision>): Decision {
+  return {
+    action: 'deny',
+    reason: 'bad-dns-query',
+    rule: null,
+    from: null,
+    host: event.name,
+    port: 0,
+    detail: `${event.rcode}: ${event.problem ?? event.outcome}`,
+  }
 }
