@@ -56,8 +56,12 @@ import {
   removeContainer,
   removeNetwork,
 } from '../src/runner/docker.js'
-import { networkName, proxyName, sandboxName } from '../src/runner/sandboxes.js'
-import { trustWriterName } from '../src/runner/trust-volume.js'
+import {
+  networkName,
+  proxyName,
+  sandboxName,
+  trustWriterName,
+} from '../src/runner/container-specs.js'
 import {
   containerLogLines,
   EventRecorder,

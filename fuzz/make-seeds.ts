@@ -58,39 +58,25 @@ const untilHelloEnds: Capture = (_socket, data) => {
 }
 const untilHeadEnds: Capture = (_socket, data) => (data.includes('\r\n\r\n') ? data : undefined)
 
-/** A SOCKS5 server that accepts the first method offered (0x00 or 0x02) and keeps greeting, auth and request. */
+/**
+ * A SOCKS5 server that chooses "no authentication", as the proxy does, and keeps the greeting
+ * and request (after a leading 0, the target's first byte).
+ */
 function socksCapture(): Capture {
-  let answered = 0
+  let answered = false
   return (socket, data) => {
-    if (answered === 0 && data.length >= 2 + data[1]!) {
-      const method = data.subarray(2, 2 + data[1]!).includes(0x02) ? 0x02 : 0x00
-      socket.write(Buffer.from([0x05, method]))
-      answered = method === 0x02 ? 1 : 2
-      return undefined
-    }
-    const greeting = 2 + data[1]!
-    if (answered === 1) {
-      const ulen = data[greeting + 1]
-      if (ulen === undefined || data.length < greeting + 3 + ulen) return undefined
-      const plen = data[greeting + 2 + ulen]!
-      if (data.length < greeting + 3 + ulen + plen) return undefined
-      socket.write(Buffer.from([0x01, 0x00]))
-      answered = 3
+    if (!answered && data.length >= 2 + data[1]!) {
+      socket.write(Buffer.from([0x05, 0x00]))
+      answered = true
       return undefined
     }
     // The request: VER CMD RSV ATYP, then the address and port.
-    const at =
-      answered === 3
-        ? greeting + 3 + data[greeting + 1]! + data[greeting + 2 + data[greeting + 1]!]!
-        : greeting
+    const at = 2 + data[1]!
     const atyp = data[at + 3]
     const length =
       atyp === 0x01 ? 4 : atyp === 0x04 ? 16 : atyp === 0x03 ? 1 + (data[at + 4] ?? 255) : 0
     if (data.length < at + 4 + length + 2) return undefined
-    return Buffer.concat([
-      Buffer.from([answered === 3 ? 1 : 0]),
-      data.subarray(0, at + 4 + length + 2),
-    ])
+    return Buffer.concat([Buffer.from([0]), data.subarray(0, at + 4 + length + 2)])
   }
 }
 
@@ -257,7 +243,8 @@ async function socks(): Promise<void> {
       '-c',
       `import socks\ns=socks.socksocket()\ns.set_proxy(socks.SOCKS5,'127.0.0.1',${port},rdns=True,username='fuzz-user',password='fuzz-password')\ns.settimeout(5)\ntry: s.connect(('pypi.org',443))\nexcept Exception: pass`,
     ])
-  save('socks5', 'pysocks-auth', await captureTcp(socksCapture(), pysocks))
+  // With credentials, PySocks offers username/password as well; the proxy picks "none".
+  save('socks5', 'pysocks-offers-auth', await captureTcp(socksCapture(), pysocks))
 }
 
 async function dnsQueries(): Promise<void> {

@@ -6,10 +6,13 @@
 // full header and is not itself a response (and only those); every answer is a
 // well-formed DNS response to that query (same ID, QR set, opcode and RD
 // echoed, a known rcode, at most 512 bytes over UDP); it answers with records
-// only for a name the policy allowed, with the configured address; the policy
-// is only asked about A and AAAA questions for plain host names, and about the
-// same name an independent decoder (dns-packet) reads from the question; UDP
-// and TCP give the same answer.
+// only for an A question whose name the policy allowed, with the configured
+// address, and refuses every other type whatever the policy says; the policy
+// is asked at most once per message, only about questions of class IN with
+// plain host names, and about the same name an independent decoder
+// (dns-packet) reads from the question; the message's one event carries the
+// decision that was asked for, and none when none was; UDP and TCP give the
+// same answer.
 
 import dgram from 'node:dgram'
 import net from 'node:net'
@@ -110,14 +113,14 @@ function askTcp(message: Buffer): Promise<Buffer | undefined> {
   )
 }
 
-/** The single A/AAAA question of class IN as dns-packet reads it, when there is one. */
+/** The single question of class IN as dns-packet reads it, when there is one. */
 function independentQuestion(message: Buffer): { name: string; type: string } | undefined {
   try {
     const packet = dnsPacket.decode(message)
     const questions = packet.questions ?? []
     if (questions.length !== 1 || message.readUInt16BE(4) !== 1) return undefined
     const q = questions[0]!
-    if ((q.type !== 'A' && q.type !== 'AAAA') || q.class !== 'IN') return undefined
+    if (q.class !== 'IN') return undefined
     return { name: q.name, type: q.type }
   } catch {
     return undefined
@@ -175,7 +178,8 @@ export async function fuzz(data: Buffer): Promise<void> {
   checkResponse(message, overUdp, 'UDP')
   property(asked.length <= 1, 'the policy was asked more than once for one message', asked)
   for (const a of asked) {
-    property(a.type === 'A' || a.type === 'AAAA', 'the policy was asked about another type', a)
+    if (a.type !== 'A' && a.type !== 'AAAA')
+      same(overUdp.readUInt16BE(2) & 0xf, 5, `a ${a.type} question was not refused`)
     property(
       /^[\x21-\x2d\x2f-\x5b\x5d-\x7e]+(\.[\x21-\x2d\x2f-\x5b\x5d-\x7e]+)*$/.test(a.name),
       'the policy was asked about a name that is not plain',
@@ -186,6 +190,11 @@ export async function fuzz(data: Buffer): Promise<void> {
       same(a.name, independent.name, 'the server and dns-packet read different question names')
   }
   property(events.length === 1, 'not one query event per answer', events)
+  same(
+    events[0]?.decision,
+    asked[0] && { allow: asked[0].allow },
+    'the event does not carry the decision that was asked for',
+  )
 
   const udpAsked = asked
   asked = []

@@ -1,14 +1,15 @@
 // Fuzz target: the SOCKS5 handshake reader (src/proxy/socks5.ts) on a real
-// loopback connection. The first input byte sets the server up (bit 0: require
-// username/password) and where the client cuts its writes; the rest is what
-// the client sends, after which it half-closes.
+// loopback connection. The first input byte sets where the client cuts its
+// writes (its bit 0 is unused: it once asked for username/password, which the
+// server no longer offers); the rest is what the client sends, after which it
+// half-closes.
 //
 // Properties: readSocksRequest resolves with a well-formed request or rejects
 // with a SocksProtocolError, never anything else; a request is exactly what
-// was sent (greeting, authentication, request and the bytes after it put back
-// together give the input byte for byte); the client is answered as RFC 1928
-// and 1929 say: the method choice and the authentication status on success,
-// and on failure those answers so far followed by the error's own reply.
+// was sent (greeting, request and the bytes after it put back together give
+// the input byte for byte); the client is answered as RFC 1928 says: the
+// method choice ("no authentication") on success, and on failure that answer
+// so far followed by the error's own reply.
 
 import net, { isIPv4, isIPv6 } from 'node:net'
 import { parseIPv6 } from '../../src/policy/index.js'
@@ -16,8 +17,6 @@ import { readSocksRequest, SocksProtocolError, type SocksRequest } from '../../s
 import { listenLoopback, portOf, readUntilClosed, within, writeInPieces } from '../lib/loopback.js'
 import { property, PropertyViolation, same } from '../lib/property.js'
 
-const USER = 'fuzz-user'
-const PASSWORD = 'fuzz-password'
 const COMMAND_BYTES = { connect: 0x01, bind: 0x02, 'udp-associate': 0x03 } as const
 
 interface ServerSide {
@@ -32,11 +31,8 @@ async function loopbackServer(): Promise<net.Server> {
   return server
 }
 
-function serve(socket: net.Socket, withAuth: boolean): ServerSide['outcome'] {
-  return readSocksRequest(socket, {
-    timeoutMs: 60_000,
-    ...(withAuth ? { authenticate: (u: string, p: string) => u === USER && p === PASSWORD } : {}),
-  }).then(
+function serve(socket: net.Socket): ServerSide['outcome'] {
+  return readSocksRequest(socket, { timeoutMs: 60_000 }).then(
     async (request) => {
       // What the client sent after the request and we had not read yet.
       const after = readUntilClosed(socket)
@@ -87,13 +83,12 @@ function encodeRequest(request: SocksRequest): Buffer {
 export async function fuzz(data: Buffer): Promise<void> {
   if (data.length === 0) return
   const options = data[0]!
-  const withAuth = (options & 1) === 1
   const sent = data.subarray(1)
   const cuts = [options >> 1, (options >> 1) * 3, (options >> 1) * 7]
 
   const listening = await loopbackServer()
   const accepted = new Promise<ServerSide['outcome']>((resolve) => {
-    nextConnection = (socket) => resolve(serve(socket, withAuth))
+    nextConnection = (socket) => resolve(serve(socket))
   })
   const client = net.connect(portOf(listening), '127.0.0.1')
   const received = readUntilClosed(client)
@@ -104,8 +99,7 @@ export async function fuzz(data: Buffer): Promise<void> {
   )
   const answers = await within('the connection was not closed', received)
 
-  const method = Buffer.from([0x05, withAuth ? 0x02 : 0x00])
-  const authOk = withAuth ? Buffer.from([0x01, 0x00]) : Buffer.alloc(0)
+  const method = Buffer.from([0x05, 0x00])
   if ('error' in outcome) {
     const { error } = outcome
     if (!(error instanceof SocksProtocolError))
@@ -121,7 +115,7 @@ export async function fuzz(data: Buffer): Promise<void> {
     )
     const before = answers.subarray(0, answers.length - reply.length)
     property(
-      Buffer.concat([method, authOk]).subarray(0, before.length).equals(before),
+      method.subarray(0, before.length).equals(before),
       'unexpected bytes before the error reply',
       answers,
       error,
@@ -129,19 +123,10 @@ export async function fuzz(data: Buffer): Promise<void> {
     return
   }
   const { request, after } = outcome
-  same(answers, Buffer.concat([method, authOk]), 'the client was not answered as RFC 1928/1929 say')
-  if (withAuth) same(request.username, USER, 'the user name is not the one that authenticated')
+  same(answers, method, 'the client was not answered as RFC 1928 says')
   const greeting = sent.subarray(0, 2 + sent[1]!)
-  const auth = withAuth
-    ? Buffer.concat([
-        Buffer.from([0x01, Buffer.byteLength(USER)]),
-        Buffer.from(USER),
-        Buffer.from([Buffer.byteLength(PASSWORD)]),
-        Buffer.from(PASSWORD),
-      ])
-    : Buffer.alloc(0)
   same(
-    Buffer.concat([greeting, auth, encodeRequest(request), request.rest, after]),
+    Buffer.concat([greeting, encodeRequest(request), request.rest, after]),
     sent,
     'the request read is not what was sent',
   )

@@ -87,6 +87,8 @@ export type DenyReason =
   | 'approval-denied'
   | 'approval-timeout'
   | 'budget-exceeded'
+  /** A DNS query the server rejects before any decision (malformed, not one IN question, …). */
+  | 'bad-dns-query'
 export type Reason = AllowReason | DenyReason
 
 export interface Decision {
@@ -183,56 +185,68 @@ function settle(policy: Policy, decision: Decision, aside: SetAside): Decision {
   return decision
 }
 
-function allow(
-  host: string,
-  port: number,
-  reason: AllowReason,
-  rule: RuleMatch | null,
-  mode: string,
-): Decision {
-  return {
-    action: 'allow',
-    reason,
-    rule: rule ? rule.canonical : `mode:${mode}`,
-    from: rule ? rule.from : null,
-    host,
-    port,
-  }
+/**
+ * What a decision is about: the target, once canonical (its text is what the
+ * decision names), and the port. A target that could not be canonicalised has
+ * only its text.
+ */
+interface Subject {
+  readonly host?: CanonicalHost
+  readonly text: string
+  readonly port: number
 }
 
-function deny(
-  host: string,
-  port: number,
-  reason: DenyReason,
-  rule: string | null = null,
-  from: string | null = null,
-  detail?: string,
-): Decision {
-  return detail === undefined
-    ? { action: 'deny', reason, rule, from, host, port }
-    : { action: 'deny', reason, rule, from, host, port, detail }
+/** A subject whose host is known to be canonical. */
+interface Target extends Subject {
+  readonly host: CanonicalHost
+}
+
+/** What a refusal names besides its reason: the rule and profile behind it, and specifics. */
+interface Grounds {
+  readonly rule?: string
+  readonly from?: string
+  readonly detail?: string
+}
+
+function deny(subject: Subject, reason: DenyReason, grounds: Grounds = {}): Decision {
+  const decision: Decision = {
+    action: 'deny',
+    reason,
+    rule: grounds.rule ?? null,
+    from: grounds.from ?? null,
+    host: subject.text,
+    port: subject.port,
+  }
+  return grounds.detail === undefined ? decision : { ...decision, detail: grounds.detail }
+}
+
+/** Allowed by a rule, or by the allow-all mode when no rule is given. */
+function allowedBy(subject: Subject, rule: RuleMatch | null, mode: string): Decision {
+  return {
+    action: 'allow',
+    reason: rule ? 'allowed-by-rule' : 'allowed-by-mode',
+    rule: rule ? rule.canonical : `mode:${mode}`,
+    from: rule ? rule.from : null,
+    host: subject.text,
+    port: subject.port,
+  }
 }
 
 /**
  * Deny rules first, then the mode: the refusal, or what allows the host (the
  * matching allow rule, or null when the allow-all mode does).
  */
-function hostVerdict(
-  policy: Policy,
-  host: CanonicalHost,
-  text: string,
-  port: number,
-): Decision | RuleMatch | null {
-  const denied = policy.deny.match(host, port)
-  if (denied) return deny(text, port, 'denied-by-rule', denied.canonical, denied.from)
+function hostVerdict(policy: Policy, target: Target): Decision | RuleMatch | null {
+  const denied = policy.deny.match(target.host, target.port)
+  if (denied) return deny(target, 'denied-by-rule', { rule: denied.canonical, from: denied.from })
   switch (policy.mode) {
     case 'allow-all':
       return null
     case 'deny-all':
-      return deny(text, port, 'denied-by-mode', `mode:${policy.mode}`)
+      return deny(target, 'denied-by-mode', { rule: `mode:${policy.mode}` })
     case 'allow-list':
     case 'report':
-      return policy.allow.match(host, port) ?? deny(text, port, 'not-in-allow-list')
+      return policy.allow.match(target.host, target.port) ?? deny(target, 'not-in-allow-list')
   }
 }
 
@@ -240,19 +254,8 @@ function isRefusal(verdict: Decision | RuleMatch | null): verdict is Decision {
   return verdict !== null && !(verdict instanceof RuleMatch)
 }
 
-function allowedBy(verdict: RuleMatch | null, text: string, port: number, mode: string): Decision {
-  return verdict === null
-    ? allow(text, port, 'allowed-by-mode', null, mode)
-    : allow(text, port, 'allowed-by-rule', verdict, mode)
-}
-
 /** A refusal when an address is special-purpose and the operator has not allowed its range. */
-function specialAddressRefusal(
-  policy: Policy,
-  ip: IP,
-  host: string,
-  port: number,
-): Decision | undefined {
+function specialAddressRefusal(policy: Policy, ip: IP, subject: Subject): Decision | undefined {
   const unwrapped = unwrapIP(ip)
   const allowed = policy.allowSpecial.size > 0 ? policy.allowSpecial.first(unwrapped) : undefined
   const blocked = policy.blockAlways.size > 0 ? policy.blockAlways.first(unwrapped) : undefined
@@ -260,91 +263,65 @@ function specialAddressRefusal(
     // Only an allowance narrower than the block opens it (a mirror's own address, not `private`).
     if (allowed !== undefined && allowed.prefix > blocked.prefix) return undefined
     const why = `${formatIP(ip)} is in ${blocked.label}, one of isorun's own networks, which sandboxes never reach`
-    return deny(host, port, 'special-address', null, null, why)
+    return deny(subject, 'special-address', { detail: why })
   }
   const range = classifyIP(ip)
   if (!range) return undefined
   if (allowed !== undefined) return undefined
-  return deny(
-    host,
-    port,
-    'special-address',
-    null,
-    null,
-    `${formatIP(ip)} is in ${range.cidr}, ${range.description}`,
-  )
+  return deny(subject, 'special-address', {
+    detail: `${formatIP(ip)} is in ${range.cidr}, ${range.description}`,
+  })
 }
 
 function tlsRefusal(
   policy: Policy,
   req: EgressRequest,
-  host: CanonicalHost,
-  text: string,
-  port: number,
+  target: Target,
   aside: SetAside,
 ): Decision | undefined {
   const tls = req.tls
   if (!tls) return undefined
-  if (tls.kind === 'invalid') return deny(text, port, 'bad-client-hello', null, null, tls.error)
-  if (tls.ech) return deny(text, port, 'ech-refused')
-  if (tls.sni === null) return host.kind === 'name' ? deny(text, port, 'no-sni') : undefined
+  if (tls.kind === 'invalid') return deny(target, 'bad-client-hello', { detail: tls.error })
+  if (tls.ech) return deny(target, 'ech-refused')
+  if (tls.sni === null) return target.host.kind === 'name' ? deny(target, 'no-sni') : undefined
   const sni = parseHost(tls.sni)
-  if (sni.kind === 'invalid') return deny(text, port, 'sni-mismatch', null, null, tls.sni)
-  if (host.kind === 'name') {
-    return sni.kind === 'name' && sni.name === host.name
+  if (sni.kind === 'invalid') return deny(target, 'sni-mismatch', { detail: tls.sni })
+  if (target.host.kind === 'name') {
+    return sni.kind === 'name' && sni.name === target.host.name
       ? undefined
-      : deny(text, port, 'sni-mismatch', null, null, tls.sni)
+      : deny(target, 'sni-mismatch', { detail: tls.sni })
   }
   // An IP target allowed by an IP rule: a name in the SNI must be allowed in its own right.
-  if (sni.kind !== 'name') return deny(text, port, 'sni-mismatch', null, null, tls.sni)
-  const named = hostVerdict(policy, sni, sni.name, port)
+  if (sni.kind !== 'name') return deny(target, 'sni-mismatch', { detail: tls.sni })
+  const named = hostVerdict(policy, { host: sni, text: sni.name, port: target.port })
   if (!isRefusal(named)) return undefined
   if (policy.mode === 'report') {
-    aside.held ??= { ...named, host: text, detail: `TLS server name ${sni.name}` }
+    aside.held ??= { ...named, host: target.text, detail: `TLS server name ${sni.name}` }
     return undefined
   }
-  return deny(text, port, 'sni-mismatch', null, null, tls.sni)
+  return deny(target, 'sni-mismatch', { detail: tls.sni })
 }
 
-function hostHeaderRefusal(
-  req: EgressRequest,
-  host: CanonicalHost,
-  text: string,
-  port: number,
-): Decision | undefined {
-  return (
-    authorityRefusal(req.hostHeader, host, text, port) ??
-    authorityRefusal(req.targetAuthority, host, text, port)
-  )
+function hostHeaderRefusal(req: EgressRequest, target: Target): Decision | undefined {
+  return authorityRefusal(req.hostHeader, target) ?? authorityRefusal(req.targetAuthority, target)
 }
 
 /** A refusal when an authority a request names (Host, absolute URI) is not the target. */
-function authorityRefusal(
-  header: string | undefined,
-  host: CanonicalHost,
-  text: string,
-  port: number,
-): Decision | undefined {
+function authorityRefusal(header: string | undefined, target: Target): Decision | undefined {
   if (header === undefined) return undefined
   const authority = splitAuthority(header)
-  if (!authority) return deny(text, port, 'host-mismatch', null, null, header)
-  const seen = parseHost(authority.host)
-  if (seen.kind === 'invalid') return deny(text, port, 'host-mismatch', null, null, header)
+  const seen = authority ? parseHost(authority.host) : undefined
+  const { host } = target
   const sameHost =
-    seen.kind === 'name'
+    seen?.kind === 'name'
       ? host.kind === 'name' && seen.name === host.name
-      : host.kind === 'ip' && seen.text === host.text
-  const samePort = authority.port === undefined || authority.port === port
-  return sameHost && samePort ? undefined : deny(text, port, 'host-mismatch', null, null, header)
+      : seen?.kind === 'ip' && host.kind === 'ip' && seen.text === host.text
+  const samePort = authority?.port === undefined || authority.port === target.port
+  return sameHost && samePort ? undefined : deny(target, 'host-mismatch', { detail: header })
 }
 
-function endpointVerdict(
-  policy: Policy,
-  req: EgressRequest,
-  host: CanonicalHost,
-  text: string,
-  port: number,
-): Decision | undefined {
+function endpointVerdict(policy: Policy, req: EgressRequest, target: Target): Decision | undefined {
+  const { host } = target
   if (
     req.method === undefined ||
     req.path === undefined ||
@@ -355,53 +332,52 @@ function endpointVerdict(
   const set = policy.endpoints.lookup(host.name)
   if (!set) return undefined
   const path = requestPath(req.path)
+  const request = `${req.method} ${path}`
   const problem = pathProblem(path)
-  if (problem) return deny(text, port, 'bad-path', null, set.from, `${path} ${problem}`)
+  if (problem) return deny(target, 'bad-path', { from: set.from, detail: `${path} ${problem}` })
   const override = overrideProblem(req.path, req.overrides)
   if (override)
-    return deny(text, port, 'method-override', null, set.from, `${req.method} ${path} ${override}`)
+    return deny(target, 'method-override', { from: set.from, detail: `${request} ${override}` })
   const match = matchEndpoint(set, req.method, path)
   if (match.rule === undefined)
-    return deny(text, port, 'no-endpoint-match', null, set.from, `${req.method} ${path}`)
+    return deny(target, 'no-endpoint-match', { from: set.from, detail: request })
   const rule = `${set.host} ${match.rule}`
   if (match.action === 'deny')
-    return deny(text, port, 'endpoint-denied', rule, match.from, `${req.method} ${path}`)
-  return { action: 'allow', reason: 'endpoint-allowed', rule, from: match.from, host: text, port }
+    return deny(target, 'endpoint-denied', { rule, from: match.from, detail: request })
+  return {
+    action: 'allow',
+    reason: 'endpoint-allowed',
+    rule,
+    from: match.from,
+    host: target.text,
+    port: target.port,
+  }
 }
 
 function resolvedRefusal(
   policy: Policy,
   req: EgressRequest,
-  text: string,
-  port: number,
+  target: Target,
   aside: SetAside,
 ): Decision | undefined {
   for (const address of req.resolved ?? []) {
     const ip = parseIP(address)
     if (!ip)
-      return deny(
-        text,
-        port,
-        'special-address',
-        null,
-        null,
-        `resolver returned "${address}", which is not an IP address`,
-      )
+      return deny(target, 'special-address', {
+        detail: `resolver returned "${address}", which is not an IP address`,
+      })
     // A mapped, NAT64 or 6to4 address reaches the IPv4 host inside it: match rules on that.
-    const denied = policy.deny.matchAddress(unwrapIP(ip), port)
+    const denied = policy.deny.matchAddress(unwrapIP(ip), target.port)
     if (denied) {
-      const refusal = deny(
-        text,
-        port,
-        'denied-by-rule',
-        denied.canonical,
-        denied.from,
-        `resolves to ${formatIP(ip)}`,
-      )
+      const refusal = deny(target, 'denied-by-rule', {
+        rule: denied.canonical,
+        from: denied.from,
+        detail: `resolves to ${formatIP(ip)}`,
+      })
       if (policy.mode !== 'report') return refusal
       aside.held ??= refusal
     }
-    const special = specialAddressRefusal(policy, ip, text, port)
+    const special = specialAddressRefusal(policy, ip, target)
     if (special) return special
   }
   return undefined
@@ -419,46 +395,28 @@ export function decide(req: EgressRequest, policy: Policy): Decision {
   if (req.host === '') {
     // No target was named and nothing readable named one (transparent TLS without a
     // ClientHello, an HTTP server's client that sent no readable request).
-    if (req.tls?.kind === 'client-hello' && req.tls.sni === null) return deny('', port, 'no-sni')
-    const unreadable = payloadRefusal(req.payload, '', port)
+    const nothing: Subject = { text: '', port }
+    if (req.tls?.kind === 'client-hello' && req.tls.sni === null) return deny(nothing, 'no-sni')
+    const unreadable = payloadRefusal(req.payload, nothing)
     if (unreadable) return unreadable
   }
   const parsed = parseHost(req.host)
   if (parsed.kind === 'invalid') {
     const shown = req.host.length > 64 ? `${req.host.slice(0, 64)}…` : req.host
-    return deny(shown, port, 'invalid-host', null, null, `invalid host "${shown}": ${parsed.why}`)
+    return deny({ text: shown, port }, 'invalid-host', {
+      detail: `invalid host "${shown}": ${parsed.why}`,
+    })
   }
-  const host: CanonicalHost = parsed
-  const text = host.kind === 'name' ? host.name : host.text
+  const text = parsed.kind === 'name' ? parsed.name : parsed.text
+  if (req.protocol === 'dns') return decideDns(req, policy, { host: parsed, text, port: 0 })
 
-  if (req.protocol === 'dns') {
-    // Only address questions are answered: TXT, MX, HTTPS and the rest would carry data, not steer traffic.
-    if (req.queryType !== undefined && req.queryType !== 'A' && req.queryType !== 'AAAA') {
-      return deny(text, 0, 'dns-type-refused', null, null, `${req.queryType} query`)
-    }
-    // DNS answers steer a client to the transparent listeners, which serve 443 and 80.
-    let verdict = hostVerdict(policy, host, text, 443)
-    if (isRefusal(verdict)) verdict = hostVerdict(policy, host, text, 80)
-    const answer = isRefusal(verdict) ? verdict : allowedBy(verdict, text, 443, policy.mode)
-    const aside = asideFor(policy)
-    if (isRefusal(verdict) && setsAside(policy, verdict)) {
-      aside.held = { ...verdict, port: 0 }
-      return settle(policy, allowedBy(null, text, 0, policy.mode), aside)
-    }
-    return { ...answer, port: 0 }
-  }
-
+  const target: Target = { host: parsed, text, port }
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
-    return deny(
-      text,
-      port,
-      'invalid-port',
-      null,
-      null,
-      `port ${String(req.port)} is not between 1 and 65535`,
-    )
+    return deny(target, 'invalid-port', {
+      detail: `port ${String(req.port)} is not between 1 and 65535`,
+    })
   }
-  let verdict = hostVerdict(policy, host, text, port)
+  let verdict = hostVerdict(policy, target)
   const aside = asideFor(policy)
   if (isRefusal(verdict)) {
     if (!setsAside(policy, verdict)) return verdict
@@ -466,20 +424,38 @@ export function decide(req: EgressRequest, policy: Policy): Decision {
     aside.held = verdict
     verdict = null
   }
-  if (host.kind === 'ip') {
-    const special = specialAddressRefusal(policy, host.ip, text, port)
+  if (parsed.kind === 'ip') {
+    const special = specialAddressRefusal(policy, parsed.ip, target)
     if (special) return special
   }
   const refusal =
-    tlsRefusal(policy, req, host, text, port, aside) ??
-    hostHeaderRefusal(req, host, text, port) ??
-    upgradeRefusal(req, text, port) ??
-    rawRefusal(policy, req, host, text, port) ??
-    resolvedRefusal(policy, req, text, port, aside)
+    tlsRefusal(policy, req, target, aside) ??
+    hostHeaderRefusal(req, target) ??
+    upgradeRefusal(req, target) ??
+    rawRefusal(policy, req, target) ??
+    resolvedRefusal(policy, req, target, aside)
   if (refusal) return refusal
-  const decision =
-    endpointVerdict(policy, req, host, text, port) ?? allowedBy(verdict, text, port, policy.mode)
+  const decision = endpointVerdict(policy, req, target) ?? allowedBy(target, verdict, policy.mode)
   return aside.held || policy.mode === 'report' ? settle(policy, decision, aside) : decision
+}
+
+/**
+ * A DNS question: only address questions are answered (TXT, MX, HTTPS and the
+ * rest would carry data, not steer traffic), and a name is answered when 443 or
+ * 80 is allowed, the ports of the transparent listeners the answer steers to.
+ * Report mode and ask answer a name the rules refuse (ask: the DNS listener holds it).
+ */
+function decideDns(req: EgressRequest, policy: Policy, question: Target): Decision {
+  if (req.queryType !== undefined && req.queryType !== 'A' && req.queryType !== 'AAAA')
+    return deny(question, 'dns-type-refused', { detail: `${req.queryType} query` })
+  let verdict = hostVerdict(policy, { ...question, port: 443 })
+  if (isRefusal(verdict)) verdict = hostVerdict(policy, { ...question, port: 80 })
+  if (isRefusal(verdict) && setsAside(policy, verdict)) {
+    const aside = asideFor(policy)
+    aside.held = { ...verdict, port: 0 }
+    return settle(policy, allowedBy(question, null, policy.mode), aside)
+  }
+  return { ...(isRefusal(verdict) ? verdict : allowedBy(question, verdict, policy.mode)), port: 0 }
 }
 
 /**
@@ -488,10 +464,10 @@ export function decide(req: EgressRequest, policy: Policy): Decision {
  * HTTP/2 requests naming other hosts. (The forwarder serves such a request
  * without its upgrade headers when it can; what it asks about here is refused.)
  */
-function upgradeRefusal(req: EgressRequest, text: string, port: number): Decision | undefined {
+function upgradeRefusal(req: EgressRequest, target: Target): Decision | undefined {
   if (req.upgrade === undefined || req.upgrade.trim().toLowerCase() === 'websocket')
     return undefined
-  return deny(text, port, 'upgrade-refused', null, null, `Upgrade: ${req.upgrade}`)
+  return deny(target, 'upgrade-refused', { detail: `Upgrade: ${req.upgrade}` })
 }
 
 /** Why a payload the proxy could not read is refused, when no `tcp:` rule allows it. */
@@ -515,12 +491,11 @@ const UNREADABLE: Readonly<
 /** The refusal of a payload the proxy could not read, without a `tcp:` rule to look at. */
 function payloadRefusal(
   payload: TunnelPayload | undefined,
-  text: string,
-  port: number,
+  subject: Subject,
 ): Decision | undefined {
   if (payload === undefined || payload === 'tls') return undefined
   const { reason, detail } = UNREADABLE[payload]
-  return deny(text, port, reason, null, null, detail)
+  return deny(subject, reason, { detail })
 }
 
 /**
@@ -530,30 +505,21 @@ function payloadRefusal(
  * connection carries TLS with its SNI checked or HTTP that the proxy read,
  * checked and wrote again itself.
  */
-function rawRefusal(
-  policy: Policy,
-  req: EgressRequest,
-  host: CanonicalHost,
-  text: string,
-  port: number,
-): Decision | undefined {
-  const refusal = payloadRefusal(req.payload, text, port)
+function rawRefusal(policy: Policy, req: EgressRequest, target: Target): Decision | undefined {
+  const refusal = payloadRefusal(req.payload, target)
   if (!refusal || req.payload === 'h2-prior-knowledge') return refusal
   // Endpoint rules can only hold over traffic the proxy can read as HTTP.
+  const { host } = target
   const endpoints =
     host.kind === 'name' && policy.endpoints.size > 0
       ? policy.endpoints.lookup(host.name)
       : undefined
   if (endpoints) {
-    return deny(
-      text,
-      port,
-      'unreadable-payload',
-      null,
-      endpoints.from,
-      'the host has endpoint rules, which need readable HTTP',
-    )
+    return deny(target, 'unreadable-payload', {
+      from: endpoints.from,
+      detail: 'the host has endpoint rules, which need readable HTTP',
+    })
   }
-  const raw = policy.raw.size > 0 ? policy.raw.match(host, port) : undefined
+  const raw = policy.raw.size > 0 ? policy.raw.match(host, target.port) : undefined
   return raw ? undefined : refusal
 }

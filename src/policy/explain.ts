@@ -37,6 +37,8 @@ const WHY: Record<Reason, string> = {
   'approval-denied': 'denied: no rule allows it, and the approval request was denied',
   'approval-timeout': 'denied: no rule allows it, and nobody answered the approval request in time',
   'budget-exceeded': "denied: the destination's budget is used up",
+  'bad-dns-query':
+    'denied: a DNS query the proxy does not serve (malformed, not exactly one question of class IN, or not a host name)',
 }
 
 const FIX: Partial<Record<Reason, (d: Decision, profile: string) => string>> = {

@@ -3,6 +3,11 @@
 // transparent listeners), AAAA with no records, and refuses everything else.
 // It never forwards a query, so DNS cannot carry data out.
 //
+// Each query is decided once: the decision that chose the answer is the one
+// logged. A query that never reaches decide() (malformed, not one question, an
+// opcode other than QUERY, a class other than IN, a name that cannot be a host
+// name) is logged as refused with the reason `bad-dns-query`.
+//
 // With `onUnknown: ask`, a name no rule allows waits for an approval, but only
 // up to DNS_APPROVAL_WAIT_MS: resolvers give up after 4-5 s, so a later answer
 // would reach nobody. The approval stays pending; the resolver's retry
@@ -11,7 +16,7 @@
 import { decide, type Decision, type Policy } from '../policy/index.js'
 import { approvalRecord, decisionAfterApproval, type ApprovalRecord } from './approvals.js'
 import { record, type ProxyContext } from './context.js'
-import { startDnsServer, type DnsServerHandle } from './dns-server.js'
+import { startDnsServer, type DnsQueryEvent, type DnsServerHandle } from './dns-server.js'
 
 export interface DnsListenerOptions {
   readonly host: string
@@ -29,11 +34,13 @@ export interface DnsListenerOptions {
  */
 export const DNS_APPROVAL_WAIT_MS = 3000
 
-/** What a query's answer came from, handed back to the log with the query's event. */
-interface Verdict {
-  readonly policy: Policy
+/** A question's decision, with the policy it was made under (what the log names). */
+interface DnsDecision {
+  readonly allow: boolean
   readonly decision: Decision
+  readonly policy: Policy
   readonly startedAt: number
+  /** Set when the name waited for an approval: who answered, and how. */
   readonly approval?: ApprovalRecord
 }
 
@@ -43,7 +50,7 @@ export function startDnsListener(
 ): Promise<DnsServerHandle> {
   const address = { host: options.host, port: options.port }
   const waitMs = options.approvalWaitMs ?? DNS_APPROVAL_WAIT_MS
-  return startDnsServer({
+  return startDnsServer<DnsDecision>({
     udp: address,
     tcp: address,
     answerAddress: options.answerAddress,
@@ -51,10 +58,7 @@ export function startDnsListener(
       const startedAt = performance.now()
       const policy = ctx.policy.current
       const decision = decide({ protocol: 'dns', host: name, port: 0, queryType: type }, policy)
-      if (!decision.ask) {
-        const verdict: Verdict = { policy, decision, startedAt }
-        return { allow: decision.action === 'allow', context: verdict }
-      }
+      if (!decision.ask) return { allow: decision.action === 'allow', decision, policy, startedAt }
       return ctx.approvals
         .ask(
           { protocol: 'dns', host: decision.host, port: 0, client },
@@ -62,46 +66,39 @@ export function startDnsListener(
         )
         .then((outcome) => {
           const final = decisionAfterApproval(decision, outcome)
-          const verdict: Verdict = {
-            policy,
+          return {
+            allow: final.action === 'allow',
             decision: final,
+            policy,
             startedAt,
             approval: approvalRecord(outcome),
           }
-          return { allow: final.action === 'allow', context: verdict }
         })
     },
     onQuery: (event) => {
-      const verdict = event.context as Verdict | undefined
-      const startedAt = verdict?.startedAt ?? performance.now()
-      const policy = verdict?.policy ?? ctx.policy.current
-      // Queries the server refused before asking (other classes, unreadable names, bad
-      // messages) are decided here for the log alone.
-      const decision =
-        verdict?.decision ??
-        decide(
-          { protocol: 'dns', host: event.name, port: 0, queryType: event.type || undefined },
-          policy,
-        )
-      const allowedAnswer = event.outcome === 'answered' || event.outcome === 'empty'
-      const shown =
-        allowedAnswer || decision.action === 'deny'
-          ? decision
-          : {
-              ...decision,
-              action: 'deny' as const,
-              reason: 'invalid-host' as const,
-              detail: `DNS ${event.outcome}`,
-            }
+      const decided = event.decision
       record(ctx, {
-        policy,
+        policy: decided?.policy ?? ctx.policy.current,
         protocol: 'dns',
-        decision: shown,
+        decision: decided?.decision ?? badQuery(event),
         client: event.client,
-        startedAt,
+        startedAt: decided?.startedAt ?? performance.now(),
         qtype: event.type || undefined,
-        ...(verdict?.approval ? { approval: verdict.approval } : {}),
+        ...(decided?.approval ? { approval: decided.approval } : {}),
       })
     },
   })
+}
+
+/** The refusal logged for a query the DNS server rejected before any decision. */
+function badQuery(event: DnsQueryEvent<DnsDecision>): Decision {
+  return {
+    action: 'deny',
+    reason: 'bad-dns-query',
+    rule: null,
+    from: null,
+    host: event.name,
+    port: 0,
+    detail: `${event.rcode}: ${event.problem ?? event.outcome}`,
+  }
 }

@@ -20,10 +20,9 @@ import type { AddressInfo } from 'node:net'
 import * as dnsPacket from 'dns-packet'
 import { joinAuthority } from '../policy/index.js'
 
+/** What decide() returns: whether to answer, and anything the caller wants back in the event. */
 export interface DnsQuestionDecision {
-  allow: boolean
-  /** Anything the caller wants back in the query's event (the decision it made). */
-  context?: unknown
+  readonly allow: boolean
 }
 
 export type DnsQueryOutcome =
@@ -38,7 +37,7 @@ export type DnsQueryOutcome =
   /** Opcode other than QUERY. */
   | 'notimp'
 
-export interface DnsQueryEvent {
+export interface DnsQueryEvent<D extends DnsQuestionDecision = DnsQuestionDecision> {
   /**
    * Question name as received (case preserved, no trailing dot, `.` for the root). A name
    * whose labels hold bytes outside printable ASCII, or a `.` or `\` inside a label, is
@@ -56,8 +55,10 @@ export interface DnsQueryEvent {
   rcode: string
   /** Set when a UDP answer did not fit the client's size limit and was sent with TC=1 and no records. */
   truncated?: true
-  /** What `decide` returned as `context`, when it was asked. */
-  context?: unknown
+  /** What decide() returned, when the query was one it is asked about (see DnsServerOptions.decide). */
+  decision?: D
+  /** Why the query was refused or rejected without a decision (a malformed message, class CH, …). */
+  problem?: string
 }
 
 export interface DnsServerLimits {
@@ -72,7 +73,7 @@ export interface DnsServerLimits {
   maxMessageBytes?: number
 }
 
-export interface DnsServerOptions {
+export interface DnsServerOptions<D extends DnsQuestionDecision = DnsQuestionDecision> {
   udp?: { host: string; port: number }
   tcp?: { host: string; port: number }
   /** IPv4 address put in A answers for allowed names. */
@@ -80,20 +81,17 @@ export interface DnsServerOptions {
   /** TTL of A answers. Default 30. */
   ttlSeconds?: number
   /**
-   * The policy decision for a name; called once per A or AAAA question of class IN whose
-   * name is a plausible host name, and for nothing else. The name is passed as received
-   * (case preserved, no trailing dot): canonicalisation is the caller's job. If it throws
-   * (or its promise rejects), the query is refused. A promise (a name waiting for an
-   * approval) delays only this query's answer; it must settle before the client's
-   * resolver gives up.
+   * The policy decision for a question; called once per well-formed query of class IN whose
+   * name is a plausible host name, whatever its type, and for nothing else. Only A and AAAA
+   * questions are ever answered, whatever it says. The name is passed as received (case
+   * preserved, no trailing dot): canonicalisation is the caller's job. If it throws (or its
+   * promise rejects), the query is refused. A promise (a name waiting for an approval)
+   * delays only this query's answer; it must settle before the client's resolver gives up.
+   * What it returns comes back in the query's event.
    */
-  decide(
-    name: string,
-    type: string,
-    client: string,
-  ): DnsQuestionDecision | Promise<DnsQuestionDecision>
+  decide(name: string, type: string, client: string): D | Promise<D>
   /** Called once per message that gets a response (dropped messages produce no event). Must not throw; if it does, the error is swallowed. */
-  onQuery?(event: DnsQueryEvent): void
+  onQuery?(event: DnsQueryEvent<D>): void
   limits?: DnsServerLimits
 }
 
@@ -153,17 +151,20 @@ interface QueryEdns {
   dnssecOk: boolean
 }
 
-interface Reply {
+interface Reply<D> {
   rcode: number
   outcome: DnsQueryOutcome
   question?: RawQuestion
   edns?: QueryEdns
   name: string
   type: string
-  context?: unknown
+  decision?: D
+  problem?: string
 }
 
-export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServerHandle> {
+export async function startDnsServer<D extends DnsQuestionDecision>(
+  opts: DnsServerOptions<D>,
+): Promise<DnsServerHandle> {
   if (!opts.udp && !opts.tcp) throw new Error('startDnsServer: give udp, tcp or both')
   if (!net.isIPv4(opts.answerAddress)) {
     throw new Error(`startDnsServer: answerAddress "${opts.answerAddress}" is not an IPv4 address`)
@@ -218,7 +219,7 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServerH
 
 function startUdp(
   bind: { host: string; port: number },
-  responder: Responder,
+  responder: Responder<DnsQuestionDecision>,
 ): Promise<dgram.Socket> {
   const socket = dgram.createSocket({ type: net.isIPv6(bind.host) ? 'udp6' : 'udp4' })
   socket.on('message', (msg, rinfo) => {
@@ -247,7 +248,7 @@ function startUdp(
 
 function startTcp(
   bind: { host: string; port: number },
-  responder: Responder,
+  responder: Responder<DnsQuestionDecision>,
   sockets: Set<net.Socket>,
   limits: { idleMs: number; maxConnections: number; maxMessageBytes: number },
 ): Promise<net.Server> {
@@ -332,9 +333,9 @@ function formatClient(address: string, port: number): string {
   return joinAuthority(address, port)
 }
 
-class Responder {
+class Responder<D extends DnsQuestionDecision> {
   constructor(
-    private readonly opts: DnsServerOptions,
+    private readonly opts: DnsServerOptions<D>,
     private readonly ttl: number,
     private readonly maxMessageBytes: number,
   ) {}
@@ -355,17 +356,16 @@ class Responder {
     // Never answer a response: that is how two servers end up in a loop.
     if (flags & FLAG_QR) return undefined
 
-    const formerr: Reply = { rcode: RCODE_FORMERR, outcome: 'formerr', name: '', type: '' }
-    let reply: Reply | Promise<Reply>
+    let reply: Reply<D> | Promise<Reply<D>>
     try {
       reply = this.decide(msg, flags, client)
     } catch {
-      reply = formerr
+      reply = { ...formerr('', ''), problem: 'the message could not be read' }
     }
     if (reply instanceof Promise)
       return reply.then(
         (r) => this.finish(id, flags, r, transport, client),
-        () => this.finish(id, flags, formerr, transport, client),
+        () => this.finish(id, flags, formerr('', ''), transport, client),
       )
     return this.finish(id, flags, reply, transport, client)
   }
@@ -373,7 +373,7 @@ class Responder {
   private finish(
     id: number,
     flags: number,
-    reply: Reply,
+    reply: Reply<D>,
     transport: 'udp' | 'tcp',
     client: string,
   ): Buffer {
@@ -391,7 +391,7 @@ class Responder {
         if (response.length > limit) response = headerOnly(id, flags, reply.rcode, true)
       }
     } catch {
-      reply = { rcode: RCODE_FORMERR, outcome: 'formerr', name: reply.name, type: reply.type }
+      reply = { ...formerr(reply.name, reply.type), problem: 'the response could not be encoded' }
       response = headerOnly(id, flags, RCODE_FORMERR, false)
     }
 
@@ -403,12 +403,13 @@ class Responder {
       outcome: reply.outcome,
       rcode: RCODE_NAMES[reply.rcode] ?? String(reply.rcode),
       ...(truncated ? { truncated: true as const } : {}),
-      ...(reply.context !== undefined ? { context: reply.context } : {}),
+      ...(reply.decision !== undefined ? { decision: reply.decision } : {}),
+      ...(reply.problem !== undefined ? { problem: reply.problem } : {}),
     })
     return response
   }
 
-  private decide(msg: Buffer, flags: number, client: string): Reply | Promise<Reply> {
+  private decide(msg: Buffer, flags: number, client: string): Reply<D> | Promise<Reply<D>> {
     const opcode = (flags >> 11) & 0xf
     const qdcount = msg.readUInt16BE(4)
 
@@ -445,40 +446,70 @@ class Responder {
 
     if (opcode !== OPCODE_QUERY) {
       const echo = decoded && qdcount === 1 ? question : undefined
-      return { rcode: RCODE_NOTIMP, outcome: 'notimp', question: echo, edns, name, type }
+      const problem = `opcode ${opcode} (only QUERY is served)`
+      return { rcode: RCODE_NOTIMP, outcome: 'notimp', question: echo, edns, name, type, problem }
     }
-    if (!decoded || qdcount !== 1 || !question || badOpt) {
-      return { rcode: RCODE_FORMERR, outcome: 'formerr', edns, name, type }
-    }
+    const malformed = this.malformation(msg, decoded, qdcount, question, badOpt)
+    if (malformed !== undefined || !question)
+      return { ...formerr(name, type), edns, problem: malformed }
     if (edns && edns.version !== 0) {
-      return { rcode: RCODE_BADVERS, outcome: 'formerr', question, edns, name, type }
+      const problem = `EDNS version ${edns.version} (only 0 is served)`
+      return { rcode: RCODE_BADVERS, outcome: 'formerr', question, edns, name, type, problem }
     }
 
-    const refused: Reply = { rcode: RCODE_REFUSED, outcome: 'refused', question, edns, name, type }
-    if (question.qclass !== CLASS_IN) return refused
-    if (question.qtype !== TYPE_A && question.qtype !== TYPE_AAAA) return refused
+    const refused = (more: Partial<Reply<D>>): Reply<D> => ({
+      rcode: RCODE_REFUSED,
+      outcome: 'refused',
+      question,
+      edns,
+      name,
+      type,
+      ...more,
+    })
+    if (question.qclass !== CLASS_IN)
+      return refused({ problem: `class ${question.qclass} (only IN is served)` })
     // A name with a dot, backslash, space, control or non-ASCII byte inside a label is not a
     // host name, and dns-packet would decode it ambiguously (it joins labels with '.' and
     // decodes bytes as UTF-8). Such names never reach the policy, and nor does the root.
-    if (question.labels.length === 0 || !isPlainName(question.labels)) return refused
+    if (question.labels.length === 0) return refused({ problem: 'the root is not a host name' })
+    if (!isPlainName(question.labels))
+      return refused({ problem: 'a label holds bytes no host name has' })
 
-    const toReply = (verdict: DnsQuestionDecision | undefined): Reply => {
-      const context = verdict?.context
-      if (verdict?.allow !== true) return { ...refused, context }
-      return question.qtype === TYPE_AAAA
-        ? { rcode: RCODE_NOERROR, outcome: 'empty', question, edns, name, type, context }
-        : { rcode: RCODE_NOERROR, outcome: 'answered', question, edns, name, type, context }
+    const toReply = (decision: D): Reply<D> => {
+      // Whatever decide() says, only address questions are answered.
+      const address = question.qtype === TYPE_A || question.qtype === TYPE_AAAA
+      if (decision?.allow !== true || !address) return refused({ decision })
+      const outcome = question.qtype === TYPE_AAAA ? 'empty' : 'answered'
+      return { rcode: RCODE_NOERROR, outcome, question, edns, name, type, decision }
     }
-    let verdict: DnsQuestionDecision | Promise<DnsQuestionDecision>
+    const failed = (): Reply<D> => refused({ problem: 'the policy check failed' })
+    let decision: D | Promise<D>
     try {
-      verdict = this.opts.decide(name, type, client)
+      decision = this.opts.decide(name, type, client)
     } catch {
-      return refused
+      return failed()
     }
-    return verdict instanceof Promise ? verdict.then(toReply, () => refused) : toReply(verdict)
+    return decision instanceof Promise ? decision.then(toReply, failed) : toReply(decision)
   }
 
-  private encode(id: number, queryFlags: number, reply: Reply, withAnswers: boolean): Buffer {
+  /** Why a QUERY message gets FORMERR, or undefined when it is well formed. */
+  private malformation(
+    msg: Buffer,
+    decoded: dnsPacket.DecodedPacket | undefined,
+    qdcount: number,
+    question: RawQuestion | undefined,
+    badOpt: boolean,
+  ): string | undefined {
+    if (msg.length > this.maxMessageBytes)
+      return `the message is longer than ${this.maxMessageBytes} bytes`
+    if (!decoded) return 'the message could not be read'
+    if (qdcount !== 1) return `${qdcount} questions (exactly one is served)`
+    if (!question) return 'the question could not be read'
+    if (badOpt) return 'more than one OPT record, or one not owned by the root'
+    return undefined
+  }
+
+  private encode(id: number, queryFlags: number, reply: Reply<D>, withAnswers: boolean): Buffer {
     const q = reply.question
     // A question we could not read, or whose name dns-packet cannot re-encode faithfully, is
     // not echoed (QDCOUNT 0): only plain names are written back.
@@ -528,7 +559,7 @@ class Responder {
     return out
   }
 
-  private emit(event: DnsQueryEvent): void {
+  private emit(event: DnsQueryEvent<D>): void {
     if (!this.opts.onQuery) return
     try {
       this.opts.onQuery(event)
@@ -536,6 +567,10 @@ class Responder {
       // A logging hook must not turn into a way to kill the server.
     }
   }
+}
+
+function formerr<D>(name: string, type: string): Reply<D> {
+  return { rcode: RCODE_FORMERR, outcome: 'formerr', name, type }
 }
 
 function responseFlags(queryFlags: number, rcode4: number, truncated: boolean): number {

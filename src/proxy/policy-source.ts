@@ -1,7 +1,8 @@
 // Where a proxy's policy comes from: a profile name (resolved with the
 // proxy's own catalogue), an explicit network spec, or a fully resolved spec
 // (what the runner sends, so that sidecars need no profile files). Used at
-// start-up and by the admin API's PUT /policy.
+// start-up, by the admin API's PUT /policy, and to keep a standalone proxy on
+// its profile as the profile's file changes.
 
 import {
   compilePolicy,
@@ -13,6 +14,8 @@ import {
   type PolicySpec,
 } from '../policy/index.js'
 import type { ProfileCatalogue } from '../profiles/index.js'
+import type { PolicyHolder } from './context.js'
+import type { OperationalLog } from './decision-log.js'
 
 export class PolicySourceError extends Error {}
 
@@ -91,4 +94,37 @@ export function compileSource(spec: PolicySpec, operator: OperatorSettings): Pol
     if (err instanceof PolicyError) throw new PolicySourceError(err.message)
     throw err
   }
+}
+
+export interface FollowProfileOptions {
+  readonly catalogue: ProfileCatalogue
+  readonly name: string
+  readonly operator: OperatorSettings
+  readonly policy: PolicyHolder
+  readonly log: OperationalLog
+}
+
+/**
+ * Keeps a proxy on a profile of its catalogue: when the profile (or anything it
+ * includes) changes, the new rules replace the policy for new connections; a
+ * change that does not compile keeps the previous rules and is logged. The
+ * caller starts the catalogue's watch and closes it.
+ */
+export async function followProfile(options: FollowProfileOptions): Promise<void> {
+  const { catalogue, name, operator, policy, log } = options
+  // Loaded here, not at the top: a sidecar that is sent resolved specs never needs it.
+  const { policySpecOf } = await import('../profiles/index.js')
+  catalogue.on('change', ({ changed }) => {
+    const profile = catalogue.get(name)
+    if (!changed.includes(name) || !profile) return
+    try {
+      policy.replace(compilePolicy(policySpecOf(profile), operator))
+      log.info({ policy: name }, 'profile changed; new connections use the new rules')
+    } catch (err) {
+      log.warn(
+        { policy: name, error: (err as Error).message },
+        'profile change refused; keeping the previous rules',
+      )
+    }
+  })
 }

@@ -1,5 +1,6 @@
-// Server side of the SOCKS5 handshake (RFC 1928, with optional RFC 1929
-// username/password authentication). The peer is a hostile sandbox, so the
+// Server side of the SOCKS5 handshake (RFC 1928, "no authentication" only: a
+// sandbox's proxy is reachable from that sandbox alone, so a password would
+// prove nothing). The peer is a hostile sandbox, so the
 // parser is strict, bounded and never throws out of an event handler:
 //
 // - input is read incrementally, so a message split across any number of
@@ -9,10 +10,10 @@
 //   request are handed back as `rest`, and the socket is left paused with any
 //   later bytes still in its buffer;
 // - every failure rejects with a SocksProtocolError; the socket has by then been
-//   answered where RFC 1928/1929 define an answer (`05 FF` for no acceptable
-//   method, `01 01` for failed authentication, a full reply with code 0x07 or
-//   0x08 for an unknown command or address type, 0x01 for an unusable domain
-//   or a non-zero reserved byte) and closed.
+//   answered where RFC 1928 defines an answer (`05 FF` for no acceptable
+//   method, a full reply with code 0x07 or 0x08 for an unknown command or
+//   address type, 0x01 for an unusable domain or a non-zero reserved byte) and
+//   closed.
 //
 // Domain names (ATYP 0x03) are decoded as strict UTF-8: ASCII names come back
 // byte for byte, raw UTF-8 names come back as the text they spell, and byte
@@ -38,19 +39,11 @@ export interface SocksRequest {
   readonly port: number
   /** Bytes the client sent after the request, before our reply (often the start of TLS). */
   readonly rest: Buffer
-  /** The RFC 1929 user name, when username/password authentication was used. */
-  readonly username?: string
 }
 
 export interface ReadSocksRequestOptions {
-  /** Deadline for the whole handshake (greeting, authentication, request). */
+  /** Deadline for the whole handshake (greeting and request). */
   readonly timeoutMs: number
-  /**
-   * When set, RFC 1929 username/password authentication (method 0x02) is
-   * required and "no authentication" is not offered. Returning false, or
-   * throwing, fails the handshake with reply `01 01`.
-   */
-  readonly authenticate?: (username: string, password: string) => boolean | Promise<boolean>
 }
 
 export const SocksReplyCode = {
@@ -69,7 +62,6 @@ export type SocksReplyCode = (typeof SocksReplyCode)[keyof typeof SocksReplyCode
 export type SocksErrorReason =
   | 'bad-version'
   | 'no-acceptable-method'
-  | 'auth-failed'
   | 'bad-command'
   | 'bad-address-type'
   | 'bad-address'
@@ -90,9 +82,7 @@ export class SocksProtocolError extends Error {
 }
 
 const VERSION = 0x05
-const AUTH_VERSION = 0x01
 const METHOD_NO_AUTH = 0x00
-const METHOD_USER_PASS = 0x02
 const METHOD_NONE_ACCEPTABLE = 0xff
 const ATYP_IPV4 = 0x01
 const ATYP_DOMAIN = 0x03
@@ -119,7 +109,6 @@ class ByteReader {
   private waiter: { n: number; resolve: (b: Buffer) => void; reject: (e: Error) => void } | null =
     null
   private failure: SocksProtocolError | null = null
-  private readonly failureListeners = new Set<(e: Error) => void>()
 
   constructor(private readonly socket: net.Socket) {
     socket.on('data', this.onData)
@@ -140,23 +129,12 @@ class ByteReader {
     })
   }
 
-  /** Settles with p, unless the reader fails (timeout, close) first. */
-  guard<T>(p: Promise<T>): Promise<T> {
-    if (this.failure) return Promise.reject(this.failure)
-    return new Promise<T>((resolve, reject) => {
-      this.failureListeners.add(reject)
-      p.then(resolve, reject).finally(() => this.failureListeners.delete(reject))
-    })
-  }
-
   fail(err: SocksProtocolError): void {
     if (this.failure) return
     this.failure = err
     const w = this.waiter
     this.waiter = null
     w?.reject(err)
-    for (const listener of this.failureListeners) listener(err)
-    this.failureListeners.clear()
   }
 
   /** Stops listening and returns whatever was read but not taken. */
@@ -202,7 +180,7 @@ class ByteReader {
 }
 
 /**
- * Runs the SOCKS5 greeting (and authentication) and reads the request. On
+ * Runs the SOCKS5 greeting and reads the request. On
  * success the socket is paused with no listeners of ours left except a no-op
  * 'error' listener (so a reset before the caller attaches its own handlers
  * cannot crash the process); the caller should write `rest` upstream before
@@ -225,7 +203,7 @@ export async function readSocksRequest(
     Math.min(opts.timeoutMs, MAX_TIMER_MS),
   )
   try {
-    const request = await handshake(reader, socket, opts)
+    const request = await handshake(reader, socket)
     const rest = reader.detach()
     return { ...request, rest }
   } catch (err) {
@@ -244,14 +222,12 @@ export async function readSocksRequest(
 async function handshake(
   reader: ByteReader,
   socket: net.Socket,
-  opts: ReadSocksRequestOptions,
 ): Promise<Omit<SocksRequest, 'rest'>> {
   // Greeting: VER NMETHODS METHODS...
   const [ver, nmethods] = await reader.take(2)
   if (ver !== VERSION) throw new SocksProtocolError('bad-version', `not SOCKS5 (version ${ver})`)
   const methods = nmethods ? await reader.take(nmethods) : EMPTY
-  const wanted = opts.authenticate ? METHOD_USER_PASS : METHOD_NO_AUTH
-  if (!methods.includes(wanted)) {
+  if (!methods.includes(METHOD_NO_AUTH)) {
     throw new SocksProtocolError(
       'no-acceptable-method',
       nmethods
@@ -260,10 +236,7 @@ async function handshake(
       Buffer.from([VERSION, METHOD_NONE_ACCEPTABLE]),
     )
   }
-  write(socket, Buffer.from([VERSION, wanted]))
-
-  let username: string | undefined
-  if (opts.authenticate) username = await authenticate(reader, socket, opts.authenticate)
+  write(socket, Buffer.from([VERSION, METHOD_NO_AUTH]))
 
   // Request: VER CMD RSV ATYP DST.ADDR DST.PORT
   const [rver, cmd, rsv, atyp] = await reader.take(4)
@@ -316,44 +289,7 @@ async function handshake(
   }
   const portBytes = await reader.take(2)
   const port = portBytes.readUInt16BE(0)
-  return username === undefined
-    ? { command, addressType, host, port }
-    : { command, addressType, host, port, username }
-}
-
-// RFC 1929: VER(1) ULEN UNAME PLEN PASSWD -> VER STATUS
-async function authenticate(
-  reader: ByteReader,
-  socket: net.Socket,
-  check: NonNullable<ReadSocksRequestOptions['authenticate']>,
-): Promise<string> {
-  const authFailed = (why: string): SocksProtocolError =>
-    new SocksProtocolError('auth-failed', why, Buffer.from([AUTH_VERSION, 0x01]))
-  const [ver, ulen] = await reader.take(2)
-  if (ver !== AUTH_VERSION) {
-    throw new SocksProtocolError('bad-version', `not RFC 1929 authentication (version ${ver})`)
-  }
-  const user = ulen ? await reader.take(ulen) : EMPTY
-  const [plen] = await reader.take(1)
-  const pass = plen ? await reader.take(plen) : EMPTY
-  let username: string
-  let password: string
-  try {
-    username = utf8.decode(user)
-    password = utf8.decode(pass)
-  } catch {
-    throw authFailed('credentials are not valid UTF-8')
-  }
-  let ok = false
-  try {
-    ok = (await reader.guard(Promise.resolve().then(() => check(username, password)))) === true
-  } catch (err) {
-    if (err instanceof SocksProtocolError) throw err // timed out or closed while checking
-    ok = false
-  }
-  if (!ok) throw authFailed('authentication failed')
-  write(socket, Buffer.from([AUTH_VERSION, 0x00]))
-  return username
+  return { command, addressType, host, port }
 }
 
 /**

@@ -51,8 +51,21 @@ import type {
 import type { InterceptionSettings } from '../proxy/interception.js'
 import { newPlaceholder, type SecretBinding } from '../secrets/binding.js'
 import { createCertificateAuthority } from '../tls/ca.js'
-import { SANDBOX_TRUST_DIR, sandboxTrust, trustEnvironment } from '../tls/sandbox-trust.js'
+import { sandboxTrust } from '../tls/sandbox-trust.js'
 import type { RunnerConfig } from './config.js'
+import {
+  LABEL,
+  networkName,
+  PROXY_PORTS,
+  proxyContainerSpec,
+  proxyName,
+  sandboxContainerSpec,
+  sandboxName,
+  sandboxNetworkSpec,
+  trustVolumeName,
+  trustVolumeSpec,
+  trustWriterName,
+} from './container-specs.js'
 import {
   Docker,
   DockerError,
@@ -66,39 +79,8 @@ import {
 import { DockerWatch } from './docker-watch.js'
 import { ProxyAdmin } from './proxy-admin.js'
 import { SandboxStateStore, type SandboxState } from './sandbox-state.js'
-import {
-  readImageBundle,
-  trustMount,
-  trustVolumeName,
-  trustWriterName,
-  writeTrustFiles,
-} from './trust-volume.js'
+import { readImageBundle, writeTrustFiles } from './trust-volume.js'
 import { SubnetPool, type SandboxSubnet } from './subnets.js'
-
-export const LABEL = {
-  sandbox: 'isorun.sandbox',
-  role: 'isorun.role',
-  profile: 'isorun.profile',
-  network: 'isorun.network-policy',
-  created: 'isorun.created',
-  expires: 'isorun.expires',
-  image: 'isorun.image',
-  proxyIp: 'isorun.proxy-ip',
-  adminToken: 'isorun.admin-token',
-  runner: 'isorun.runner',
-  boot: 'isorun.runner-boot',
-  /** Names of the secrets a sandbox was created with (never values). */
-  secrets: 'isorun.secrets',
-} as const
-
-export const PROXY_PORTS = {
-  http: 3128,
-  socks: 1080,
-  dns: 53,
-  tls: 443,
-  plain: 80,
-  admin: 9090,
-} as const
 
 /** What a sandbox's policy was asked for as: a profile name or an explicit network policy. */
 export type PolicyRequest =
@@ -135,16 +117,6 @@ const INCOMPLETE_GRACE_MS = 60_000
 /** How often the runner looks for leftovers (a create or destroy the engine failed half-way). */
 const RECONCILE_INTERVAL_MS = 60_000
 const PROXY_START_TIMEOUT_MS = 20_000
-
-export function networkName(id: string): string {
-  return `isorun-sbx-${id}`
-}
-export function proxyName(id: string): string {
-  return `isorun-sbx-${id}-proxy`
-}
-export function sandboxName(id: string): string {
-  return `isorun-sbx-${id}`
-}
 
 function policyLabel(request: PolicyRequest): Record<string, string> {
   return 'networkProfile' in request
@@ -338,10 +310,7 @@ export class SandboxManager {
       // engine step leaves it behind, and recovery finds it (see scan).
       const state = await this.newSandboxState(id, secrets)
       const subnet = await this.allocation.run(() => this.createNetwork(id, common))
-      await this.docker.createVolume({
-        Name: trustVolumeName(id),
-        Labels: { ...common, [LABEL.role]: 'trust' },
-      })
+      await this.docker.createVolume(trustVolumeSpec(id, common))
       const proxy = await this.createProxy(id, subnet, common)
       // The proxy starts and boots while the sandbox container is made and given its trust
       // files. Until the policy arrives the proxy refuses everything, and nothing runs in
@@ -396,17 +365,7 @@ export class SandboxManager {
       for (const c of net.IPAM?.Config ?? []) if (c.Subnet) used.add(c.Subnet)
     for (const subnet of this.subnets.free(used)) {
       try {
-        await this.docker.createNetwork({
-          Name: networkName(id),
-          Driver: 'bridge',
-          Internal: true,
-          CheckDuplicate: true,
-          IPAM: { Driver: 'default', Config: [{ Subnet: subnet.subnet, Gateway: subnet.gateway }] },
-          // No address for the bridge on the host: an internal network still lets
-          // containers reach host services on the gateway address otherwise.
-          Options: { 'com.docker.network.bridge.inhibit_ipv4': 'true' },
-          Labels: { ...labels, [LABEL.role]: 'network' },
-        })
+        await this.docker.createNetwork(sandboxNetworkSpec(id, subnet, labels))
         return subnet
       } catch (err) {
         // Another network (not ours, or made since we listed) holds it: try the next one.
@@ -428,67 +387,20 @@ export class SandboxManager {
     labels: Record<string, string>,
   ): Promise<{ container: ReturnType<Docker['getContainer']>; token: string }> {
     const token = randomBytes(24).toString('base64url')
-    const ip = subnet.proxy
-    const cmd = [
-      'proxy',
-      '--wait-for-policy',
-      '--sandbox-id',
-      id,
-      '--http',
-      `${ip}:${PROXY_PORTS.http}`,
-      '--socks',
-      `${ip}:${PROXY_PORTS.socks}`,
-      '--dns',
-      `${ip}:${PROXY_PORTS.dns}`,
-      '--tls',
-      `${ip}:${PROXY_PORTS.tls}`,
-      '--plain',
-      `${ip}:${PROXY_PORTS.plain}`,
-      '--admin',
-      `egress:${PROXY_PORTS.admin}`,
-      this.config.logAllowed ? '--log-allowed' : '--no-log-allowed',
-      '--dns-ttl-min',
-      String(this.config.proxyDnsTtl.minSeconds),
-      '--dns-ttl-max',
-      String(this.config.proxyDnsTtl.maxSeconds),
-      ...(this.config.allowPrivate.length > 0
-        ? ['--allow-private', this.config.allowPrivate.join(',')]
-        : []),
-      ...(this.blocked.length > 0 ? ['--block', this.blocked.join(',')] : []),
-    ]
-    const container = await this.docker.createContainer({
-      name: proxyName(id),
-      Image: this.config.proxyImage,
-      Cmd: cmd,
-      Env: [
-        `ISORUN_ADMIN_TOKEN=${token}`,
-        'NODE_ENV=production',
-        // V8's young generation capped at 1 MiB semi-spaces (default: grows to 16): the proxy's
-        // garbage is short-lived and small, and bench:proxy measured its peak RSS under load
-        // 7-37 MiB lower with this (105-114 MiB against 119-142), with no CPU cost beyond the
-        // run-to-run noise (keep-alive, CONNECT churn and bulk, ±10%).
-        'NODE_OPTIONS=--max-semi-space-size=1',
-      ],
-      Labels: { ...labels, [LABEL.role]: 'proxy', [LABEL.proxyIp]: ip, [LABEL.adminToken]: token },
-      HostConfig: {
-        NetworkMode: networkName(id),
-        // Listen on 53, 80 and 443 without root or capabilities.
-        Sysctls: { 'net.ipv4.ip_unprivileged_port_start': '0' },
-        CapDrop: ['ALL'],
-        SecurityOpt: ['no-new-privileges:true'],
-        ReadonlyRootfs: true,
-        Memory: 256 * 1024 * 1024,
-        PidsLimit: 128,
-        Init: true,
-        // Back with the engine after a restart, waiting for its policy (see watchDocker).
-        RestartPolicy: { Name: 'unless-stopped' },
-        ExtraHosts: [...this.config.proxyExtraHosts],
-        LogConfig: { Type: 'json-file', Config: { 'max-size': '10m', 'max-file': '3' } },
-      },
-      NetworkingConfig: {
-        EndpointsConfig: { [networkName(id)]: { IPAMConfig: { IPv4Address: ip } } },
-      },
-    })
+    const container = await this.docker.createContainer(
+      proxyContainerSpec({
+        id,
+        image: this.config.proxyImage,
+        subnet,
+        token,
+        labels,
+        logAllowed: this.config.logAllowed,
+        allowPrivate: this.config.allowPrivate,
+        blocked: this.blocked,
+        extraHosts: this.config.proxyExtraHosts,
+        dnsTtl: this.config.proxyDnsTtl,
+      }),
+    )
     try {
       await this.docker.getNetwork(this.config.egressNetwork).connect({ Container: container.id })
     } catch (err) {
@@ -518,89 +430,26 @@ export class SandboxManager {
     labels: Record<string, string>,
     state: SandboxState,
   ): Promise<void> {
-    const d = this.config.defaults
-    const r = request.resources ?? {}
-    const proxyUrl = `http://${subnet.proxy}:${PROXY_PORTS.http}`
-    const socksUrl = `socks5h://${subnet.proxy}:${PROXY_PORTS.socks}`
-    const noProxy = 'localhost,127.0.0.1,::1'
     const placeholders = Object.fromEntries(
       state.secrets.map(({ name, placeholder }) => [
         this.config.secrets.find((s) => s.name === name)?.env ?? name,
         placeholder,
       ]),
     )
-    // One entry per name (ours win over the creator's, except JAVA_TOOL_OPTIONS, which is merged).
-    const env = Object.entries({
-      ...request.env,
-      HTTP_PROXY: proxyUrl,
-      HTTPS_PROXY: proxyUrl,
-      ALL_PROXY: socksUrl,
-      NO_PROXY: noProxy,
-      http_proxy: proxyUrl,
-      https_proxy: proxyUrl,
-      all_proxy: socksUrl,
-      no_proxy: noProxy,
-      ...trustEnvironment(request.env?.JAVA_TOOL_OPTIONS),
-      ...placeholders,
-    }).map(([k, v]) => `${k}=${v}`)
-    const container = await this.docker.createContainer({
-      name: sandboxName(id),
-      Hostname: `sbx-${id}`,
-      Image: request.image,
-      // Keep the container alive for exec, whatever the image's own command is.
-      Entrypoint: [
-        '/bin/sh',
-        '-c',
-        'trap "exit 0" TERM INT; while :; do sleep 3600 & wait $!; done',
-      ],
-      Cmd: [],
-      Env: env,
-      Labels: {
-        ...labels,
-        [LABEL.role]: 'sandbox',
-        [LABEL.image]: request.image,
-        [LABEL.proxyIp]: subnet.proxy,
-      },
-      HostConfig: {
-        NetworkMode: networkName(id),
-        Dns: [subnet.proxy],
-        DnsSearch: [],
-        // No IPv6 at all: the sandbox network is IPv4 only, and a link-local IPv6 address
-        // could otherwise reach the host's bridge. Without NET_ADMIN it cannot be undone.
-        Sysctls: {
-          'net.ipv6.conf.all.disable_ipv6': '1',
-          'net.ipv6.conf.default.disable_ipv6': '1',
-        },
-        // Default capabilities minus the ones a hostile workload could use against its
-        // neighbours: raw packets (forging frames to the proxy's other addresses) and devices.
-        CapDrop: ['NET_RAW', 'MKNOD', 'AUDIT_WRITE', 'SETFCAP', 'SYS_CHROOT'],
-        SecurityOpt: ['no-new-privileges:true'],
-        Memory: Math.round((r.memoryMb ?? d.memoryMb) * 1024 * 1024),
-        NanoCpus: Math.round((r.cpus ?? d.cpus) * 1e9),
-        PidsLimit: r.pids ?? d.pids,
-        Init: true,
-        RestartPolicy: { Name: 'unless-stopped' },
-        LogConfig: { Type: 'json-file', Config: { 'max-size': '10m', 'max-file': '3' } },
-        // Read-only: nothing in the sandbox can change what its other processes trust.
-        Mounts: [trustMount(id, SANDBOX_TRUST_DIR, true)],
-      },
-      NetworkingConfig: {
-        EndpointsConfig: { [networkName(id)]: { IPAMConfig: { IPv4Address: subnet.sandbox } } },
-      },
-    })
+    const container = await this.docker.createContainer(
+      sandboxContainerSpec({
+        id,
+        subnet,
+        request,
+        defaults: this.config.defaults,
+        labels,
+        placeholders,
+      }),
+    )
     // The image's own roots, read before anything in it runs, then the sandbox's CA.
     const trustStarted = Date.now()
     const trust = sandboxTrust(state.ca.cert, await readImageBundle(container))
-    await writeTrustFiles(
-      this.docker,
-      id,
-      this.config.proxyImage,
-      {
-        ...labels,
-        [LABEL.role]: 'trust-writer',
-      },
-      trust.files,
-    )
+    await writeTrustFiles(this.docker, id, this.config.proxyImage, labels, trust.files)
     this.log.info(
       { sandbox: id, roots: trust.roots, ms: Date.now() - trustStarted },
       'sandbox trust files written',

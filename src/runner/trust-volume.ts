@@ -10,34 +10,8 @@ import { posix } from 'node:path'
 import type { Readable } from 'node:stream'
 import { extract, pack } from 'tar-stream'
 import { SYSTEM_BUNDLE_PATHS } from '../tls/sandbox-trust.js'
+import { TRUST_WRITER_MOUNT, trustWriterSpec } from './container-specs.js'
 import { isNotFound, type Docker } from './docker.js'
-
-/** Where the writer container mounts the volume. */
-const WRITER_MOUNT = '/trust'
-
-export function trustVolumeName(id: string): string {
-  return `isorun-sbx-${id}-ca`
-}
-
-/** The container that fills the volume; removed once it has. */
-export function trustWriterName(id: string): string {
-  return `isorun-sbx-${id}-trust`
-}
-
-/**
- * The trust volume mounted at `target`. NoCopy: an image that has files at that
- * path must not fill the volume with them.
- */
-export function trustMount(id: string, target: string, readOnly: boolean): Docker.MountSettings {
-  return {
-    Type: 'volume',
-    Source: trustVolumeName(id),
-    Target: target,
-    ReadOnly: readOnly,
-    // The typings want every volume option; the Engine API takes any of them alone.
-    VolumeOptions: { NoCopy: true } as Docker.MountSettings['VolumeOptions'],
-  }
-}
 
 /** A bundle larger than this is not a CA bundle. */
 const MAX_BUNDLE_BYTES = 8 * 1024 * 1024
@@ -100,7 +74,7 @@ export async function readImageBundle(
 /**
  * Writes the files into the sandbox's volume through a writer container (made
  * from `image`, never started, no network). The caller removes the writer
- * (trustWriterName) when it likes; it holds nothing but the mount.
+ * (trustWriterName in container-specs.ts) when it likes; it holds nothing but the mount.
  */
 export async function writeTrustFiles(
   docker: Docker,
@@ -115,13 +89,6 @@ export async function writeTrustFiles(
   tar.finalize()
   const chunks: Buffer[] = []
   for await (const chunk of tar) chunks.push(chunk as Buffer)
-  const writer = await docker.createContainer({
-    name: trustWriterName(id),
-    Image: image,
-    Cmd: ['true'],
-    Labels: labels,
-    NetworkDisabled: true,
-    HostConfig: { NetworkMode: 'none', Mounts: [trustMount(id, WRITER_MOUNT, false)] },
-  })
-  await writer.putArchive(Buffer.concat(chunks), { path: WRITER_MOUNT })
+  const writer = await docker.createContainer(trustWriterSpec(id, image, labels))
+  await writer.putArchive(Buffer.concat(chunks), { path: TRUST_WRITER_MOUNT })
 }

@@ -330,13 +330,23 @@ describe('Node dns.promises.Resolver', () => {
       ['allowed.test', 'TXT', 'udp', 'refused', 'REFUSED'],
     ])
     for (const e of got) expect(e.client).toMatch(/^127\.0\.0\.1:\d+$/)
-    // decide saw exactly the A/AAAA questions, and nothing for TXT.
+    // decide saw each question once, TXT too (which is refused whatever it says).
     expect(decide.mock.calls.map(([name, type]) => [name, type])).toEqual([
       ['allowed.test', 'A'],
       ['files.pypi.test', 'A'],
       ['denied.test', 'A'],
       ['pypi.test', 'A'],
       ['allowed.test', 'AAAA'],
+      ['allowed.test', 'TXT'],
+    ])
+    // Each event carries the decision its answer came from.
+    expect(got.map((e) => e.decision)).toEqual([
+      { allow: true },
+      { allow: true },
+      { allow: false },
+      { allow: false },
+      { allow: true },
+      { allow: true },
     ])
   })
 })
@@ -491,7 +501,7 @@ describe.skipIf(!HAS_PYTHON)('python3 raw struct client', () => {
 })
 
 describe('policy surface', () => {
-  it('refuses every type but A/AAAA without consulting the policy', async () => {
+  it('refuses every type but A/AAAA, even when the policy allows the name', async () => {
     const cases: [string, number, string][] = [
       ['allowed.test', 16, 'TXT'],
       ['allowed.test', 15, 'MX'],
@@ -511,9 +521,11 @@ describe('policy surface', () => {
       expect(r.qdcount).toBe(1)
       expect(r.packet.questions?.[0]?.name).toBe(name)
     }
-    expect(decide).not.toHaveBeenCalled()
-    expect(takeEvents().map((e) => [e.name, e.type, e.outcome])).toEqual(
-      cases.map(([name, , type]) => [name, type, 'refused']),
+    expect(decide.mock.calls.map(([name, type]) => [name, type])).toEqual(
+      cases.map(([name, , type]) => [name, type]),
+    )
+    expect(takeEvents().map((e) => [e.name, e.type, e.outcome, e.decision])).toEqual(
+      cases.map(([name, , type]) => [name, type, 'refused', { allow: name === 'allowed.test' }]),
     )
   })
 
@@ -556,10 +568,10 @@ describe('policy surface', () => {
     const r = parse((await udpExchange(query({ name: 'throw.test' })))!)
     expect(r.rcode).toBe(5)
     expect(decide).toHaveBeenCalledTimes(1)
-    expect(takeEvents().map((e) => [e.name, e.outcome])).toEqual([
-      ['allowed.test', 'refused'],
-      ['allowed.test', 'refused'],
-      ['throw.test', 'refused'],
+    expect(takeEvents().map((e) => [e.name, e.outcome, e.decision, e.problem])).toEqual([
+      ['allowed.test', 'refused', undefined, 'class 3 (only IN is served)'],
+      ['allowed.test', 'refused', undefined, 'class 255 (only IN is served)'],
+      ['throw.test', 'refused', undefined, 'the policy check failed'],
     ])
   })
 
@@ -594,9 +606,9 @@ describe('policy surface', () => {
     // QR=1: dropped silently, no event.
     expect(await udpExchange(query({ flags: 0x8000 }), 300)).toBeNull()
     expect(decide).not.toHaveBeenCalled()
-    expect(takeEvents().map((e) => [e.outcome, e.rcode])).toEqual([
-      ['notimp', 'NOTIMP'],
-      ['notimp', 'NOTIMP'],
+    expect(takeEvents().map((e) => [e.outcome, e.rcode, e.problem])).toEqual([
+      ['notimp', 'NOTIMP', 'opcode 4 (only QUERY is served)'],
+      ['notimp', 'NOTIMP', 'opcode 2 (only QUERY is served)'],
     ])
   })
 })
@@ -629,10 +641,11 @@ describe('EDNS and response size', () => {
     const nonRoot = parse((await udpExchange(query({ opt: [{ name: encodeName('x.test') }] })))!)
     expect(nonRoot.rcode).toBe(1)
     expect(decide).not.toHaveBeenCalled()
-    expect(takeEvents().map((e) => [e.outcome, e.rcode])).toEqual([
-      ['formerr', 'BADVERS'],
-      ['formerr', 'FORMERR'],
-      ['formerr', 'FORMERR'],
+    const bad = 'more than one OPT record, or one not owned by the root'
+    expect(takeEvents().map((e) => [e.outcome, e.rcode, e.problem])).toEqual([
+      ['formerr', 'BADVERS', 'EDNS version 1 (only 0 is served)'],
+      ['formerr', 'FORMERR', bad],
+      ['formerr', 'FORMERR', bad],
     ])
   })
 
@@ -682,10 +695,10 @@ describe('malformed input over UDP', () => {
     const zero = Buffer.concat([u16(0xabce), u16(0), u16(0), u16(0), u16(0), u16(0)])
     expect(parse((await udpExchange(zero))!).rcode).toBe(1)
     expect(decide).not.toHaveBeenCalled()
-    expect(takeEvents().map((e) => [e.name, e.outcome])).toEqual([
-      ['', 'formerr'],
-      ['allowed.test', 'formerr'],
-      ['', 'formerr'],
+    expect(takeEvents().map((e) => [e.name, e.outcome, e.problem])).toEqual([
+      ['', 'formerr', 'the message could not be read'],
+      ['allowed.test', 'formerr', '5 questions (exactly one is served)'],
+      ['', 'formerr', '0 questions (exactly one is served)'],
     ])
     await expectStillServing()
   })
@@ -721,7 +734,9 @@ describe('malformed input over UDP', () => {
     const r = parse((await udpExchange(big))!)
     expect([r.id, r.rcode]).toEqual([0x0b16, 1])
     expect(decide).not.toHaveBeenCalled()
-    expect(takeEvents().map((e) => [e.name, e.outcome])).toEqual([['', 'formerr']])
+    expect(takeEvents().map((e) => [e.name, e.outcome, e.problem])).toEqual([
+      ['', 'formerr', 'the message is longer than 4096 bytes'],
+    ])
   })
 
   it('survives random and mutated packets, answering exactly the ones it logs', async () => {

@@ -1,10 +1,13 @@
 // The DNS listener through real resolvers (Node's c-ares Resolver and dig,
 // over UDP and TCP): an allowed name gets one A record with the proxy's answer
 // address (never a real resolution), a refused name REFUSED, AAAA an empty
-// NOERROR, other types REFUSED; every query is a decision event.
+// NOERROR, other types REFUSED; every query is exactly one decision event.
 
+import * as dgram from 'node:dgram'
 import { Resolver } from 'node:dns/promises'
+import * as dnsPacket from 'dns-packet'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { DecisionEvent } from '../../../src/proxy/decision-log.js'
 import { freePort, startTestProxy, type TestProxy } from '../../helpers/proxy.js'
 import { run } from '../../helpers/run.js'
 
@@ -127,5 +130,83 @@ describe('dig', () => {
       const r = await dig(['allowed.test', type])
       expect(r.stdout, type).toMatch(/status: REFUSED/)
     }
+  })
+})
+
+/** The events logged for what `send` asks, checked to be all of them with a query after it. */
+async function eventsOf(send: () => Promise<unknown>): Promise<DecisionEvent[]> {
+  const since = proxy.mark()
+  await send()
+  // The sentinel's event comes after every event of what was sent before it.
+  const sentinel = `sentinel-${since}.allowed.test`
+  expect(await resolver.resolve4(sentinel)).toEqual([ANSWER])
+  await proxy.waitForEvent((e) => e.host === sentinel, { since })
+  return proxy.events.slice(since).filter((e) => e.host !== sentinel)
+}
+
+/** One raw UDP exchange with the listener; resolves with the response. */
+function exchange(message: Buffer): Promise<Buffer> {
+  const socket = dgram.createSocket('udp4')
+  return new Promise<Buffer>((resolve, reject) => {
+    socket.once('message', resolve)
+    socket.once('error', reject)
+    socket.send(message, port, '127.0.0.1')
+  }).finally(() => socket.close())
+}
+
+describe('one decision per query', () => {
+  it('a TXT query for an allowed name is one event, refused by type', async () => {
+    const events = await eventsOf(() => code(resolver.resolveTxt('allowed.test')))
+    expect(events).toHaveLength(1)
+    expect(events[0]).toMatchObject({
+      host: 'allowed.test',
+      qtype: 'TXT',
+      action: 'deny',
+      reason: 'dns-type-refused',
+    })
+  })
+
+  it('an allowed A query is one event, the one its answer came from', async () => {
+    const events = await eventsOf(() => resolver.resolve4('www.allowed.test'))
+    expect(events).toMatchObject([{ host: 'www.allowed.test', action: 'allow', qtype: 'A' }])
+  })
+
+  it('a class CH query (dig) is refused, logged once as bad-dns-query', async () => {
+    let out = ''
+    const events = await eventsOf(async () => {
+      out = (await dig(['+notcp', '-c', 'CH', '-t', 'TXT', 'version.bind'])).stdout
+    })
+    expect(out).toMatch(/status: REFUSED/)
+    expect(events).toHaveLength(1)
+    expect(events[0]).toMatchObject({
+      protocol: 'dns',
+      host: 'version.bind',
+      qtype: 'TXT',
+      action: 'deny',
+      reason: 'bad-dns-query',
+      detail: 'REFUSED: class 3 (only IN is served)',
+    })
+  })
+
+  it('a message with two questions gets FORMERR, logged once as bad-dns-query', async () => {
+    const question = dnsPacket.encode({
+      type: 'query',
+      id: 7,
+      flags: dnsPacket.RECURSION_DESIRED,
+      questions: [{ type: 'A', name: 'allowed.test' }],
+    })
+    // The same question twice, QDCOUNT 2.
+    const two: Buffer = Buffer.concat([question, question.subarray(12)])
+    two.writeUInt16BE(2, 4)
+    let response: Buffer = Buffer.alloc(0)
+    const events = await eventsOf(async () => (response = await exchange(two)))
+    expect(response.readUInt16BE(0)).toBe(7)
+    expect(response.readUInt16BE(2) & 0xf).toBe(1) // FORMERR
+    expect(events).toHaveLength(1)
+    expect(events[0]).toMatchObject({
+      action: 'deny',
+      reason: 'bad-dns-query',
+      detail: 'FORMERR: 2 questions (exactly one is served)',
+    })
   })
 })

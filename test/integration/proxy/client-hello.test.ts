@@ -2,14 +2,14 @@ import { spawn } from 'node:child_process'
 import net from 'node:net'
 import tls from 'node:tls'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { costGrowth } from '../helpers/growth.js'
+import { costGrowth } from '../../helpers/growth.js'
 import {
   MAX_CLIENT_HELLO_BYTES,
   MAX_CLIENT_HELLO_RECORDS,
   looksLikeTls,
   parseClientHello,
   type ClientHelloResult,
-} from '../../src/proxy/sniff/client-hello.js'
+} from '../../../src/proxy/sniff/client-hello.js'
 
 // ---------------------------------------------------------------------------
 // Capturing real ClientHellos: a loopback listener records what a real client
