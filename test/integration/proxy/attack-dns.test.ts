@@ -46,6 +46,11 @@ async function connectStatus(proxyPort: number, authority: string): Promise<numb
   return Number(/^HTTP\/1\.1 (\d{3})/.exec(data.toString('latin1'))?.[1])
 }
 
+/** A DNS response's code by name (dns-packet decodes it; its types leave it out). */
+function rcodeOf(message: Buffer): string {
+  return (dnsPacket.decode(message) as { rcode?: string }).rcode ?? ''
+}
+
 /** One question to a DNS listener over UDP: the response code. */
 function askUdp(port: number, name: string, type: 'A' | 'AAAA'): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -57,7 +62,7 @@ function askUdp(port: number, name: string, type: 'A' | 'AAAA'): Promise<string>
     socket.on('message', (message) => {
       clearTimeout(timer)
       socket.close()
-      resolve(dnsPacket.decode(message).rcode ?? '')
+      resolve(rcodeOf(message))
     })
     socket.send(
       dnsPacket.encode({ type: 'query', id: 7, questions: [{ type, name }] }),
@@ -76,12 +81,10 @@ function askTcp(port: number, name: string): Promise<string> {
       data = Buffer.concat([data, chunk])
       if (data.length < 2 || data.length < 2 + data.readUInt16BE(0)) return
       socket.destroy()
-      resolve(dnsPacket.decode(data.subarray(2)).rcode ?? '')
+      resolve(rcodeOf(data.subarray(2)))
     })
     socket.on('error', reject)
-    socket.write(
-      dnsPacket.streamEncode({ type: 'query', id: 9, questions: [{ type: 'A', name }] }),
-    )
+    socket.write(dnsPacket.streamEncode({ type: 'query', id: 9, questions: [{ type: 'A', name }] }))
   })
 }
 
@@ -166,10 +169,14 @@ describe('the DNS cache under an enforcing policy', () => {
   it('a hosts-file entry naming a private address is refused; one naming loopback works', async () => {
     const before = dials().length
     const m = marker('hosted')
-    expect((await httpViaProxy(proxy.port('http'), `http://hosted.allowed.test:${O}${m}`)).status).toBe(403)
+    expect(
+      (await httpViaProxy(proxy.port('http'), `http://hosted.allowed.test:${O}${m}`)).status,
+    ).toBe(403)
     expect(await connectStatus(proxy.port('http'), `hosted.allowed.test:${O}`)).toBe(403)
     const ok = marker('hosts-loopback')
-    expect((await httpViaProxy(proxy.port('http'), `http://fine.allowed.test:${O}${ok}`)).status).toBe(200)
+    expect(
+      (await httpViaProxy(proxy.port('http'), `http://fine.allowed.test:${O}${ok}`)).status,
+    ).toBe(200)
     expect(origin.text()).not.toContain(m)
     expect(dns.questions('hosted.allowed.test')).toEqual([])
     noBlockedDial(before)
@@ -177,9 +184,18 @@ describe('the DNS cache under an enforcing policy', () => {
 
   it('spellings of one name (case, trailing dot) share one cache entry and one question', async () => {
     dns.set('spelled.allowed.test', { a: ['127.0.0.1'], ttl: 300 })
-    for (const spelling of ['spelled.allowed.test', 'SPELLED.Allowed.TEST.', 'Spelled.allowed.test.'])
+    for (const spelling of [
+      'spelled.allowed.test',
+      'SPELLED.Allowed.TEST.',
+      'Spelled.allowed.test.',
+    ])
       expect(await connectStatus(proxy.port('http'), `${spelling}:${O}`)).toBe(200)
-    expect(dns.questions('spelled.allowed.test').map((q) => q.type).sort()).toEqual(['A', 'AAAA'])
+    expect(
+      dns
+        .questions('spelled.allowed.test')
+        .map((q) => q.type)
+        .sort(),
+    ).toEqual(['A', 'AAAA'])
   })
 
   it('names the policy refuses never reach the DNS server, in any spelling, on any ingress', async () => {
@@ -238,7 +254,9 @@ describe('with onUnknown: ask, a name no rule allows', () => {
     const before = dials().length
     const m = marker('ask')
     expect(await connectStatus(proxy.port('http'), `unknown.test:${O}`)).toBe(403)
-    expect((await httpViaProxy(proxy.port('http'), `http://unknown.test:${O}${m}`)).status).toBe(403)
+    expect((await httpViaProxy(proxy.port('http'), `http://unknown.test:${O}${m}`)).status).toBe(
+      403,
+    )
     const socks = await socksConnect(proxy.port('socks'), 'unknown.test', O)
     socks.socket.destroy()
     expect(socks.code).toBe(0x02)
