@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import * as dnsPacket from 'dns-packet'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { expectNoBlockedDial, marker } from '../../helpers/attacks.js'
 import { httpViaProxy, RawClient, socksConnect } from '../../helpers/clients.js'
 import { startDnsUpstream, type DnsUpstream } from '../../helpers/dns-upstream.js'
 import { dials, freePort, startTestProxy, type TestProxy } from '../../helpers/proxy.js'
@@ -22,20 +23,6 @@ let dns: DnsUpstream
 let origin: RecordingOrigin
 let hostsFile: string
 let O: number
-let counter = 0
-
-function marker(name: string): string {
-  return `/dns-attack-${name}-${++counter}`
-}
-
-/** No dial left loopback since `before`. */
-function noBlockedDial(before: number): void {
-  expect(
-    dials()
-      .slice(before)
-      .filter((d) => d.blocked),
-  ).toEqual([])
-}
 
 /** CONNECT on a raw socket: the status the proxy answered. */
 async function connectStatus(proxyPort: number, authority: string): Promise<number> {
@@ -149,7 +136,7 @@ describe('the DNS cache under an enforcing policy', () => {
     const events = await proxy.waitForEvents(4, (e) => e.host === 'rebind.allowed.test', { since })
     for (const e of events) expect(e).toMatchObject({ action: 'deny', reason: 'special-address' })
     expect(origin.text()).not.toContain(m)
-    noBlockedDial(before)
+    expectNoBlockedDial(before)
   })
 
   it('an answer with a private address among loopback ones is refused, and nothing is dialled', async () => {
@@ -163,7 +150,7 @@ describe('the DNS cache under an enforcing policy', () => {
       expect(await connectStatus(proxy.port('http'), `${name}:${O}`)).toBe(403)
       expect(origin.text()).not.toContain(m)
     }
-    noBlockedDial(before)
+    expectNoBlockedDial(before)
   })
 
   it('a hosts-file entry naming a private address is refused; one naming loopback works', async () => {
@@ -179,7 +166,7 @@ describe('the DNS cache under an enforcing policy', () => {
     ).toBe(200)
     expect(origin.text()).not.toContain(m)
     expect(dns.questions('hosted.allowed.test')).toEqual([])
-    noBlockedDial(before)
+    expectNoBlockedDial(before)
   })
 
   it('spellings of one name (case, trailing dot) share one cache entry and one question', async () => {

@@ -5,9 +5,8 @@
 // a marker of a request for another host (or of a refused one) must never
 // arrive, whatever the client was told.
 
-import net from 'node:net'
-import tls from 'node:tls'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { clientHello, expectNoBlockedDial, marker } from '../../helpers/attacks.js'
 import { type TestCerts, testCerts } from '../../helpers/certs.js'
 import { RawClient, rawTunnel } from '../../helpers/clients.js'
 import { dials, loopbackNames, startTestProxy, type TestProxy } from '../../helpers/proxy.js'
@@ -19,28 +18,6 @@ let tlsOrigin: RecordingOrigin
 let proxy: TestProxy
 let O: number
 let OT: number
-let counter = 0
-
-/** A marker no other test sends: if it shows up at an origin, that request got through. */
-function marker(name: string): string {
-  return `/attack-${name}-${++counter}`
-}
-
-/** The first bytes a TLS client sends for `servername`: a real ClientHello from Node's TLS stack. */
-async function clientHello(servername: string): Promise<Buffer> {
-  const server = net.createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const port = (server.address() as net.AddressInfo).port
-  const first = new Promise<Buffer>((resolve) =>
-    server.once('connection', (socket) => socket.once('data', resolve)),
-  )
-  const client = tls.connect({ host: '127.0.0.1', port, servername })
-  client.on('error', () => undefined)
-  const hello = await first
-  client.destroy()
-  await new Promise((resolve) => server.close(resolve))
-  return hello
-}
 
 /** Writes `data` one byte per write, waiting for each write to be flushed. */
 async function writeBytewise(client: RawClient, data: Buffer | string): Promise<void> {
@@ -62,15 +39,6 @@ function dechunk(text: string): string {
     payload += rest.slice(m[0].length, m[0].length + size)
     rest = rest.slice(m[0].length + size + 2)
   }
-}
-
-/** No dial left loopback since `before`. */
-function noBlockedDial(before: number): void {
-  expect(
-    dials()
-      .slice(before)
-      .filter((d) => d.blocked),
-  ).toEqual([])
 }
 
 beforeAll(async () => {
@@ -364,7 +332,7 @@ describe('TLS tunnels', () => {
     client.socket.end()
     await client.waitForClose()
     expect(tlsOrigin.connections()).toBe(connections)
-    noBlockedDial(before)
+    expectNoBlockedDial(before)
   })
 
   it('transparent TLS: two ClientHellos in one write, the first for another host', async () => {

@@ -5,32 +5,14 @@
 // host on the tcp: rule's own port. Unreadable payloads and SNI mismatches
 // refuse in every mode; the recording origins show nothing arrived.
 
-import net from 'node:net'
-import tls from 'node:tls'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { clientHello, marker } from '../../helpers/attacks.js'
 import { RawClient } from '../../helpers/clients.js'
 import { loopbackNames, startTestProxy, type TestProxy } from '../../helpers/proxy.js'
 import { startRecordingOrigin, type RecordingOrigin } from '../../helpers/recording-origin.js'
 
-/** A real ClientHello for `servername`, from Node's TLS stack. */
-async function clientHello(servername: string): Promise<Buffer> {
-  const server = net.createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const port = (server.address() as net.AddressInfo).port
-  const first = new Promise<Buffer>((resolve) =>
-    server.once('connection', (socket) => socket.once('data', resolve)),
-  )
-  const client = tls.connect({ host: '127.0.0.1', port, servername })
-  client.on('error', () => undefined)
-  const hello = await first
-  client.destroy()
-  await new Promise((resolve) => server.close(resolve))
-  return hello
-}
-
 let origin: RecordingOrigin // plain HTTP, allowed by name on its port
 let raw: RecordingOrigin // the port of the tcp: rule
-let counter = 0
 
 beforeAll(async () => {
   origin = await startRecordingOrigin()
@@ -76,7 +58,7 @@ describe.each(['report', 'ask'] as const)('%s mode with a tcp: rule elsewhere', 
   it.each(['allowed.test', 'evil.test'])(
     'opaque bytes in a tunnel to %s are refused and never arrive',
     async (host) => {
-      const m = `opaque-${mode}-${++counter}`
+      const m = marker(`opaque-${mode}`)
       const client = await RawClient.connect(proxy.port('socks'))
       const name = Buffer.from(host)
       const port = Buffer.from([O >> 8, O & 0xff])
