@@ -48,8 +48,11 @@ export class RequestTurn {
   /** The request was approved and is being forwarded: its line is written when it ends. */
   private forwarding = false
   private controller: Dispatcher.DispatchController | undefined
-  /** The request before this one on its connection, while it was unfinished when this one came. */
-  private readonly before: RequestTurn | undefined
+  /**
+   * The request before this one on its connection, if it was unfinished when this one
+   * came; dropped once this one finishes, so that finished requests form no chain.
+   */
+  private before: RequestTurn | undefined
   private done = false
   /** Called once this request has finished (the next one waits for it). */
   private onDone: (() => void) | undefined
@@ -115,6 +118,7 @@ export class RequestTurn {
     this.res.off('close', this.finished)
     this.req.socket.off('close', this.finished)
     this.done = true
+    this.before = undefined
     this.onDone?.()
     const connection = this.connection
     connection.open--
