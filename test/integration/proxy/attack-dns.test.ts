@@ -15,11 +15,11 @@ import * as dnsPacket from 'dns-packet'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { expectNoBlockedDial, marker } from '../../helpers/attacks.js'
 import { httpViaProxy, RawClient, socksConnect } from '../../helpers/clients.js'
-import { startDnsUpstream, type DnsUpstream } from '../../helpers/dns-upstream.js'
+import { startDnsStub, type DnsStub } from '../../../bench/lib/dns-stub.js'
 import { dials, freePort, startTestProxy, type TestProxy } from '../../helpers/proxy.js'
 import { startRecordingOrigin, type RecordingOrigin } from '../../helpers/recording-origin.js'
 
-let dns: DnsUpstream
+let dns: DnsStub
 let origin: RecordingOrigin
 let hostsFile: string
 let O: number
@@ -76,7 +76,7 @@ function askTcp(port: number, name: string): Promise<string> {
 }
 
 beforeAll(async () => {
-  dns = await startDnsUpstream()
+  dns = await startDnsStub()
   origin = await startRecordingOrigin()
   O = origin.port
   hostsFile = join(mkdtempSync(join(tmpdir(), 'isorun-attack-hosts-')), 'hosts')
