@@ -30,6 +30,8 @@ export class RequestTurn {
   /** The request was approved and is being forwarded: its line is written when it ends. */
   private forwarding = false
   private controller: Dispatcher.DispatchController | undefined
+  /** Made only for a request that is held for an approval. */
+  private leaving: AbortController | undefined
 
   constructor(
     readonly req: http.IncomingMessage,
@@ -64,6 +66,13 @@ export class RequestTurn {
     return this.gone || this.req.socket.destroyed || this.res.destroyed
   }
 
+  /** Aborts when the client leaves: a held request stops waiting then. */
+  get signal(): AbortSignal {
+    this.leaving ??= new AbortController()
+    if (this.left()) this.leaving.abort()
+    return this.leaving.signal
+  }
+
   /** The request is being forwarded: from now on, its end writes the exchange's line. */
   forward(): void {
     this.forwarding = true
@@ -80,6 +89,7 @@ export class RequestTurn {
     this.req.socket.off('close', this.finished)
     if (!this.res.writableFinished) {
       this.gone = true
+      this.leaving?.abort()
       this.controller?.abort(new Error('the client closed the connection'))
       if (this.forwarding) this.exchange.fail('connection closed before the response completed')
     }
