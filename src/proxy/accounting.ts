@@ -80,19 +80,19 @@ export class BudgetMeter {
     return this.take(n, 'download')
   }
 
+  /** Bytes flow while their own kind has room (a used-up request count stops new requests only). */
   private take(n: number, kind: 'upload' | 'download'): number {
-    const checked = this.ledger.check(this.destination)
-    if (!checked.ok) return this.cut(checked.budget, checked.exceeded)
-    const left = checked.remaining?.[kind]
-    const allowed = left === undefined ? n : Math.min(n, left)
+    const before = this.ledger.check(this.destination).budget
+    const max = before?.limits[kind]
+    const used = kind === 'upload' ? before?.up : before?.down
+    const allowed = max === undefined ? n : Math.max(0, Math.min(n, max - (used ?? 0)))
+    let budget = before
     if (allowed > 0) {
       const usage = kind === 'upload' ? { up: allowed } : { down: allowed }
-      this.charged(this.ledger.charge(this.destination, usage).budget)
+      budget = this.ledger.charge(this.destination, usage).budget
+      this.charged(budget)
     }
-    if (allowed < n) {
-      const after = this.ledger.check(this.destination)
-      this.cut(after.budget ?? checked.budget, kind)
-    }
+    if (allowed < n) this.cut(budget, kind)
     return allowed
   }
 

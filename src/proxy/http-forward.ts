@@ -241,10 +241,12 @@ export class HttpForwarder {
     const headBytes = requestHeadBytes(req)
     const meter = meterFor(this.ctx, exchange)
     let bodyBytes = 0
-    const writtenBefore = req.socket.bytesWritten
+    // Kept: Node lets go of req.socket once the response has finished.
+    const socket = req.socket
+    const writtenBefore = socket.bytesWritten
     exchange.countBytesWith(() => ({
       up: headBytes + bodyBytes,
-      down: req.socket.bytesWritten - writtenBefore,
+      down: socket.bytesWritten - writtenBefore,
     }))
     const pooled = this.poolFor(approval)
     const pool = pooled instanceof Promise ? await pooled : pooled
@@ -272,9 +274,13 @@ export class HttpForwarder {
     const { res } = turn
     const reply = meter.refusalReply()
     turn.refused()
-    if (res.headersSent || !reply) return void res.destroy()
-    res.writeHead(reply.status, reply.headers)
-    res.end(reply.body)
+    if (!res.headersSent && reply) {
+      res.writeHead(reply.status, reply.headers)
+      return void res.end(reply.body)
+    }
+    // The response up to the limit is flushed, and ends short with its connection.
+    if (res.socket) res.socket.end()
+    else res.destroy()
   }
 
   /** Answers a request that was not approved, and logs it (a 400 names no target: no line). */

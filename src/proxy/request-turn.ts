@@ -30,6 +30,8 @@ export class RequestTurn {
   /** The request was approved and is being forwarded: its line is written when it ends. */
   private forwarding = false
   private controller: Dispatcher.DispatchController | undefined
+  /** The client connection, kept: Node lets go of `req.socket` once a response has finished. */
+  private readonly socket: net.Socket
   /** Made only for a request that is held for an approval. */
   private leaving: AbortController | undefined
 
@@ -39,6 +41,7 @@ export class RequestTurn {
     readonly exchange: Exchange,
   ) {
     const socket = req.socket
+    this.socket = socket
     let connection = connections.get(socket)
     if (!connection) {
       connection = { count: 0, refusedAt: undefined }
@@ -63,7 +66,7 @@ export class RequestTurn {
 
   /** The client is gone (a destroyed socket emits 'close' only once its handle has closed). */
   left(): boolean {
-    return this.gone || this.req.socket.destroyed || this.res.destroyed
+    return this.gone || this.socket.destroyed || this.res.destroyed
   }
 
   /** Aborts when the client leaves: a held request stops waiting then. */
@@ -86,7 +89,7 @@ export class RequestTurn {
 
   private readonly finished = (): void => {
     this.res.off('close', this.finished)
-    this.req.socket.off('close', this.finished)
+    this.socket.off('close', this.finished)
     if (!this.res.writableFinished) {
       this.gone = true
       this.leaving?.abort()
