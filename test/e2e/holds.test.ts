@@ -3,13 +3,14 @@
 // once through the SDK (nothing reached the stand-in before), the next one
 // asks again and is denied through the CLI (curl sees the 403); a held plain
 // HTTP request is answered by the runner's webhook (the stand-in is its
-// receiver on the egress side). An upload past its budget is cut, and the
+// receiver on the egress side). An upload past its budget is cut (the
+// stand-in read less than the budget, by no more than a TCP window), and the
 // next connection gets a 429.
 
 import { resolve } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import type { Approval } from 'isorun'
-import { client, e2e, skipReason, standinRequests, withSandbox } from './helpers.js'
+import { client, e2e, skipReason, standinRequests, waitFor, withSandbox } from './helpers.js'
 import { run } from './setup/sh.js'
 
 const CLI = resolve(import.meta.dirname, '../../dist/src/cli/main.js')
@@ -84,9 +85,23 @@ describe.skipIf(skipReason !== undefined)('held connections and budgets on Docke
       },
       async (sbx) => {
         const upload = await sbx.exec(
-          'head -c 1048576 /dev/zero > /tmp/up.bin && curl -sS -m 60 --data-binary @/tmp/up.bin https://api.stripe.com/hello',
+          'head -c 1048576 /dev/zero > /tmp/up.bin && curl -sS -m 60 --data-binary @/tmp/up.bin https://api.stripe.com/upload',
         )
         expect(upload.exitCode, upload.stdout).not.toBe(0)
+        // What the stand-in read of the body: the budget counts TLS bytes, so within one TCP
+        // window (and the TLS overhead) of the limit, and never the whole upload.
+        const received = await waitFor('the stand-in to log the cut upload', async () => {
+          const { stdout } = await run('docker', ['logs', e2e.standinName])
+          const line = stdout
+            .split('\n')
+            .filter((l) => l.startsWith('{"upload"'))
+            .map((l) => JSON.parse(l) as { upload: number; complete: boolean })
+            .at(-1)
+          return line
+        })
+        expect(received.complete).toBe(false)
+        expect(received.upload).toBeLessThanOrEqual(256 * 1024)
+        expect(received.upload).toBeGreaterThan(256 * 1024 - 64 * 1024)
         const next = await sbx.exec(
           'curl -sS -m 60 -o /dev/null -w "%{http_connect}" https://api.stripe.com/hello',
         )

@@ -11,7 +11,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { PendingApprovalView } from '../../../src/proxy/approvals.js'
 import { testCerts, type TestCerts } from '../../helpers/certs.js'
-import { httpViaProxy, RawClient, socksConnect, tlsGet } from '../../helpers/clients.js'
+import {
+  httpViaProxy,
+  RawClient,
+  socksConnect,
+  socksRequest,
+  tlsGet,
+} from '../../helpers/clients.js'
 import { startTestProxy, type TestProxy } from '../../helpers/proxy.js'
 import { startRecordingOrigin, type RecordingOrigin } from '../../helpers/recording-origin.js'
 
@@ -31,6 +37,11 @@ const HELD = [
   'gone.allowed.test',
   'idle.allowed.test',
   'timeout.allowed.test',
+  'smuggle.allowed.test',
+  'plain.allowed.test',
+  'first.allowed.test',
+  'second.allowed.test',
+  'left.allowed.test',
   ...Array.from({ length: 50 }, (_, i) => `n${i}.allowed.test`),
 ]
 
@@ -43,7 +54,7 @@ beforeAll(async () => {
     allow: ['known.test'],
     policy: { onUnknown: 'ask', approvalTimeoutMs: 120_000 },
     resolve,
-    listeners: ['http', 'socks', 'tls'],
+    listeners: ['http', 'socks', 'tls', 'plain'],
     // Deadlines far shorter than any hold here: a held connection must outlive them.
     timeouts: { firstBytesMs: 300, idleMs: 300, handshakeMs: 300 },
     extra: { transparentPorts: { tls: tlsOrigin.port, plain: origin.port } },
@@ -299,5 +310,92 @@ describe('held connections', () => {
     got.forEach((status, i) => expect(status, names[i]).toBe(i % 4 < 2 ? 200 : 403))
     await nothingHeld(proxy)
     expect(approvals.pending().filter((p) => /^n\d+\./.test(p.host))).toEqual([])
+  })
+})
+
+describe('nothing slips through while held', () => {
+  it('SOCKS: bytes sent before the reply wait, and after once only requests for the target go out', async () => {
+    const before = origin.received().length
+    const client = await RawClient.connect(proxy.port('socks'))
+    client.write(socksRequest('smuggle.allowed.test', origin.port))
+    client.write(
+      `GET /ok HTTP/1.1\r\nHost: smuggle.allowed.test:${origin.port}\r\n\r\n` +
+        `GET /smuggled HTTP/1.1\r\nHost: evil.test:${origin.port}\r\n\r\n`,
+    )
+    const pending = await pendingFor(proxy, 'smuggle.allowed.test')
+    expect(origin.received().length).toBe(before)
+    answer(pending.id, 'once')
+    await client.waitForClose()
+    expect(client.data[3]).toBe(0x00)
+    expect(client.text).toContain('origin ok')
+    expect(client.text).toContain('403 Forbidden')
+    const sent = origin
+      .received()
+      .slice(before)
+      .map((b) => b.toString('latin1'))
+      .join('')
+    expect(sent).toContain('GET /ok ')
+    expect(sent).not.toContain('evil.test')
+  })
+
+  it('transparent TLS: what follows the ClientHello is not relayed while held, and deny relays nothing', async () => {
+    const before = tlsOrigin.connections()
+    const client = await RawClient.connect(proxy.port('tls'))
+    const secure = tlsGet(client.socket, {
+      servername: 'tls.allowed.test',
+      ca: certs.ca,
+      hostHeader: 'tls.allowed.test',
+    }).catch((err: Error) => err)
+    const pending = await pendingFor(proxy, 'tls.allowed.test')
+    client.write(Buffer.from('bytes after the ClientHello'))
+    answer(pending.id, 'deny')
+    expect(await secure).toBeInstanceOf(Error)
+    expect(tlsOrigin.connections()).toBe(before)
+  })
+
+  it('transparent HTTP: held with no dial; deny is a 403', async () => {
+    const before = origin.connections()
+    const client = await RawClient.connect(proxy.port('plain'))
+    client.write(`GET /plain HTTP/1.1\r\nHost: plain.allowed.test\r\n\r\n`)
+    const pending = await pendingFor(proxy, 'plain.allowed.test')
+    expect(pending).toMatchObject({ protocol: 'http', path: '/plain' })
+    answer(pending.id, 'deny')
+    await client.waitForClose()
+    expect(client.text).toMatch(/^HTTP\/1\.1 403 /)
+    expect(origin.connections()).toBe(before)
+  })
+
+  it('plain HTTP: a request pipelined behind a held one that is refused is never sent', async () => {
+    const before = origin.connections()
+    const client = await RawClient.connect(proxy.port('http'))
+    client.write(
+      `GET http://first.allowed.test:${origin.port}/a HTTP/1.1\r\nHost: first.allowed.test:${origin.port}\r\n\r\n` +
+        `GET http://second.allowed.test:${origin.port}/b HTTP/1.1\r\nHost: second.allowed.test:${origin.port}\r\n\r\n`,
+    )
+    const first = await pendingFor(proxy, 'first.allowed.test')
+    const second = await pendingFor(proxy, 'second.allowed.test')
+    // Each is decided (and held) on its own; once the first is refused, the one behind it is
+    // never sent, whatever its own answer.
+    answer(first.id, 'deny')
+    answer(second.id, 'once')
+    await client.waitForClose()
+    expect(client.text).toMatch(/^HTTP\/1\.1 403 /)
+    expect(client.text).not.toContain('origin ok')
+    expect(origin.connections()).toBe(before)
+  })
+
+  it('a plain HTTP client that leaves while held ends its hold and costs nothing', async () => {
+    const since = proxy.mark()
+    const before = origin.connections()
+    const client = await RawClient.connect(proxy.port('http'))
+    client.write(
+      `POST http://left.allowed.test:${origin.port}/x HTTP/1.1\r\nHost: left.allowed.test:${origin.port}\r\nContent-Length: 5\r\n\r\nhello`,
+    )
+    await pendingFor(proxy, 'left.allowed.test')
+    client.destroy()
+    await nothingHeld(proxy)
+    const event = await proxy.waitForEvent((e) => e.host === 'left.allowed.test', { since })
+    expect(event).toMatchObject({ action: 'deny', approval: { by: 'isorun: the client left' } })
+    expect(origin.connections()).toBe(before)
   })
 })
