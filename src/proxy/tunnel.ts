@@ -147,7 +147,8 @@ export async function runTunnel(ctx: ProxyContext, ingress: TunnelIngress): Prom
   const deciding = decideWhatWasSeen(t, seen)
   const seenDecision = deciding instanceof Promise ? await deciding : deciding
   if (!seenDecision) return
-  const decision = seenDecision.ask ? await held(t, seenDecision) : seenDecision
+  const holding = afterHold(t, seenDecision, (d) => d)
+  const decision = holding instanceof Promise ? await holding : holding
   if (decision.action === 'deny') return refuseWhatWasSeen(t, seen, decision)
   if (admitWithinBudget(t.ctx, t.exchange))
     return refuseWhatWasSeen(t, seen, t.exchange.decision as Decision)
@@ -160,6 +161,11 @@ export async function runTunnel(ctx: ProxyContext, ingress: TunnelIngress): Prom
 /** The hold stage: waits for the answer to an `ask` decision, watching the client meanwhile. */
 function held(t: Tunnel, decision: Decision): Promise<Decision> {
   return holdClient(t.client, (signal) => t.exchange.hold(decision, signal))
+}
+
+/** The next stage, with the decision as it stands after its hold (at once when it did not ask). */
+function afterHold<T>(t: Tunnel, decision: Decision, next: (d: Decision) => Soon<T>): Soon<T> {
+  return decision.ask ? held(t, decision).then(next) : next(decision)
 }
 
 /**
@@ -175,8 +181,7 @@ function decideNamedTarget(
   t.addresses = addressesWithoutLookup(t.ctx, t.host)
   if (t.addresses) return decideNamedAddresses(t, target)
   const byName = exchange.decide({ protocol: exchange.protocol, host: t.host, port: t.port })
-  if (byName.ask) return held(t, byName).then((answered) => resolveAllowed(t, target, answered))
-  return resolveAllowed(t, target, byName)
+  return afterHold(t, byName, (answered) => resolveAllowed(t, target, answered))
 }
 
 /** Resolves a named target allowed by name (or refuses it), then decides its addresses. */
@@ -221,9 +226,7 @@ function decideNamedAddresses(
     exchange.policy.raw.size > 0 &&
     exchange.decide({ ...resolved, payload: 'server-first' }).action === 'allow'
   if (t.raw) return withinBudget(t, target)
-  const byAddress = exchange.decide(resolved)
-  if (byAddress.ask) return held(t, byAddress).then((answered) => admitNamed(t, target, answered))
-  return admitNamed(t, target, byAddress)
+  return afterHold(t, exchange.decide(resolved), (answered) => admitNamed(t, target, answered))
 }
 
 function admitNamed(
@@ -333,9 +336,7 @@ function decideWhatWasSeen(t: Tunnel, seen: Seen): Soon<Decision | undefined> {
   }
   if (t.target.kind === 'named' || t.addresses)
     return exchange.decide(t.addresses ? { ...request, resolved: t.addresses } : request)
-  const byName = exchange.decide(request)
-  if (byName.ask) return held(t, byName).then((answered) => resolveThenDecide(t, request, answered))
-  return resolveThenDecide(t, request, byName)
+  return afterHold(t, exchange.decide(request), (byName) => resolveThenDecide(t, request, byName))
 }
 
 /**

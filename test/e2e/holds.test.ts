@@ -7,27 +7,18 @@
 // stand-in read less than the budget, by no more than a TCP window), and the
 // next connection gets a 429.
 
-import { resolve } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import type { Approval } from 'isorun'
-import { client, e2e, skipReason, standinRequests, waitFor, withSandbox } from './helpers.js'
+import {
+  client,
+  e2e,
+  isorunCli,
+  nextApproval,
+  skipReason,
+  standinRequests,
+  waitFor,
+  withSandbox,
+} from './helpers.js'
 import { run } from './setup/sh.js'
-
-const CLI = resolve(import.meta.dirname, '../../dist/src/cli/main.js')
-
-function isorun(...args: string[]) {
-  return run('node', [CLI, ...args], {
-    check: false,
-    env: { ...process.env, ISORUN_URL: e2e.url, ISORUN_API_KEY: e2e.apiKey },
-  })
-}
-
-/** The next approval of a running iterator. */
-async function next(approvals: AsyncGenerator<Approval>): Promise<Approval> {
-  const { value, done } = await approvals.next()
-  if (done) throw new Error('the approvals stream ended')
-  return value
-}
 
 describe.skipIf(skipReason !== undefined)('held connections and budgets on Docker', () => {
   it('a held CONNECT answered through the SDK and the CLI, a held HTTP request by the webhook', async () => {
@@ -39,7 +30,7 @@ describe.skipIf(skipReason !== undefined)('held connections and budgets on Docke
         try {
           const before = (await standinRequests()).length
           const first = sbx.exec('curl -sS -m 100 https://api.stripe.com/hello')
-          const a1 = await next(approvals)
+          const a1 = await nextApproval(approvals)
           expect(a1).toMatchObject({ protocol: 'connect', host: 'api.stripe.com', port: 443 })
           expect((await standinRequests()).slice(before)).toEqual([])
           await a1.allowOnce('e2e-sdk')
@@ -50,9 +41,9 @@ describe.skipIf(skipReason !== undefined)('held connections and budgets on Docke
           const second = sbx.exec(
             'curl -sS -m 100 -o /dev/null -w "%{http_connect}" https://api.stripe.com/hello',
           )
-          const a2 = await next(approvals)
+          const a2 = await nextApproval(approvals)
           expect(a2.id).not.toBe(a1.id)
-          const denied = await isorun('deny', a2.id, '--by', 'e2e-cli')
+          const denied = await isorunCli('deny', a2.id, '--by', 'e2e-cli')
           expect(denied.code, denied.stderr).toBe(0)
           expect((await second).stdout).toBe('403')
 

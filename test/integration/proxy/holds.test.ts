@@ -89,6 +89,15 @@ async function nothingHeld(p: TestProxy): Promise<void> {
   while (approvals.held > 0) after = (await approvals.poll(after, 10_000)).version
 }
 
+/** What reached the origin on the connections accepted after the first `before`, as text. */
+function sentSince(before: number): string {
+  return origin
+    .received()
+    .slice(before)
+    .map((b) => b.toString('latin1'))
+    .join('')
+}
+
 function answer(id: string, given: 'once' | 'sandbox' | 'deny'): void {
   proxy.running.context.approvals.answer(id, { answer: given, by: 'test:alice' })
 }
@@ -150,11 +159,7 @@ describe('held connections', () => {
     expect(client.text).toMatch(/^HTTP\/1\.1 200 Connection established/i)
     expect(client.text).toContain('origin ok')
     expect(client.text).toContain('403 Forbidden')
-    const sent = origin
-      .received()
-      .slice(before)
-      .map((b) => b.toString('latin1'))
-      .join('')
+    const sent = sentSince(before)
     expect(sent).toContain('GET /while-held ')
     expect(sent).not.toContain('smuggled')
     expect(sent).not.toContain('evil.test')
@@ -329,11 +334,7 @@ describe('nothing slips through while held', () => {
     expect(client.data[3]).toBe(0x00)
     expect(client.text).toContain('origin ok')
     expect(client.text).toContain('403 Forbidden')
-    const sent = origin
-      .received()
-      .slice(before)
-      .map((b) => b.toString('latin1'))
-      .join('')
+    const sent = sentSince(before)
     expect(sent).toContain('GET /ok ')
     expect(sent).not.toContain('evil.test')
   })
