@@ -147,8 +147,7 @@ export async function runTunnel(ctx: ProxyContext, ingress: TunnelIngress): Prom
   const deciding = decideWhatWasSeen(t, seen)
   const seenDecision = deciding instanceof Promise ? await deciding : deciding
   if (!seenDecision) return
-  const holding = afterHold(t, seenDecision, (d) => d)
-  const decision = holding instanceof Promise ? await holding : holding
+  const decision = seenDecision.ask ? await held(t, seenDecision) : seenDecision
   if (decision.action === 'deny') return refuseWhatWasSeen(t, seen, decision)
   if (admitWithinBudget(t.ctx, t.exchange))
     return refuseWhatWasSeen(t, seen, t.exchange.decision as Decision)
