@@ -12,8 +12,9 @@ import { join } from 'node:path'
 import tls from 'node:tls'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { testCerts, type TestCerts } from '../../helpers/certs.js'
-import { httpViaProxy, openTunnel, socksConnect } from '../../helpers/clients.js'
+import { httpViaProxy, openTunnel, RawClient, socksConnect } from '../../helpers/clients.js'
 import { startTestProxy, type TestProxy } from '../../helpers/proxy.js'
+import { startRecordingOrigin, type RecordingOrigin } from '../../helpers/recording-origin.js'
 import { curl } from '../../helpers/run.js'
 
 const KiB = 1024
@@ -71,6 +72,7 @@ let httpSink: CountingServer
 let tlsSink: CountingServer
 let proxy: TestProxy
 let bigFile: string
+let wsOrigin: RecordingOrigin
 
 beforeAll(async () => {
   certs = await testCerts()
@@ -92,16 +94,19 @@ beforeAll(async () => {
     secure.on('end', () => secure.end())
   })
   tlsSink = await counting(tlsServer)
+  wsOrigin = await startRecordingOrigin()
   proxy = await startTestProxy({
     allow: [
       ...['up.test', 'down.test', 'few.test'].map((h) => `${h}:${httpSink.port}`),
       `tun.allowed.test:${tlsSink.port}`,
+      `ws.test:${wsOrigin.port}`,
     ],
     resolve: {
       'up.test': '127.0.0.1',
       'down.test': '127.0.0.1',
       'few.test': '127.0.0.1',
       'tun.allowed.test': '127.0.0.1',
+      'ws.test': '127.0.0.1',
     },
     policy: {
       limits: [
@@ -109,6 +114,7 @@ beforeAll(async () => {
         { pattern: `down.test:${httpSink.port}`, download: DOWNLOAD_LIMIT, from: 'test' },
         { pattern: `few.test:${httpSink.port}`, requests: 2, from: 'test' },
         { pattern: `tun.allowed.test:${tlsSink.port}`, upload: UPLOAD_LIMIT, from: 'test' },
+        { pattern: `ws.test:${wsOrigin.port}`, upload: 64 * KiB, from: 'test' },
       ],
     },
     listeners: ['http', 'socks'],
@@ -118,7 +124,7 @@ beforeAll(async () => {
 })
 
 afterAll(async () => {
-  await Promise.all([proxy?.close(), httpSink?.close(), tlsSink?.close()])
+  await Promise.all([proxy?.close(), httpSink?.close(), tlsSink?.close(), wsOrigin?.close()])
 })
 
 function usageOf(
@@ -238,5 +244,23 @@ describe('budgets on the data path', () => {
     const socks = await socksConnect(proxy.port('socks'), 'tun.allowed.test', tlsSink.port)
     expect(socks.code).toBe(0x02)
     socks.socket.destroy()
+  })
+
+  it('a WebSocket after its 101 is cut at its upload budget', async () => {
+    const client = await RawClient.connect(proxy.port('http'))
+    const authority = `ws.test:${wsOrigin.port}`
+    client.write(
+      `GET http://${authority}/ws HTTP/1.1\r\nHost: ${authority}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
+        'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+    )
+    await client.waitForText('\r\n\r\n')
+    expect(client.text).toMatch(/^HTTP\/1\.1 101 /)
+    client.write(Buffer.alloc(256 * KiB, 0x64))
+    await client.waitForClose()
+    await wsOrigin.waitFor(() => wsOrigin.open() === 0)
+    const received = wsOrigin.received().reduce((n, b) => n + b.length, 0)
+    const head = wsOrigin.text().indexOf('\r\n\r\n') + 4
+    expect(received - head).toBe(64 * KiB)
+    expect(usageOf('ws.test', wsOrigin).up).toBe(64 * KiB)
   })
 })
