@@ -129,7 +129,7 @@ afterAll(async () => {
 
 function usageOf(
   host: string,
-  sink: CountingServer = httpSink,
+  sink: { readonly port: number } = httpSink,
 ): { up: number; down: number; requests: number } {
   const pattern = `${host}:${sink.port}`
   const budget = proxy.running.context.budgets.budgets().find((b) => b.pattern === pattern)
