@@ -18,7 +18,8 @@ import {
   socksRequest,
   tlsGet,
 } from '../../helpers/clients.js'
-import { startTestProxy, type TestProxy } from '../../helpers/proxy.js'
+import { startDnsUpstream } from '../../helpers/dns-upstream.js'
+import { dials, startTestProxy, type TestProxy } from '../../helpers/proxy.js'
 import { startRecordingOrigin, type RecordingOrigin } from '../../helpers/recording-origin.js'
 
 let certs: TestCerts
@@ -398,5 +399,38 @@ describe('nothing slips through while held', () => {
     const event = await proxy.waitForEvent((e) => e.host === 'left.allowed.test', { since })
     expect(event).toMatchObject({ action: 'deny', approval: { by: 'isorun: the client left' } })
     expect(origin.connections()).toBe(before)
+  })
+})
+
+describe('an approval answers only the question it was asked', () => {
+  it('a name is not looked up while held; once approved, its private address is still refused', async () => {
+    const dns = await startDnsUpstream()
+    dns.set('internal.held.test', { a: ['10.1.2.3'] })
+    const p = await startTestProxy({
+      policy: { onUnknown: 'ask', approvalTimeoutMs: 120_000 },
+      resolve: {},
+      listeners: ['http'],
+      extra: { dns: { servers: [dns.server] } },
+    })
+    try {
+      const before = dials().length
+      const client = await connectHeld('internal.held.test', 443, p)
+      const pending = await pendingFor(p, 'internal.held.test')
+      expect(dns.questions('internal.held.test')).toEqual([])
+      p.running.context.approvals.answer(pending.id, { answer: 'once', by: 'test' })
+      await client.waitForClose()
+      expect(client.text).toMatch(/^HTTP\/1\.1 403 /)
+      expect(client.text).toContain('special-address')
+      expect(dns.questions('internal.held.test').length).toBeGreaterThan(0)
+      // Only the test's own connection to the proxy: nothing went towards 10.1.2.3.
+      expect(
+        dials()
+          .slice(before)
+          .map((d) => d.host),
+      ).toEqual(['127.0.0.1'])
+    } finally {
+      await p.close()
+      await dns.close()
+    }
   })
 })
