@@ -103,6 +103,17 @@ function answer(id: string, given: 'once' | 'sandbox' | 'deny'): void {
   proxy.running.context.approvals.answer(id, { answer: given, by: 'test:alice' })
 }
 
+/** A TLS GET to tls.allowed.test on the transparent listener (the ClientHello names it). */
+async function transparentTlsGet(): Promise<{ client: RawClient; got: ReturnType<typeof tlsGet> }> {
+  const client = await RawClient.connect(proxy.port('tls'))
+  const got = tlsGet(client.socket, {
+    servername: 'tls.allowed.test',
+    ca: certs.ca,
+    hostHeader: 'tls.allowed.test',
+  })
+  return { client, got }
+}
+
 async function connectHeld(host: string, port: number, p = proxy): Promise<RawClient> {
   const client = await RawClient.connect(p.port('http'))
   client.write(`CONNECT ${host}:${port} HTTP/1.1\r\nHost: ${host}:${port}\r\n\r\n`)
@@ -229,12 +240,7 @@ describe('held connections', () => {
 
   it('transparent TLS: held after the ClientHello with no dial; once completes the handshake', async () => {
     const before = tlsOrigin.connections()
-    const client = await RawClient.connect(proxy.port('tls'))
-    const got = tlsGet(client.socket, {
-      servername: 'tls.allowed.test',
-      ca: certs.ca,
-      hostHeader: 'tls.allowed.test',
-    })
+    const { got } = await transparentTlsGet()
     const pending = await pendingFor(proxy, 'tls.allowed.test')
     expect(pending).toMatchObject({ protocol: 'tls', port: tlsOrigin.port })
     expect(tlsOrigin.connections()).toBe(before)
@@ -342,12 +348,8 @@ describe('nothing slips through while held', () => {
 
   it('transparent TLS: what follows the ClientHello is not relayed while held, and deny relays nothing', async () => {
     const before = tlsOrigin.connections()
-    const client = await RawClient.connect(proxy.port('tls'))
-    const secure = tlsGet(client.socket, {
-      servername: 'tls.allowed.test',
-      ca: certs.ca,
-      hostHeader: 'tls.allowed.test',
-    }).catch((err: Error) => err)
+    const { client, got } = await transparentTlsGet()
+    const secure = got.catch((err: Error) => err)
     const pending = await pendingFor(proxy, 'tls.allowed.test')
     client.write(Buffer.from('bytes after the ClientHello'))
     answer(pending.id, 'deny')
