@@ -21,6 +21,7 @@ import {
 import { startDnsUpstream } from '../../helpers/dns-upstream.js'
 import { dials, startTestProxy, type TestProxy } from '../../helpers/proxy.js'
 import { startRecordingOrigin, type RecordingOrigin } from '../../helpers/recording-origin.js'
+import { pythonRequest } from '../../helpers/run.js'
 
 let certs: TestCerts
 let origin: RecordingOrigin
@@ -43,6 +44,7 @@ const HELD = [
   'first.allowed.test',
   'second.allowed.test',
   'left.allowed.test',
+  'py.allowed.test',
   ...Array.from({ length: 50 }, (_, i) => `n${i}.allowed.test`),
 ]
 
@@ -210,6 +212,17 @@ describe('held connections', () => {
       rule: `socks.allowed.test:${origin.port}`,
       approval: undefined,
     })
+  })
+
+  it('Python requests over socks5h waits while held, and gets its response once approved', async () => {
+    const socks = `socks5h://127.0.0.1:${proxy.port('socks')}`
+    const request = pythonRequest({
+      url: `https://py.allowed.test:${tlsOrigin.port}/py`,
+      proxies: { https: socks },
+      verify: certs.caFile,
+    })
+    answer((await pendingFor(proxy, 'py.allowed.test')).id, 'once')
+    expect(await request).toMatchObject({ ok: true, status: 200, body: 'origin ok\n' })
   })
 
   it('SOCKS: deny is reply 0x02', async () => {
