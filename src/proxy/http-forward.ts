@@ -19,7 +19,7 @@ import http from 'node:http'
 import type net from 'node:net'
 import { Readable } from 'node:stream'
 import type { Dispatcher, Pool } from 'undici'
-import type { Decision, EgressRequest } from '../policy/index.js'
+import { joinAuthority, requestPath, type Decision, type EgressRequest } from '../policy/index.js'
 import type { ProxyContext } from './context.js'
 import type { Exchange } from './exchange.js'
 import { endToEndHeaders, upstreamRequestHeaders } from './http-headers.js'
@@ -31,6 +31,13 @@ import {
   type ForwardTarget,
 } from './http-target.js'
 import { relayUpgrade, websocketKeyOf } from './http-upgrade.js'
+import {
+  isCertificateError,
+  upstreamCertificateAnswer,
+  upstreamCertificateRefusal,
+  upstreamTlsFor,
+} from './intercept/upstream-certificate.js'
+import { withSecrets } from './intercept/secrets.js'
 import { OriginPools } from './origin-pools.js'
 import { badRequestResponse, plainHeaders, refusalHeaders, refusalText } from './refusal.js'
 import { RequestTurn } from './request-turn.js'
@@ -93,7 +100,28 @@ function requestHeadBytes(req: http.IncomingMessage): number {
   return n + 2
 }
 
+/** An HTTP/2 request (intercepted TLS that negotiated h2), served by Node's compatibility API. */
+function isHttp2(req: http.IncomingMessage): boolean {
+  return req.httpVersionMajor === 2
+}
+
+/**
+ * Response headers the client's protocol can carry: HTTP/2 has no Connection
+ * header (a refusal there is a stream-level answer; the connection carries on).
+ */
+function headersFor(
+  req: http.IncomingMessage,
+  headers: Record<string, string>,
+): Record<string, string> {
+  if (!isHttp2(req)) return headers
+  const { Connection: _connection, ...rest } = headers
+  return rest
+}
+
 function hasBody(req: http.IncomingMessage): boolean {
+  // An HTTP/2 request has a body unless its HEADERS frame ended the stream (no length needed).
+  if (isHttp2(req))
+    return !(req as unknown as { stream: { endAfterHeaders: boolean } }).stream.endAfterHeaders
   const length = req.headers['content-length']
   return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')
 }
@@ -147,7 +175,10 @@ export class HttpForwarder {
     const { target, request } = asked
     exchange.target = target
     exchange.method = request.method
-    exchange.path = request.path
+    // Inside intercepted TLS the log has the path without the query string: the client
+    // chose encryption, and queries carry tokens. (Plain HTTP logs what crossed in clear.)
+    exchange.path =
+      mode.kind === 'tunnel' && mode.intercepted ? requestPath(target.path) : target.path
     const addresses = addressesWithoutLookup(this.ctx, target.host)
     if (addresses) return decideAddresses(exchange, request, target, addresses)
     const byName = exchange.decide(request)
@@ -178,11 +209,12 @@ export class HttpForwarder {
     const headBytes = requestHeadBytes(req)
     let bodyBytes = 0
     const writtenBefore = req.socket.bytesWritten
+    // HTTP/2 streams share their connection: the response body is what this request sent down.
     exchange.countBytesWith(() => ({
       up: headBytes + bodyBytes,
-      down: req.socket.bytesWritten - writtenBefore,
+      down: isHttp2(req) ? turn.bodyBytesDown : req.socket.bytesWritten - writtenBefore,
     }))
-    const pooled = this.poolFor(approval)
+    const pooled = this.poolFor(approval, mode)
     const pool = pooled instanceof Promise ? await pooled : pooled
     if (turn.left() || turn.behindRefusal()) {
       // Left, or refused a later request, while this one was decided: nothing is sent.
@@ -190,7 +222,7 @@ export class HttpForwarder {
       return exchange.end()
     }
     const body = hasBody(req) ? Readable.from(countedBody(req, (n) => (bodyBytes += n))) : null
-    this.dispatch(turn, approval, pool, body)
+    this.dispatch(turn, approval, pool, body, mode)
   }
 
   /** Answers a request that was not approved, and logs it (a 400 names no target: no line). */
@@ -203,13 +235,26 @@ export class HttpForwarder {
     exchange.end()
     if (res.headersSent) return void res.destroy()
     const answer = answerTo(approval, exchange.policy.name)
-    res.writeHead(answer.status, answer.headers)
+    res.writeHead(answer.status, headersFor(turn.req, answer.headers))
     res.end(answer.body)
   }
 
-  private poolFor(approved: Extract<Approval, { kind: 'approved' }>): Pool | Promise<Pool> {
+  private poolFor(
+    approved: Extract<Approval, { kind: 'approved' }>,
+    mode: ForwardMode,
+  ): Pool | Promise<Pool> {
     const { target, addresses } = approved
     const parent = this.ctx.parentProxy
+    if (mode.kind === 'tunnel' && mode.intercepted) {
+      // Intercepted: TLS to the checked address, verified for the checked name. (With a
+      // parent proxy, the proxy never intercepts: see intercept/terminate.ts.)
+      const address = addresses?.[0] as string
+      return this.pools.get(
+        `tls\u0000${target.host}\u0000${target.port}\u0000${address}`,
+        () => `https://${joinAuthority(address, target.port)}`,
+        upstreamTlsFor(this.ctx, target.host),
+      )
+    }
     if (parent)
       return this.pools.get(`parent\u0000${target.host}\u0000${target.port}`, () => parent.origin)
     const address = addresses?.[0] as string
@@ -225,17 +270,33 @@ export class HttpForwarder {
     approved: Extract<Approval, { kind: 'approved' }>,
     pool: Pool,
     body: Readable | null,
+    mode: ForwardMode,
   ): void {
     const { req, res, exchange } = turn
     const { target, addresses } = approved
-    const parent = this.ctx.parentProxy
-    const headers = upstreamRequestHeaders(req.rawHeaders, req.headers.host ?? hostHeaderOf(target))
+    const intercepted = mode.kind === 'tunnel' && mode.intercepted === true
+    const parent = intercepted ? undefined : this.ctx.parentProxy
+    let headers = upstreamRequestHeaders(
+      withoutPseudoHeaders(req.rawHeaders),
+      req.headers.host ?? hostHeaderOf(target),
+    )
+    // Only a request the proxy decrypted, to the checked name, gets a secret's value.
+    if (intercepted) headers = withSecrets(this.ctx, target.host, headers)
     const credentials = parent && parentCredentials(parent)
     if (credentials) headers.push('Proxy-Authorization', credentials)
     const fail = (err: Error & { code?: string }): void => {
-      exchange.fail(`upstream: ${err.code ?? err.message}`)
+      const code = err.code ?? err.message
+      const refusedCertificate = intercepted && isCertificateError(err)
+      if (refusedCertificate && exchange.decision)
+        exchange.decision = upstreamCertificateRefusal(exchange.decision, code)
+      exchange.fail(`upstream: ${code}`)
       if (turn.left()) return
       if (res.headersSent) return void res.destroy()
+      if (refusedCertificate && exchange.decision) {
+        const answer = upstreamCertificateAnswer(exchange.decision, exchange.policy.name)
+        res.writeHead(answer.status, headersFor(req, answer.headers))
+        return void res.end(answer.body)
+      }
       const timedOut = isTimeout(err)
       const text = `isorun: ${timedOut ? 'upstream timed out' : 'cannot reach upstream'}: ${target.host}:${target.port} (${err.code ?? err.message})\n`
       res.writeHead(timedOut ? 504 : 502, {
@@ -294,7 +355,13 @@ export class HttpForwarder {
     // decide() approves no upgrade but WebSocket, which has its key.
     if (approval.kind === 'approved' && key !== undefined) {
       const { target, addresses } = approval
-      return relayUpgrade(this.ctx, { req, socket, head, key, target, addresses }, exchange)
+      // Intercepted: the origin is reached over TLS verified for the checked name.
+      const tls =
+        mode.kind === 'tunnel' && mode.intercepted
+          ? upstreamTlsFor(this.ctx, target.host)
+          : undefined
+      const upgrade = { req, socket, head, key, target, addresses, ...(tls ? { tls } : {}) }
+      return relayUpgrade(this.ctx, upgrade, exchange)
     }
     exchange.end()
     if (approval.kind === 'approved') return closeGracefully(socket)
@@ -319,6 +386,17 @@ export class HttpForwarder {
     res.once('finish', () => closeGracefully(socket))
     await this.handleRequest(req, res, mode, exchange)
   }
+}
+
+/** Pseudo-headers (`:method`, `:authority`, … of an HTTP/2 request) are the request line's, not headers. */
+function withoutPseudoHeaders(raw: readonly string[]): readonly string[] {
+  let any = false
+  for (let i = 0; i < raw.length && !any; i += 2) any = (raw[i] as string).startsWith(':')
+  if (!any) return raw
+  const out: string[] = []
+  for (let i = 0; i + 1 < raw.length; i += 2)
+    if (!(raw[i] as string).startsWith(':')) out.push(raw[i] as string, raw[i + 1] as string)
+  return out
 }
 
 /** The decision on a target's checked addresses (undefined: the parent proxy resolves it). */
@@ -350,7 +428,9 @@ function responseHandler(
       for (let i = 0; i + 1 < raw.length; i += 2)
         names.push((raw[i] as Buffer).toString('latin1'), (raw[i + 1] as Buffer).toString('latin1'))
       try {
-        res.writeHead(statusCode, statusMessage ?? '', endToEndHeaders(names))
+        // HTTP/2 has no reason phrase.
+        if (isHttp2(turn.req)) res.writeHead(statusCode, endToEndHeaders(names))
+        else res.writeHead(statusCode, statusMessage ?? '', endToEndHeaders(names))
       } catch (err) {
         // A status line or header Node will not write (control bytes): answer 502.
         controller.abort(err as Error)
@@ -358,13 +438,17 @@ function responseHandler(
     },
     onResponseData: (controller, chunk) => {
       if (turn.left()) return controller.abort(new Error('the client closed the connection'))
+      turn.bodyBytesDown += chunk.length
       if (!res.write(chunk)) {
         controller.pause()
         // If the client leaves instead of draining, the turn aborts the request.
         res.once('drain', () => controller.resume())
       }
     },
-    onResponseEnd: () => {
+    onResponseEnd: (_controller, trailers) => {
+      // gRPC's status travels in trailers: they go on to the client as they came.
+      const names = Object.keys(trailers)
+      if (names.length > 0) res.addTrailers(trailers as Record<string, string | string[]>)
       res.end()
     },
     onResponseError: (_controller, err) => fail(err as Error & { code?: string }),

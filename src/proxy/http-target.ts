@@ -32,9 +32,14 @@ export type ForwardMode =
    */
   | {
       readonly kind: 'tunnel'
-      readonly protocol: 'connect' | 'socks'
+      readonly protocol: 'connect' | 'socks' | 'tls'
       readonly host: string
       readonly port: number
+      /**
+       * The proxy terminated the tunnel's TLS (interception): requests go upstream
+       * over TLS verified for `host`, with bound secrets put in.
+       */
+      readonly intercepted?: true
     }
 
 /** A request the proxy cannot take (400): the message says what is wrong. */

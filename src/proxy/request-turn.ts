@@ -5,7 +5,8 @@
 // pooled connection is left holding a response nobody reads. A queued response
 // of a pipelined request never closes when the connection does: the socket's
 // close counts too. A refusal ends its connection (Connection: close): the
-// requests pipelined behind it are neither decided nor sent.
+// requests pipelined behind it are neither decided nor sent. An HTTP/2 stream
+// is its own turn: a refusal ends that stream, and the connection carries on.
 
 import type http from 'node:http'
 import type net from 'node:net'
@@ -20,7 +21,12 @@ interface ConnectionState {
   refusedAt: number | undefined
 }
 
-const connections = new WeakMap<net.Socket, ConnectionState>()
+const connections = new WeakMap<object, ConnectionState>()
+
+/** What a request's turn lives on: its connection, or (HTTP/2) its own stream. */
+function carrierOf(req: http.IncomingMessage): net.Socket | (NodeJS.EventEmitter & object) {
+  return (req as { stream?: NodeJS.EventEmitter }).stream ?? req.socket
+}
 
 export class RequestTurn {
   private readonly connection: ConnectionState
@@ -30,22 +36,25 @@ export class RequestTurn {
   /** The request was approved and is being forwarded: its line is written when it ends. */
   private forwarding = false
   private controller: Dispatcher.DispatchController | undefined
+  private readonly carrier: NodeJS.EventEmitter
+  /** Response body bytes written to the client (the log's bytes down on HTTP/2). */
+  bodyBytesDown = 0
 
   constructor(
     readonly req: http.IncomingMessage,
     readonly res: http.ServerResponse,
     readonly exchange: Exchange,
   ) {
-    const socket = req.socket
-    let connection = connections.get(socket)
+    this.carrier = carrierOf(req)
+    let connection = connections.get(this.carrier)
     if (!connection) {
       connection = { count: 0, refusedAt: undefined }
-      connections.set(socket, connection)
+      connections.set(this.carrier, connection)
     }
     this.connection = connection
     this.n = ++connection.count
     res.once('close', this.finished)
-    socket.once('close', this.finished)
+    this.carrier.once('close', this.finished)
   }
 
   /** A request before this one on its connection was refused. */
@@ -77,7 +86,7 @@ export class RequestTurn {
 
   private readonly finished = (): void => {
     this.res.off('close', this.finished)
-    this.req.socket.off('close', this.finished)
+    this.carrier.off('close', this.finished)
     if (!this.res.writableFinished) {
       this.gone = true
       this.controller?.abort(new Error('the client closed the connection'))
