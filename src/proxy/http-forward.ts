@@ -412,6 +412,27 @@ function decideAddresses(
     : { kind: 'refused', decision }
 }
 
+/**
+ * A response's trailers, or undefined when there are none. undici 7 hands an h2
+ * response's trailers to onResponseEnd parsed as if they were a raw list, which
+ * empties them; the controller keeps them as received (an object over h2, a raw
+ * list over HTTP/1.1, which the parsed copy covers).
+ */
+function trailersOf(
+  controller: Dispatcher.DispatchController,
+  parsed: Record<string, string | string[] | undefined>,
+): Record<string, string | string[]> | undefined {
+  const raw = (controller as { rawTrailers?: unknown }).rawTrailers
+  const source =
+    raw !== null && typeof raw === 'object' && !Array.isArray(raw)
+      ? (raw as Record<string, string | string[] | undefined>)
+      : parsed
+  const out: Record<string, string | string[]> = {}
+  for (const [name, value] of Object.entries(source))
+    if (value !== undefined && !name.startsWith(':')) out[name] = value
+  return Object.keys(out).length > 0 ? out : undefined
+}
+
 /** undici's handler for one forwarded request: the response goes to the client as it comes. */
 function responseHandler(
   turn: RequestTurn,
@@ -445,10 +466,10 @@ function responseHandler(
         res.once('drain', () => controller.resume())
       }
     },
-    onResponseEnd: (_controller, trailers) => {
+    onResponseEnd: (controller, trailers) => {
       // gRPC's status travels in trailers: they go on to the client as they came.
-      const names = Object.keys(trailers)
-      if (names.length > 0) res.addTrailers(trailers as Record<string, string | string[]>)
+      const passed = trailersOf(controller, trailers)
+      if (passed) res.addTrailers(passed)
       res.end()
     },
     onResponseError: (_controller, err) => fail(err as Error & { code?: string }),
