@@ -412,6 +412,40 @@ function decideAddresses(
     : { kind: 'refused', decision }
 }
 
+function latin1(v: unknown): string {
+  return Buffer.isBuffer(v) ? v.toString('latin1') : String(v)
+}
+
+/** A response's headers as a flat list: undici keeps a raw list over HTTP/1.1, an object over h2. */
+function responseHeaderList(controller: Dispatcher.DispatchController): string[] {
+  const raw = (controller as { rawHeaders?: unknown }).rawHeaders
+  const names: string[] = []
+  if (Array.isArray(raw)) {
+    for (let i = 0; i + 1 < raw.length; i += 2) names.push(latin1(raw[i]), latin1(raw[i + 1]))
+  } else if (raw !== null && typeof raw === 'object') {
+    for (const [name, value] of Object.entries(raw as Record<string, unknown>)) {
+      if (name.startsWith(':') || value === undefined) continue
+      for (const v of Array.isArray(value) ? value : [value]) names.push(name, String(v))
+    }
+  }
+  return names
+}
+
+/**
+ * Whether an HTTP/1.1 response leaves its connection open: not with Connection:
+ * close, nor without a length (its body ends with the connection).
+ */
+function keepsConnection(headers: readonly string[]): boolean {
+  let framed = false
+  for (let i = 0; i + 1 < headers.length; i += 2) {
+    const name = (headers[i] as string).toLowerCase()
+    const value = (headers[i + 1] as string).toLowerCase()
+    if (name === 'connection' && value.split(',').some((t) => t.trim() === 'close')) return false
+    if (name === 'content-length' || name === 'transfer-encoding') framed = true
+  }
+  return framed
+}
+
 /**
  * A response's trailers, or undefined when there are none. undici 7 hands an h2
  * response's trailers to onResponseEnd parsed as if they were a raw list, which
@@ -439,15 +473,22 @@ function responseHandler(
   fail: (err: Error & { code?: string }) => void,
 ): Dispatcher.DispatchHandler {
   const { res, exchange } = turn
+  /**
+   * Whether the upstream read may pause when the client is slow. Not on a response
+   * that ends its connection: undici 7 throws an uncatchable assertion (the proxy
+   * would exit) when such a connection ends while its parser is paused
+   * (nodejs/undici#5360, fixed in undici 8, which needs Node 22). Such a response
+   * is buffered for a slow client instead.
+   */
+  let pausable = true
   return {
     onRequestStart: (controller) => turn.started(controller),
     onResponseStart: (controller, statusCode, _parsed, statusMessage) => {
       if (statusCode < 200) return
       exchange.status = statusCode
-      const raw = (controller.rawHeaders ?? []) as Buffer[]
-      const names: string[] = []
-      for (let i = 0; i + 1 < raw.length; i += 2)
-        names.push((raw[i] as Buffer).toString('latin1'), (raw[i + 1] as Buffer).toString('latin1'))
+      const names = responseHeaderList(controller)
+      // Over h2 (headers as an object) the stream ends, not the connection.
+      pausable = !Array.isArray(controller.rawHeaders) || keepsConnection(names)
       try {
         // HTTP/2 has no reason phrase.
         if (isHttp2(turn.req)) res.writeHead(statusCode, endToEndHeaders(names))
@@ -460,7 +501,7 @@ function responseHandler(
     onResponseData: (controller, chunk) => {
       if (turn.left()) return controller.abort(new Error('the client closed the connection'))
       turn.bodyBytesDown += chunk.length
-      if (!res.write(chunk)) {
+      if (!res.write(chunk) && pausable) {
         controller.pause()
         // If the client leaves instead of draining, the turn aborts the request.
         res.once('drain', () => controller.resume())

@@ -167,7 +167,7 @@ function secureUpstream(socket: net.Socket, upstream: UpstreamTls): Promise<net.
     const secure = tls.connect({
       socket,
       ...(upstream.servername !== undefined ? { servername: upstream.servername } : {}),
-      ...(upstream.ca ? { ca: upstream.ca as string[] } : {}),
+      ...(upstream.secureContext ? { secureContext: upstream.secureContext } : {}),
       rejectUnauthorized: true,
       // The upgrade is an HTTP/1.1 request.
       ALPNProtocols: ['http/1.1'],

@@ -7,6 +7,7 @@
 // HTTP request: a sidecar that only tunnels TLS (the common case) never pays
 // its memory.
 
+import type { SecureContext } from 'node:tls'
 import type { Pool } from 'undici'
 import type { ProxyContext } from './context.js'
 
@@ -16,8 +17,8 @@ type Undici = typeof import('undici')
 export interface UpstreamTls {
   /** The SNI and the name checked; undefined for an IP address (its certificate names it). */
   readonly servername: string | undefined
-  /** The system roots plus the operator's CAs; undefined: Node's defaults. */
-  readonly ca: readonly string[] | undefined
+  /** The system roots plus the operator's CAs, made once; undefined: Node's defaults. */
+  readonly secureContext: SecureContext | undefined
 }
 
 let undici: Undici | undefined
@@ -72,7 +73,7 @@ export class OriginPools {
             timeout: t.connectMs,
             rejectUnauthorized: true,
             ...(tls.servername !== undefined ? { servername: tls.servername } : {}),
-            ...(tls.ca ? { ca: tls.ca as string[] } : {}),
+            ...(tls.secureContext ? { secureContext: tls.secureContext } : {}),
           }
         : { timeout: t.connectMs },
     })

@@ -25,8 +25,8 @@ import { buildImage, docker } from './setup/sh.js'
 import { DEMO_NPM, DEMO_REPO } from './setup/registry-fixtures.js'
 import { DEMO_PACKAGE } from './setup/wheel.js'
 
-/** The test sandbox image plus git and npm (the same layers as report-learn's image). */
-const CLIENTS_IMAGE = 'isorun-e2e/learn-sandbox:latest'
+/** The test sandbox image plus git, npm and Python requests. */
+const CLIENTS_IMAGE = 'isorun-e2e/intercept-sandbox:latest'
 
 /** The issuer's common name of the certificate a TLS client in the sandbox sees for `host`. */
 const ISSUER_OF = (host: string): string =>
@@ -36,7 +36,7 @@ describe.skipIf(skipReason !== undefined)('TLS interception on Docker', () => {
   beforeAll(async () => {
     await buildImage(CLIENTS_IMAGE, [
       `FROM ${e2e.sandboxImage}`,
-      'RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends git >/dev/null && rm -rf /var/lib/apt/lists/*',
+      'RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends git python3-requests >/dev/null && rm -rf /var/lib/apt/lists/*',
       'COPY --from=isorun-ci/node:20 /usr/local/bin/node /usr/local/bin/node',
       'COPY --from=isorun-ci/node:20 /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/npm',
       'RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm && node --version && npm --version >/dev/null && git --version',

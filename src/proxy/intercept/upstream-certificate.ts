@@ -69,5 +69,8 @@ export function upstreamCertificateAnswer(
 
 /** How an intercepted host's upstream is verified: its name, the system roots plus the operator's CAs. */
 export function upstreamTlsFor(ctx: ProxyContext, host: string): UpstreamTls {
-  return { servername: isIP(host) === 0 ? host : undefined, ca: ctx.interception.upstreamCa() }
+  return {
+    servername: isIP(host) === 0 ? host : undefined,
+    secureContext: ctx.interception.upstreamContext(),
+  }
 }

@@ -51,7 +51,7 @@ type EchoClient = grpc.Client & {
     req: unknown,
     md: grpc.Metadata,
     cb: (err: grpc.ServiceError | null, res?: unknown) => void,
-  ): void
+  ): grpc.ClientUnaryCall
   Count(req: unknown): grpc.ClientReadableStream<unknown>
   Secret(req: unknown, cb: (err: grpc.ServiceError | null, res?: unknown) => void): void
 }
@@ -135,7 +135,10 @@ describe('gRPC through interception', () => {
     md.set('x-request', 'r1')
     let call: grpc.ClientUnaryCall | undefined
     const answered = new Promise<unknown>((resolve, reject) => {
-      call = client.Echo({ text: 'hi' }, md, (err, res) => (err ? reject(err) : resolve(res)))
+      call = client.Echo({ text: 'hi' }, md, (err, res) => {
+        if (err) reject(err)
+        else resolve(res)
+      })
     })
     const status = new Promise<grpc.StatusObject>((resolve) =>
       (call as grpc.ClientUnaryCall).on('status', resolve),
