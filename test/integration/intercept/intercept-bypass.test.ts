@@ -207,6 +207,122 @@ describe.each(INGRESSES)('h2 inside intercepted TLS (%s)', (via) => {
   })
 })
 
+/** An HPACK literal header field without indexing, no Huffman coding (RFC 7541 §6.2.2). */
+function literal(name: string, value: string): Buffer {
+  const n = Buffer.from(name)
+  const v = Buffer.from(value)
+  if (n.length > 126 || v.length > 126) throw new Error('test headers are short')
+  return Buffer.concat([Buffer.from([0x00, n.length]), n, Buffer.from([v.length]), v])
+}
+
+function frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
+  const head = Buffer.alloc(9)
+  head.writeUIntBE(payload.length, 0, 3)
+  head[3] = type
+  head[4] = flags
+  head.writeUInt32BE(stream, 5)
+  return Buffer.concat([head, payload])
+}
+
+const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n')
+
+describe('hand-made h2 frames inside intercepted TLS', () => {
+  it.each([
+    [
+      'a duplicate :authority',
+      [
+        [':authority', 'allowed.test'],
+        [':authority', 'a.test'],
+      ],
+    ],
+    [
+      'an unknown pseudo-header',
+      [
+        [':authority', 'allowed.test'],
+        [':evil', 'a.test'],
+      ],
+    ],
+    [
+      'a pseudo-header after a regular header',
+      [
+        ['x-a', '1'],
+        [':authority', 'a.test'],
+      ],
+    ],
+    [
+      'an uppercase header name',
+      [
+        [':authority', 'allowed.test'],
+        ['Host', 'a.test'],
+      ],
+    ],
+  ])('%s never reaches the origin', async (name, extra) => {
+    const marker = `/allowed/raw-${name.replace(/\W+/g, '-')}`
+    const secure = await interceptedTls(options('connect', { alpn: ['h2'] }))
+    const headers = Buffer.concat([
+      literal(':method', 'GET'),
+      literal(':scheme', 'https'),
+      literal(':path', marker),
+      ...(extra as [string, string][]).map(([n, v]) => literal(n, v)),
+    ])
+    const received: Buffer[] = []
+    secure.on('data', (c: Buffer) => received.push(c))
+    const closed = new Promise((resolve) => secure.once('close', resolve))
+    secure.on('error', () => undefined)
+    // END_STREAM | END_HEADERS; then a well-formed request on stream 3 shows what the
+    // connection does afterwards (nghttp2 resets a malformed stream or ends the session).
+    secure.write(
+      Buffer.concat([
+        PREFACE,
+        frame(0x4, 0, 0, Buffer.alloc(0)),
+        frame(0x1, 0x5, 1, headers),
+        frame(
+          0x1,
+          0x5,
+          3,
+          Buffer.concat([
+            literal(':method', 'GET'),
+            literal(':scheme', 'https'),
+            literal(':path', `${marker}-after`),
+            literal(':authority', 'allowed.test'),
+          ]),
+        ),
+      ]),
+    )
+    // The well-formed request after it is answered (the origin sees it) unless the proxy
+    // ended the whole session; either way the malformed one never arrives.
+    await Promise.race([
+      origin.waitFor(() => origin.heads().some((h) => h.target === `${marker}-after`)),
+      closed,
+    ])
+    secure.destroy()
+    expect(origin.heads().filter((h) => h.target === marker)).toEqual([])
+  })
+})
+
+describe('TLS oddities on an intercepted connection', () => {
+  it('refuses a client whose ALPN list has nothing the proxy speaks', async () => {
+    await expect(interceptedTls(options('connect', { alpn: ['spdy/1'] }))).rejects.toThrow()
+  })
+
+  it('decides every request after a TLS 1.2 renegotiation as before', async () => {
+    // Node lets a client renegotiate a few times (tls.CLIENT_RENEG_LIMIT); the proxy is
+    // the TLS server either way, and what travels inside is decided request by request.
+    const secure = await interceptedTls(options('connect', { maxVersion: 'TLSv1.2' }))
+    secure.on('error', () => undefined)
+    await new Promise<void>((resolve, reject) =>
+      secure.renegotiate({}, (err) => (err ? reject(err) : resolve())),
+    )
+    const chunks: Buffer[] = []
+    secure.on('data', (c: Buffer) => chunks.push(c))
+    const closed = new Promise((resolve) => secure.once('close', resolve))
+    secure.write(`GET /allowed/reneg HTTP/1.1\r\nHost: a.test\r\n\r\n`)
+    await closed
+    expect(Buffer.concat(chunks).toString('latin1')).toMatch(/^HTTP\/1\.1 403 /)
+    expect(origin.heads().filter((h) => h.target === '/allowed/reneg')).toEqual([])
+  })
+})
+
 describe('WebSocket through interception', () => {
   it.each(INGRESSES)('upgrades over HTTP/1.1 and relays frames (%s)', async (via) => {
     const secure = await interceptedTls(options(via))
