@@ -263,3 +263,36 @@ describe('streaming through interception', () => {
     },
   )
 })
+
+describe('without a CA', () => {
+  it('refuses a host that must be intercepted (interception-unavailable), never splices it', async () => {
+    const bare = await startTestProxy({
+      allow: [`allowed.test:${O}`],
+      endpoints: [
+        {
+          host: 'allowed.test',
+          from: 'test',
+          rules: [{ methods: ['GET'], path: '/**', action: 'allow' }],
+        },
+      ],
+      resolve: loopbackNames(),
+      listeners: ['http'],
+    })
+    try {
+      const before = origin.received.length
+      const r = await curl([
+        '--proxy',
+        `http://127.0.0.1:${bare.port('http')}`,
+        '--cacert',
+        certs.caFile,
+        `https://allowed.test:${O}/repos/x`,
+      ])
+      expect(r.code).not.toBe(0)
+      const e = await bare.waitForEvent((x) => x.reason === 'interception-unavailable')
+      expect(e).toMatchObject({ action: 'deny', host: 'allowed.test' })
+      expect(origin.received.length).toBe(before)
+    } finally {
+      await bare.close()
+    }
+  })
+})
