@@ -1,9 +1,11 @@
 // A response that ends its connection (Connection: close, then FIN) to a
 // client that reads slowly: the forwarder must deliver all of it and live on.
-// undici 7 throws an uncatchable assertion when such a connection ends while
-// its parser is paused for backpressure (nodejs/undici#5360); the forwarder
-// does not pause those responses. The client stops reading until the origin
-// has closed its side (an event, not a delay), then reads everything.
+// Paused for backpressure when the FIN came, undici 7's parser left this
+// response unfinished here (the client's connection was reset), and over an
+// intercepted TLS upstream threw an uncatchable assertion that ended the proxy
+// (seen in bench:proxy; nodejs/undici#5360). The forwarder does not pause
+// such responses. The client stops reading until the origin has closed its
+// side (an event, not a delay), then reads everything.
 
 import net from 'node:net'
 import { afterAll, beforeAll, expect, it } from 'vitest'
