@@ -475,10 +475,10 @@ function responseHandler(
   const { res, exchange } = turn
   /**
    * Whether the upstream read may pause when the client is slow. Not on a response
-   * that ends its connection: undici 7 throws an uncatchable assertion (the proxy
-   * would exit) when such a connection ends while its parser is paused
-   * (nodejs/undici#5360, fixed in undici 8, which needs Node 22). Such a response
-   * is buffered for a slow client instead.
+   * that ends its connection: when such a connection ends while its parser is
+   * paused, undici 7 throws an uncatchable assertion (the proxy would exit) or
+   * leaves the response unfinished (nodejs/undici#5360, fixed in undici 8, which
+   * needs Node 22). Such a response is buffered for a slow client instead.
    */
   let pausable = true
   return {
