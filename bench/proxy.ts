@@ -9,11 +9,21 @@
 //   2. CONNECT + TLS handshake churn at concurrency 16: tunnels/s and proxy
 //      CPU µs per tunnel
 //   3. bulk download through a TLS tunnel: MB/s, and % of direct
+//   2b. the same with a new name per tunnel (DNS cache cold; for the intercepting
+//      contender, the leaf-certificate cache cold too: a leaf minted per tunnel)
+//   3b. bulk download with h2 offered (the intercepting contender serves h2;
+//      spliced tunnels stay HTTP/1.1, as the upstream speaks)
 //   4. proxy RSS idle (after start) and under load (peak), MiB
 //   5. latency a proxy adds to one small HTTPS request on a fresh connection,
 //      p50 and p99, with the proxy's DNS cache cold (a new name: a real query to
 //      the bench's DNS server on a loopback address) and warm, against direct
 //      access (whose client looks a new name up itself) and squid
+//
+// "isorun intercepted" is the same proxy with TLS interception for bench.test
+// (a profile with inspect: true; its CA is the bench CA, so the same clients
+// trust its leaves): every tunnel is terminated and every request decided,
+// logged and sent upstream over TLS again. Its rows next to the spliced ones
+// are the cost of interception, in the same run.
 //
 // The upstreams and the load generators run in child processes (bench/lib/
 // upstream.ts, bench/lib/load.ts, or wrk), so the CPU counted for a proxy is
@@ -25,7 +35,7 @@
 //   --bulk-mb N           bulk download size (default 512)
 //   --rounds N            rounds of every figure; the best counts (default 2)
 //   --connections N       keep-alive connections for figure 1 (default 8)
-//   --figures LIST        which figures to run: keepalive,churn,bulk,latency (default all;
+//   --figures LIST        which figures to run: keepalive,churn,churn-cold,bulk,bulk-h2,latency (default all;
 //                         memory is always shown)
 //   --latency-samples N   requests per contender and DNS state in figure 5 (default 200)
 //   --node-load           use the Node keep-alive generator even when wrk is installed
@@ -93,8 +103,12 @@ const DURATION_MS = Number(option('--duration') || 5000)
 const BULK_BYTES = Number(option('--bulk-mb') || 512) * 1024 * 1024
 const ROUNDS = Math.max(1, Number(option('--rounds') || 2))
 const CONNECTIONS = Number(option('--connections') || 8)
-const FIGURE_LIST = (option('--figures') || 'keepalive,churn,bulk,latency').split(',')
-const FIGURES = FIGURE_LIST.filter((f): f is Figure => ['keepalive', 'churn', 'bulk'].includes(f))
+const FIGURE_LIST = (
+  option('--figures') || 'keepalive,churn,churn-cold,bulk,bulk-h2,latency'
+).split(',')
+const FIGURES = FIGURE_LIST.filter((f): f is Figure =>
+  ['keepalive', 'churn', 'churn-cold', 'bulk', 'bulk-h2'].includes(f),
+)
 const LATENCY = FIGURE_LIST.includes('latency')
 const LATENCY_SAMPLES = Math.max(1, Number(option('--latency-samples') || 200))
 const CHURN_CONCURRENCY = 16
@@ -126,6 +140,47 @@ function startIsorun(extra: string[], nodeFlags: string[] = [], cli = CLI): Prom
   // Subdomains of NAME are looked up at the bench's DNS server (figure 5).
   const dns = benchDns ? ['--allow', `*.${NAME}:*`, '--upstream-dns', `${benchDns.address}:53`] : []
   return startIsorunProxy([...allowOnLoopback(NAME), ...dns, ...extra], { nodeFlags, cli })
+}
+
+const INTERCEPTED = 'isorun intercepted'
+
+/**
+ * isorun intercepting bench.test: a profile with inspect: true allows it (and its
+ * subdomains), and the bench CA signs the proxy's leaves and is the upstream CA.
+ */
+function startIntercepting(certs: { ca: string; caKey: string }): Promise<RunningProxy> {
+  const dir = join(scratch, 'profiles')
+  mkdirSync(dir, { recursive: true })
+  writeFileSync(
+    join(dir, 'bench-intercept.yaml'),
+    [
+      'name: bench-intercept',
+      'description: every bench.test tunnel intercepted',
+      'inspect: true',
+      'allow:',
+      `  - '${NAME}:*'`,
+      `  - '*.${NAME}:*'`,
+      '',
+    ].join('\n'),
+  )
+  const dns = benchDns ? ['--upstream-dns', `${benchDns.address}:53`] : []
+  return startIsorunProxy([
+    '--profile',
+    'bench-intercept',
+    '--profiles-dir',
+    dir,
+    '--resolve',
+    `${NAME}=${LOOPBACK}`,
+    '--allow-private',
+    'loopback',
+    '--ca-cert',
+    certs.ca,
+    '--ca-key',
+    certs.caKey,
+    '--upstream-ca',
+    certs.ca,
+    ...dns,
+  ])
 }
 
 // ---------------------------------------------------------------- loads
@@ -214,12 +269,14 @@ interface Row {
   readonly latency?: LatencyResult[string]
   readonly keepalive?: Measured
   readonly churn?: Measured
+  readonly 'churn-cold'?: Measured
   readonly bulk?: Measured
+  readonly 'bulk-h2'?: Measured
   readonly idleKiB?: number
   readonly peakKiB?: number
 }
 
-type Figure = 'keepalive' | 'churn' | 'bulk'
+type Figure = 'keepalive' | 'churn' | 'churn-cold' | 'bulk' | 'bulk-h2'
 
 /** The load for one figure, and its warm-up (first round only). */
 function loadFor(
@@ -242,10 +299,10 @@ function loadFor(
       },
       { durationMs: 2000 },
     ]
-  if (figure === 'churn')
+  if (figure === 'churn' || figure === 'churn-cold')
     return [
       {
-        mode: 'churn',
+        mode: figure,
         ...via,
         upstream: tlsUp,
         name: NAME,
@@ -256,7 +313,7 @@ function loadFor(
       { durationMs: 1500 },
     ]
   return [
-    { mode: 'bulk', ...via, upstream: tlsUp, name: NAME, bytes: BULK_BYTES, caFile },
+    { mode: figure, ...via, upstream: tlsUp, name: NAME, bytes: BULK_BYTES, caFile },
     { bytes: 64 * 1024 * 1024 },
   ]
 }
@@ -526,6 +583,32 @@ function report(rows: Row[]): string {
         ],
       ),
     )
+  const intercepted = rows.find((r) => r.label === INTERCEPTED)
+  const vsSpliced = (f: (r: Row) => number | undefined): string | undefined =>
+    isorun && intercepted ? ratio(f(intercepted), f(isorun)) : undefined
+  if (FIGURES.includes('churn-cold'))
+    out.push(
+      table(
+        `Figure 2b — as figure 2 with a new name per tunnel (DNS cache cold; intercepted: a leaf minted per tunnel)`,
+        ['', 'tunnels/s', 'proxy CPU µs/tunnel', 'proxy CPU (cores)', 'errors'],
+        [
+          ...rows.map((r) => [
+            r.label,
+            rate(r['churn-cold']),
+            cpuPer(r['churn-cold']),
+            cores(r['churn-cold']),
+            r['churn-cold']?.errors,
+          ]),
+          [
+            'intercepted / isorun',
+            vsSpliced((r) => rate(r['churn-cold'])),
+            vsSpliced((r) => cpuPer(r['churn-cold'])),
+            undefined,
+            undefined,
+          ],
+        ],
+      ),
+    )
   if (FIGURES.includes('bulk')) {
     const pctDirect = (r: Row): string | undefined => {
       const base = mbps(direct?.bulk)
@@ -557,6 +640,44 @@ function report(rows: Row[]): string {
       ),
     )
   }
+  if (FIGURES.includes('bulk-h2'))
+    out.push(
+      table(
+        `Figure 3b — bulk download with h2 offered (${BULK_BYTES / 1024 / 1024} MiB; only the intercepting proxy answers h2, the rest stay HTTP/1.1)`,
+        ['', 'MB/s', 'proxy CPU s', 'proxy CPU µs/MB', 'errors'],
+        [
+          ...rows.map((r) => [
+            r.label,
+            mbps(r['bulk-h2']),
+            r['bulk-h2']?.cpu?.toFixed(2),
+            cpuPerMB(r['bulk-h2']),
+            r['bulk-h2']?.errors,
+          ]),
+          [
+            'intercepted / isorun',
+            vsSpliced((r) => mbps(r['bulk-h2'])),
+            undefined,
+            vsSpliced((r) => cpuPerMB(r['bulk-h2'])),
+            undefined,
+          ],
+        ],
+      ),
+    )
+  if (intercepted && isorun)
+    out.push(
+      table(
+        'Interception cost (isorun intercepted / isorun spliced, this run)',
+        ['', 'intercepted / spliced'],
+        [
+          ['tunnels/s, leaf cache warm (fig. 2)', vsSpliced((r) => rate(r.churn))],
+          ['CPU µs/tunnel, leaf cache warm (fig. 2)', vsSpliced((r) => cpuPer(r.churn))],
+          ['tunnels/s, leaf cache cold (fig. 2b)', vsSpliced((r) => rate(r['churn-cold']))],
+          ['CPU µs/tunnel, leaf cache cold (fig. 2b)', vsSpliced((r) => cpuPer(r['churn-cold']))],
+          ['bulk MB/s over HTTP/1.1 (fig. 3)', vsSpliced((r) => mbps(r.bulk))],
+          ['bulk MB/s, h2 to the client (fig. 3b)', vsSpliced((r) => mbps(r['bulk-h2']))],
+        ],
+      ),
+    )
   if (LATENCY) out.push(latencyTable(rows, direct))
   out.push(
     table(
@@ -705,6 +826,7 @@ async function main(): Promise<void> {
     contenders.push(
       { label: 'isorun', start: () => startIsorun([]) },
       { label: 'isorun --no-log-allowed', start: () => startIsorun(['--no-log-allowed']) },
+      { label: INTERCEPTED, start: () => startIntercepting(certs) },
     )
     for (const cli of ALSO_CLI)
       contenders.push({ label: `isorun (${cli})`, start: () => startIsorun([], [], resolve(cli)) })

@@ -11,6 +11,7 @@
 //   bulk       one tunnel, then a large download over TLS
 
 import { readFileSync } from 'node:fs'
+import http2 from 'node:http2'
 import net from 'node:net'
 import tls from 'node:tls'
 
@@ -20,7 +21,12 @@ export interface Endpoint {
 }
 
 export interface LoadSpec {
-  readonly mode: 'keepalive' | 'churn' | 'bulk'
+  /**
+   * churn-cold: churn with a new name per tunnel (the proxy's DNS cache and, when it
+   * intercepts, its leaf-certificate cache miss every time); bulk-h2: bulk with h2
+   * offered in ALPN (spoken where the other end takes it, HTTP/1.1 otherwise).
+   */
+  readonly mode: 'keepalive' | 'churn' | 'churn-cold' | 'bulk' | 'bulk-h2'
   /** The proxy to go through; absent for direct access. */
   readonly proxy?: Endpoint
   /** Where the connection goes: an IP address, dialled directly when there is no proxy. */
@@ -189,12 +195,15 @@ function clientContext(spec: LoadSpec): tls.SecureContext {
   return tls.createSecureContext({ ca: readFileSync(spec.caFile as string), minVersion: 'TLSv1.3' })
 }
 
-async function churn(spec: LoadSpec, tally: Tally, deadline: number): Promise<void> {
+async function churn(spec: LoadSpec, tally: Tally, deadline: number, cold = false): Promise<void> {
   const ca = clientContext(spec)
+  let n = 0
+  const run = Date.now().toString(36)
   const worker = async (): Promise<void> => {
     while (Date.now() < deadline) {
       try {
-        const response = (await tlsRequest(spec, ca, '/small')) as Buffer
+        const name = cold ? `c${run}-${n++}.${spec.name}` : spec.name
+        const response = (await tlsRequest({ ...spec, name }, ca, '/small')) as Buffer
         if (!response.subarray(0, 12).equals(Buffer.from('HTTP/1.1 200')))
           throw new Error(`unexpected response: ${response.subarray(0, 40).toString('latin1')}`)
         tally.ops++
@@ -215,6 +224,42 @@ async function bulk(spec: LoadSpec, tally: Tally): Promise<void> {
   tally.ops = 1
 }
 
+/** Bulk with h2 offered: over h2 where the other end (an intercepting proxy) takes it. */
+async function bulkH2(spec: LoadSpec, tally: Tally): Promise<void> {
+  const want = spec.bytes ?? 256 * 1024 * 1024
+  const raw = spec.proxy ? await openTunnel(spec) : undefined
+  const secure = await new Promise<tls.TLSSocket>((resolve, reject) => {
+    const options = {
+      servername: spec.name,
+      ca: readFileSync(spec.caFile as string),
+      ALPNProtocols: ['h2', 'http/1.1'],
+    }
+    const socket = raw
+      ? tls.connect({ ...options, socket: raw })
+      : tls.connect({ ...options, host: spec.upstream.host, port: spec.upstream.port })
+    socket.once('secureConnect', () => resolve(socket))
+    socket.once('error', reject)
+  })
+  if (secure.alpnProtocol !== 'h2') {
+    secure.destroy()
+    return bulk(spec, tally)
+  }
+  const session = http2.connect(`https://${spec.name}`, { createConnection: () => secure })
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const stream = session.request({ ':path': `/bulk/${want}`, ':authority': spec.name })
+      stream.on('data', (chunk: Buffer) => (tally.bytes += chunk.length))
+      stream.on('end', () => resolve())
+      stream.on('error', reject)
+      stream.end()
+    })
+  } finally {
+    session.close()
+  }
+  if (tally.bytes < want) throw new Error(`short download: ${tally.bytes} of ${want} bytes`)
+  tally.ops = 1
+}
+
 export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   const tally = new Tally()
   const start = process.hrtime.bigint()
@@ -222,6 +267,8 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   try {
     if (spec.mode === 'keepalive') await keepAlive(spec, tally, deadline)
     else if (spec.mode === 'churn') await churn(spec, tally, deadline)
+    else if (spec.mode === 'churn-cold') await churn(spec, tally, deadline, true)
+    else if (spec.mode === 'bulk-h2') await bulkH2(spec, tally)
     else await bulk(spec, tally)
   } catch (err) {
     tally.fail(err)

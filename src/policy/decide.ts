@@ -87,6 +87,10 @@ export type DenyReason =
   | 'approval-denied'
   | 'approval-timeout'
   | 'budget-exceeded'
+  /** An intercepted host's server certificate did not verify (system roots plus the operator's CAs). */
+  | 'upstream-certificate'
+  /** A host that must be intercepted, on a proxy without a CA to intercept with. */
+  | 'interception-unavailable'
   /** A DNS query the server rejects before any decision (malformed, not one IN question, …). */
   | 'bad-dns-query'
 export type Reason = AllowReason | DenyReason

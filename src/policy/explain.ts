@@ -37,6 +37,10 @@ const WHY: Record<Reason, string> = {
   'approval-denied': 'denied: no rule allows it, and the approval request was denied',
   'approval-timeout': 'denied: no rule allows it, and nobody answered the approval request in time',
   'budget-exceeded': "denied: the destination's budget is used up",
+  'upstream-certificate':
+    "denied: the server's TLS certificate did not verify against the system roots and the operator's CAs",
+  'interception-unavailable':
+    'denied: the host must be intercepted (endpoint rules, a bound secret or inspect: true), and the proxy has no CA to do it',
   'bad-dns-query':
     'denied: a DNS query the proxy does not serve (malformed, not exactly one question of class IN, or not a host name)',
 }
@@ -67,6 +71,10 @@ const FIX: Partial<Record<Reason, (d: Decision, profile: string) => string>> = {
     'Answer pending approvals with `isorun approvals` / `isorun approve ID`, the SDK or the webhook, or allow the host in the profile.',
   'approval-denied': (d, p) =>
     `To allow it for good, add "${hostRule(d)}" to the allow list of profile ${p}.`,
+  'upstream-certificate': () =>
+    'If the server is yours, give the proxy its CA (--upstream-ca, ISORUN_UPSTREAM_CA); otherwise it is not the server it claims to be.',
+  'interception-unavailable': () =>
+    'Give the proxy a CA (--ca-dir, or the runner sends one through PUT /interception).',
   'budget-exceeded': (d) =>
     `Raise the limit for ${d.rule ?? 'this destination'} in the profile's limits, or wait for its window to pass.`,
 }

@@ -61,6 +61,7 @@ export {
   parseEndpointRule,
   describeEndpointRule,
   overrideHeadersIn,
+  requestPath,
   withoutFragment,
 } from './endpoint.js'
 export type { EndpointRule, EndpointSet, EndpointAction } from './endpoint.js'

@@ -7,7 +7,7 @@ import type { Policy } from '../policy/index.js'
 import type { Approvals } from './approvals.js'
 import type { BudgetLedger } from './budgets.js'
 import type { DecisionLog, DecisionRecord } from './decision-log.js'
-import type { HeldAnswer } from './exchange.js'
+import type { Exchange, HeldAnswer } from './exchange.js'
 import type { InterceptionState } from './interception.js'
 import type { Sweeper } from './sweeper.js'
 import type { Resolver } from './resolver.js'
@@ -74,9 +74,9 @@ export class ConnectionTracker {
   }
 }
 
-/** The target of a CONNECT or SOCKS tunnel. */
+/** The target of a CONNECT, SOCKS or transparent TLS tunnel. */
 export interface TunnelTarget {
-  readonly protocol: 'connect' | 'socks'
+  readonly protocol: 'connect' | 'socks' | 'tls'
   readonly host: string
   readonly port: number
   /** The approval that let the tunnel through: it covers the requests it carries. */
@@ -104,6 +104,16 @@ export interface ProxyContext {
    * it is decided on its own (with its Host checked against the tunnel's target).
    */
   readonly serveHttpInTunnel: (socket: net.Socket, buffered: Buffer, target: TunnelTarget) => void
+  /**
+   * Takes over an allowed TLS tunnel the proxy must read (intercept/): TLS is
+   * terminated with a leaf of the sandbox CA and every request is served on its own.
+   */
+  readonly interceptTls: (
+    socket: net.Socket,
+    clientHello: Buffer,
+    target: TunnelTarget,
+    exchange: Exchange,
+  ) => Promise<void>
 }
 
 /** Records a decision in the log, the ring and the metrics, under the policy's name. */

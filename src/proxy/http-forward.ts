@@ -22,7 +22,7 @@ import http from 'node:http'
 import type net from 'node:net'
 import { Readable } from 'node:stream'
 import type { Dispatcher, Pool } from 'undici'
-import type { Decision, EgressRequest } from '../policy/index.js'
+import { joinAuthority, requestPath, type Decision, type EgressRequest } from '../policy/index.js'
 import { admitWithinBudget, meterFor, type BudgetMeter } from './accounting.js'
 import type { BudgetUsage } from './budgets.js'
 import type { ProxyContext } from './context.js'
@@ -37,6 +37,13 @@ import {
   type ForwardTarget,
 } from './http-target.js'
 import { relayUpgrade, websocketKeyOf } from './http-upgrade.js'
+import {
+  isCertificateError,
+  upstreamCertificateAnswer,
+  upstreamCertificateRefusal,
+  upstreamTlsFor,
+} from './intercept/upstream-certificate.js'
+import { withSecrets } from './intercept/secrets.js'
 import { OriginPools } from './origin-pools.js'
 import {
   badRequestResponse,
@@ -112,7 +119,28 @@ function requestHeadBytes(req: http.IncomingMessage): number {
   return n + 2
 }
 
+/** An HTTP/2 request (intercepted TLS that negotiated h2), served by Node's compatibility API. */
+function isHttp2(req: http.IncomingMessage): boolean {
+  return req.httpVersionMajor === 2
+}
+
+/**
+ * Response headers the client's protocol can carry: HTTP/2 has no Connection
+ * header (a refusal there is a stream-level answer; the connection carries on).
+ */
+function headersFor(
+  req: http.IncomingMessage,
+  headers: Record<string, string>,
+): Record<string, string> {
+  if (!isHttp2(req)) return headers
+  const { Connection: _connection, ...rest } = headers
+  return rest
+}
+
 function hasBody(req: http.IncomingMessage): boolean {
+  // An HTTP/2 request has a body unless its HEADERS frame ended the stream (no length needed).
+  if (isHttp2(req))
+    return !(req as unknown as { stream: { endAfterHeaders: boolean } }).stream.endAfterHeaders
   const length = req.headers['content-length']
   return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')
 }
@@ -176,7 +204,10 @@ export class HttpForwarder {
     const { target, request } = asked
     exchange.target = target
     exchange.method = request.method
-    exchange.path = request.path
+    // Inside intercepted TLS the log has the path without the query string: the client
+    // chose encryption, and queries carry tokens. (Plain HTTP logs what crossed in clear.)
+    exchange.path =
+      mode.kind === 'tunnel' && mode.intercepted ? requestPath(target.path) : target.path
     const addresses = addressesWithoutLookup(this.ctx, target.host)
     const checked = { exchange, request, target, hold }
     if (addresses) return this.decideAddresses(checked, addresses)
@@ -245,11 +276,12 @@ export class HttpForwarder {
     // Kept: Node lets go of req.socket once the response has finished.
     const socket = req.socket
     const writtenBefore = socket.bytesWritten
+    // HTTP/2 streams share their connection: the response body is what this request sent down.
     exchange.countBytesWith(() => ({
       up: headBytes + bodyBytes,
-      down: socket.bytesWritten - writtenBefore,
+      down: isHttp2(req) ? turn.bodyBytesDown : socket.bytesWritten - writtenBefore,
     }))
-    const pooled = this.poolFor(approval)
+    const pooled = this.poolFor(approval, mode)
     const pool = pooled instanceof Promise ? await pooled : pooled
     const turnComes = turn.turnComes()
     if (turnComes) await turnComes
@@ -266,7 +298,7 @@ export class HttpForwarder {
     const body = hasBody(req)
       ? Readable.from(countedBody(req, (n) => (bodyBytes += n), meter))
       : null
-    this.dispatch(turn, approval, pool, body, meter)
+    this.dispatch(turn, approval, pool, body, mode, meter)
   }
 
   /**
@@ -282,8 +314,9 @@ export class HttpForwarder {
       res.writeHead(reply.status, reply.headers)
       return void res.end(reply.body)
     }
-    // The response up to the limit is flushed, and ends short with its connection.
-    if (res.socket) res.socket.end()
+    // The response up to the limit is flushed, and ends short with its connection (an
+    // HTTP/2 stream ends alone: its connection carries other requests).
+    if (res.socket && !isHttp2(turn.req)) res.socket.end()
     else res.destroy()
   }
 
@@ -297,13 +330,26 @@ export class HttpForwarder {
     exchange.end()
     if (res.headersSent) return void res.destroy()
     const answer = answerTo(approval, exchange.policy.name)
-    res.writeHead(answer.status, answer.headers)
+    res.writeHead(answer.status, headersFor(turn.req, answer.headers))
     res.end(answer.body)
   }
 
-  private poolFor(approved: Extract<Approval, { kind: 'approved' }>): Pool | Promise<Pool> {
+  private poolFor(
+    approved: Extract<Approval, { kind: 'approved' }>,
+    mode: ForwardMode,
+  ): Pool | Promise<Pool> {
     const { target, addresses } = approved
     const parent = this.ctx.parentProxy
+    if (mode.kind === 'tunnel' && mode.intercepted) {
+      // Intercepted: TLS to the checked address, verified for the checked name. (With a
+      // parent proxy, the proxy never intercepts: see intercept/terminate.ts.)
+      const address = addresses?.[0] as string
+      return this.pools.get(
+        `tls\u0000${target.host}\u0000${target.port}\u0000${address}`,
+        () => `https://${joinAuthority(address, target.port)}`,
+        upstreamTlsFor(this.ctx, target.host),
+      )
+    }
     if (parent)
       return this.pools.get(`parent\u0000${target.host}\u0000${target.port}`, () => parent.origin)
     const address = addresses?.[0] as string
@@ -319,19 +365,35 @@ export class HttpForwarder {
     approved: Extract<Approval, { kind: 'approved' }>,
     pool: Pool,
     body: Readable | null,
+    mode: ForwardMode,
     meter: BudgetMeter | undefined,
   ): void {
     const { req, res, exchange } = turn
     const { target, addresses } = approved
-    const parent = this.ctx.parentProxy
-    const headers = upstreamRequestHeaders(req.rawHeaders, req.headers.host ?? hostHeaderOf(target))
+    const intercepted = mode.kind === 'tunnel' && mode.intercepted === true
+    const parent = intercepted ? undefined : this.ctx.parentProxy
+    let headers = upstreamRequestHeaders(
+      withoutPseudoHeaders(req.rawHeaders),
+      req.headers.host ?? hostHeaderOf(target),
+    )
+    // Only a request the proxy decrypted, to the checked name, gets a secret's value.
+    if (intercepted) headers = withSecrets(this.ctx, target.host, headers)
     const credentials = parent && parentCredentials(parent)
     if (credentials) headers.push('Proxy-Authorization', credentials)
     const fail = (err: Error & { code?: string }): void => {
       if (meter?.exceeded !== undefined) return this.answerCut(turn, meter)
-      exchange.fail(`upstream: ${err.code ?? err.message}`)
+      const code = err.code ?? err.message
+      const refusedCertificate = intercepted && isCertificateError(err)
+      if (refusedCertificate && exchange.decision)
+        exchange.decision = upstreamCertificateRefusal(exchange.decision, code)
+      exchange.fail(`upstream: ${code}`)
       if (turn.left()) return
       if (res.headersSent) return void res.destroy()
+      if (refusedCertificate && exchange.decision) {
+        const answer = upstreamCertificateAnswer(exchange.decision, exchange.policy.name)
+        res.writeHead(answer.status, headersFor(req, answer.headers))
+        return void res.end(answer.body)
+      }
       const timedOut = isTimeout(err)
       const text = `isorun: ${timedOut ? 'upstream timed out' : 'cannot reach upstream'}: ${target.host}:${target.port} (${err.code ?? err.message})\n`
       res.writeHead(timedOut ? 504 : 502, {
@@ -391,7 +453,13 @@ export class HttpForwarder {
     // decide() approves no upgrade but WebSocket, which has its key.
     if (approval.kind === 'approved' && key !== undefined) {
       const { target, addresses } = approval
-      return relayUpgrade(this.ctx, { req, socket, head, key, target, addresses }, exchange)
+      // Intercepted: the origin is reached over TLS verified for the checked name.
+      const tls =
+        mode.kind === 'tunnel' && mode.intercepted
+          ? upstreamTlsFor(this.ctx, target.host)
+          : undefined
+      const upgrade = { req, socket, head, key, target, addresses, ...(tls ? { tls } : {}) }
+      return relayUpgrade(this.ctx, upgrade, exchange)
     }
     exchange.end()
     if (approval.kind === 'approved') return closeGracefully(socket)
@@ -426,6 +494,72 @@ interface Checked {
   readonly hold: Hold
 }
 
+/** Pseudo-headers (`:method`, `:authority`, … of an HTTP/2 request) are the request line's, not headers. */
+function withoutPseudoHeaders(raw: readonly string[]): readonly string[] {
+  let any = false
+  for (let i = 0; i < raw.length && !any; i += 2) any = (raw[i] as string).startsWith(':')
+  if (!any) return raw
+  const out: string[] = []
+  for (let i = 0; i + 1 < raw.length; i += 2)
+    if (!(raw[i] as string).startsWith(':')) out.push(raw[i] as string, raw[i + 1] as string)
+  return out
+}
+
+function latin1(v: unknown): string {
+  return Buffer.isBuffer(v) ? v.toString('latin1') : String(v)
+}
+
+/** A response's headers as a flat list: undici keeps a raw list over HTTP/1.1, an object over h2. */
+function responseHeaderList(controller: Dispatcher.DispatchController): string[] {
+  const raw = (controller as { rawHeaders?: unknown }).rawHeaders
+  const names: string[] = []
+  if (Array.isArray(raw)) {
+    for (let i = 0; i + 1 < raw.length; i += 2) names.push(latin1(raw[i]), latin1(raw[i + 1]))
+  } else if (raw !== null && typeof raw === 'object') {
+    for (const [name, value] of Object.entries(raw as Record<string, unknown>)) {
+      if (name.startsWith(':') || value === undefined) continue
+      for (const v of Array.isArray(value) ? value : [value]) names.push(name, String(v))
+    }
+  }
+  return names
+}
+
+/**
+ * Whether an HTTP/1.1 response leaves its connection open: not with Connection:
+ * close, nor without a length (its body ends with the connection).
+ */
+function keepsConnection(headers: readonly string[]): boolean {
+  let framed = false
+  for (let i = 0; i + 1 < headers.length; i += 2) {
+    const name = (headers[i] as string).toLowerCase()
+    const value = (headers[i + 1] as string).toLowerCase()
+    if (name === 'connection' && value.split(',').some((t) => t.trim() === 'close')) return false
+    if (name === 'content-length' || name === 'transfer-encoding') framed = true
+  }
+  return framed
+}
+
+/**
+ * A response's trailers, or undefined when there are none. undici 7 hands an h2
+ * response's trailers to onResponseEnd parsed as if they were a raw list, which
+ * empties them; the controller keeps them as received (an object over h2, a raw
+ * list over HTTP/1.1, which the parsed copy covers).
+ */
+function trailersOf(
+  controller: Dispatcher.DispatchController,
+  parsed: Record<string, string | string[] | undefined>,
+): Record<string, string | string[]> | undefined {
+  const raw = (controller as { rawTrailers?: unknown }).rawTrailers
+  const source =
+    raw !== null && typeof raw === 'object' && !Array.isArray(raw)
+      ? (raw as Record<string, string | string[] | undefined>)
+      : parsed
+  const out: Record<string, string | string[]> = {}
+  for (const [name, value] of Object.entries(source))
+    if (value !== undefined && !name.startsWith(':')) out[name] = value
+  return Object.keys(out).length > 0 ? out : undefined
+}
+
 /** undici's handler for one forwarded request: the response goes to the client as it comes. */
 function responseHandler(
   turn: RequestTurn,
@@ -433,17 +567,26 @@ function responseHandler(
   meter: BudgetMeter | undefined,
 ): Dispatcher.DispatchHandler {
   const { res, exchange } = turn
+  /**
+   * Whether the upstream read may pause when the client is slow. Not on a response
+   * that ends its connection: when such a connection ends while its parser is
+   * paused, undici 7 throws an uncatchable assertion (the proxy would exit) or
+   * leaves the response unfinished (nodejs/undici#5360, fixed in undici 8, which
+   * needs Node 22). Such a response is buffered for a slow client instead.
+   */
+  let pausable = true
   return {
     onRequestStart: (controller) => turn.started(controller),
     onResponseStart: (controller, statusCode, _parsed, statusMessage) => {
       if (statusCode < 200) return
       exchange.status = statusCode
-      const raw = (controller.rawHeaders ?? []) as Buffer[]
-      const names: string[] = []
-      for (let i = 0; i + 1 < raw.length; i += 2)
-        names.push((raw[i] as Buffer).toString('latin1'), (raw[i + 1] as Buffer).toString('latin1'))
+      const names = responseHeaderList(controller)
+      // Over h2 (headers as an object) the stream ends, not the connection.
+      pausable = !Array.isArray(controller.rawHeaders) || keepsConnection(names)
       try {
-        res.writeHead(statusCode, statusMessage ?? '', endToEndHeaders(names))
+        // HTTP/2 has no reason phrase.
+        if (isHttp2(turn.req)) res.writeHead(statusCode, endToEndHeaders(names))
+        else res.writeHead(statusCode, statusMessage ?? '', endToEndHeaders(names))
       } catch (err) {
         // A status line or header Node will not write (control bytes): answer 502.
         controller.abort(err as Error)
@@ -455,16 +598,21 @@ function responseHandler(
         const allowed = meter.down(chunk.length)
         if (allowed < chunk.length) {
           if (allowed > 0) res.write(chunk.subarray(0, allowed))
+          turn.bodyBytesDown += allowed
           return controller.abort(new Error(meter.exceeded))
         }
       }
-      if (!res.write(chunk)) {
+      turn.bodyBytesDown += chunk.length
+      if (!res.write(chunk) && pausable) {
         controller.pause()
         // If the client leaves instead of draining, the turn aborts the request.
         res.once('drain', () => controller.resume())
       }
     },
-    onResponseEnd: () => {
+    onResponseEnd: (controller, trailers) => {
+      // gRPC's status travels in trailers: they go on to the client as they came.
+      const passed = trailersOf(controller, trailers)
+      if (passed) res.addTrailers(passed)
       res.end()
     },
     onResponseError: (_controller, err) => fail(err as Error & { code?: string }),

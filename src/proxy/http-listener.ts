@@ -114,7 +114,13 @@ function createServer(ctx: ProxyContext, targetOf: TargetOf, tracked = false): h
     }
     const target = targetOf(socket)
     const exchange = new Exchange(ctx, target.protocol, socket)
-    const decision = exchange.decide({ ...target, payload })
+    // Only what decide() reads: a tunnel's mode has fields of its own.
+    const decision = exchange.decide({
+      protocol: target.protocol,
+      host: target.host,
+      port: target.port,
+      payload,
+    })
     exchange.fail(`${err.code}: ${err.message}`)
     exchange.end()
     if (socket.writable && !pending.get(socket))
@@ -381,7 +387,8 @@ export function createTunnelHttpServer(
   forwarder: HttpForwarder,
 ): {
   server: http.Server
-  handOff: (socket: net.Socket, buffered: Buffer, target: TunnelTarget) => void
+  /** `intercepted`: the proxy terminated the tunnel's TLS (interception); `socket` is the decrypted side. */
+  handOff: (socket: net.Socket, buffered: Buffer, target: TunnelTarget, intercepted?: true) => void
 } {
   const modes = new WeakMap<net.Socket, ForwardMode & { kind: 'tunnel' }>()
   const server = createServer(
@@ -395,8 +402,11 @@ export function createTunnelHttpServer(
   startTimeouts(server)
   return {
     server,
-    handOff: (socket, buffered, target) => {
-      modes.set(socket, { kind: 'tunnel', ...target })
+    handOff: (socket, buffered, target, intercepted) => {
+      modes.set(
+        socket,
+        intercepted ? { kind: 'tunnel', ...target, intercepted } : { kind: 'tunnel', ...target },
+      )
       if (buffered.length > 0) socket.unshift(buffered)
       server.emit('connection', socket)
       socket.resume()

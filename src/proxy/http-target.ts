@@ -33,11 +33,16 @@ export type ForwardMode =
    */
   | {
       readonly kind: 'tunnel'
-      readonly protocol: 'connect' | 'socks'
+      readonly protocol: 'connect' | 'socks' | 'tls'
       readonly host: string
       readonly port: number
       /** The approval that let the tunnel through: it covers the requests it carries. */
       readonly approved?: HeldAnswer
+      /**
+       * The proxy terminated the tunnel's TLS (interception): requests go upstream
+       * over TLS verified for `host`, with bound secrets put in.
+       */
+      readonly intercepted?: true
     }
 
 /** A request the proxy cannot take (400): the message says what is wrong. */

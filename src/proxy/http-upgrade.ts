@@ -9,10 +9,18 @@
 import { createHash } from 'node:crypto'
 import type http from 'node:http'
 import type net from 'node:net'
+import tls from 'node:tls'
 import type { ProxyContext } from './context.js'
 import type { Exchange } from './exchange.js'
 import { countHeader, upstreamRequestHeaders } from './http-headers.js'
 import type { ForwardTarget } from './http-target.js'
+import { withSecrets } from './intercept/secrets.js'
+import {
+  isCertificateError,
+  upstreamCertificateAnswer,
+  upstreamCertificateRefusal,
+} from './intercept/upstream-certificate.js'
+import type { UpstreamTls } from './origin-pools.js'
 import { upstreamFailureResponse } from './refusal.js'
 import { meterFor } from './accounting.js'
 import { Relay, splice } from './relay.js'
@@ -21,6 +29,7 @@ import {
   closeGracefully,
   headerValue,
   headText,
+  rawResponse,
   readHttpHead,
   responseStatus,
   type HttpHead,
@@ -81,6 +90,8 @@ export interface ApprovedUpgrade {
   readonly key: string
   readonly target: ForwardTarget
   readonly addresses: string[] | undefined
+  /** Intercepted TLS: the origin is reached over TLS, verified so, and bound secrets are put in. */
+  readonly tls?: UpstreamTls
 }
 
 /** Sends the approved upgrade request to the origin and relays its answer. */
@@ -101,7 +112,16 @@ export async function relayUpgrade(
     const dialled = await dialUpstream(ctx, target.host, target.port, u.addresses)
     upstream = dialled.socket
     exchange.address = dialled.address
+    if (u.tls) upstream = await secureUpstream(upstream, u.tls)
   } catch (err) {
+    if (u.tls && isCertificateError(err as { code?: unknown }) && exchange.decision) {
+      const code = String((err as { code?: unknown }).code)
+      exchange.decision = upstreamCertificateRefusal(exchange.decision, code)
+      exchange.fail(`upstream: ${code}`)
+      const answer = upstreamCertificateAnswer(exchange.decision, exchange.policy.name)
+      closeGracefully(socket, rawResponse(answer.status, answer.headers, answer.body))
+      return exchange.end()
+    }
     if (!(err instanceof UpstreamError)) throw err
     const message = err.message
     exchange.fail(`upstream: ${message}`)
@@ -120,7 +140,7 @@ export async function relayUpgrade(
   // upstream has switched protocols. Were it to answer anything else, they would be new
   // HTTP requests on an allowed connection that no decision had seen.
   socket.pause()
-  upstream.write(upgradeRequestHead(u))
+  upstream.write(upgradeRequestHead(ctx, u))
   const answer = await readUpgradeAnswer(upstream, ctx.timeouts.firstBytesMs)
   // A 101 to anything but WebSocket (or another 1xx) is no answer the client asked for,
   // and nothing may travel after it: 502.
@@ -142,9 +162,32 @@ export async function relayUpgrade(
   relayOneAnswer(socket, upstream, answer)
 }
 
+/** TLS over a dialled upstream socket, verified for the checked name; rejects on a failed handshake. */
+function secureUpstream(socket: net.Socket, upstream: UpstreamTls): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const secure = tls.connect({
+      socket,
+      ...(upstream.servername !== undefined ? { servername: upstream.servername } : {}),
+      ...(upstream.secureContext ? { secureContext: upstream.secureContext } : {}),
+      rejectUnauthorized: true,
+      // The upgrade is an HTTP/1.1 request.
+      ALPNProtocols: ['http/1.1'],
+    })
+    secure.once('secureConnect', () => {
+      secure.off('error', reject)
+      resolve(secure)
+    })
+    secure.once('error', (err) => {
+      socket.destroy()
+      reject(err)
+    })
+  })
+}
+
 /** The upgrade request as decided, whatever else the client's Connection header named. */
-function upgradeRequestHead(u: ApprovedUpgrade): string {
-  const headers = upstreamRequestHeaders(u.req.rawHeaders, u.req.headers.host ?? '')
+function upgradeRequestHead(ctx: ProxyContext, u: ApprovedUpgrade): string {
+  let headers = upstreamRequestHeaders(u.req.rawHeaders, u.req.headers.host ?? '')
+  if (u.tls) headers = withSecrets(ctx, u.target.host, headers)
   // "close" too: a server that does not switch protocols ends the connection after its
   // answer, so nothing else can travel on it without a decision.
   headers.push('Connection', 'Upgrade, close', 'Upgrade', 'websocket')

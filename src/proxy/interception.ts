@@ -18,6 +18,7 @@ import { pemCertificates } from '../tls/pem.js'
 import { parseSecretBindings, SecretError, type SecretBinding } from '../secrets/binding.js'
 import { SecretStore } from '../secrets/store.js'
 import { X509Certificate } from 'node:crypto'
+import type { SecureContext } from 'node:tls'
 
 export interface InterceptionSettings {
   readonly ca?: CaMaterial
@@ -45,6 +46,7 @@ export class InterceptionState {
   secrets = new SecretStore()
   private extraUpstream: readonly string[] = []
   private upstreamList: readonly string[] | undefined
+  private upstreamSecureContext: SecureContext | undefined
 
   constructor(settings: InterceptionSettings = {}) {
     this.replace(settings)
@@ -65,6 +67,7 @@ export class InterceptionState {
     this.secrets = secrets
     this.extraUpstream = extra
     this.upstreamList = undefined
+    this.upstreamSecureContext = undefined
   }
 
   /**
@@ -77,6 +80,19 @@ export class InterceptionState {
     const tls = createRequire(import.meta.url)('node:tls') as typeof import('node:tls')
     this.upstreamList ??= [...tls.rootCertificates, ...this.extraUpstream]
     return this.upstreamList
+  }
+
+  /**
+   * The same trust as one secure context, made once: a context built from the
+   * ~150 roots for every upstream connection cost ~20 ms of CPU per connection.
+   * Undefined (Node's default context) when there are no extra CAs.
+   */
+  upstreamContext(): SecureContext | undefined {
+    const ca = this.upstreamCa()
+    if (!ca) return undefined
+    const tls = createRequire(import.meta.url)('node:tls') as typeof import('node:tls')
+    this.upstreamSecureContext ??= tls.createSecureContext({ ca: [...ca] })
+    return this.upstreamSecureContext
   }
 
   describe(): InterceptionSummary {

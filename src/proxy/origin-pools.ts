@@ -7,10 +7,19 @@
 // HTTP request: a sidecar that only tunnels TLS (the common case) never pays
 // its memory.
 
+import type { SecureContext } from 'node:tls'
 import type { Pool } from 'undici'
 import type { ProxyContext } from './context.js'
 
 type Undici = typeof import('undici')
+
+/** How an https origin is reached: the name its certificate must carry, and the CAs trusted. */
+export interface UpstreamTls {
+  /** The SNI and the name checked; undefined for an IP address (its certificate names it). */
+  readonly servername: string | undefined
+  /** The system roots plus the operator's CAs, made once; undefined: Node's defaults. */
+  readonly secureContext: SecureContext | undefined
+}
 
 let undici: Undici | undefined
 let loading: Promise<Undici> | undefined
@@ -27,14 +36,17 @@ export class OriginPools {
     private readonly limit = 512,
   ) {}
 
-  /** The pool for `key`, made for `origin()` if there is none; after the first, without waiting. */
-  get(key: string, origin: () => string): Pool | Promise<Pool> {
-    if (!undici) return loadUndici().then(() => this.get(key, origin))
+  /**
+   * The pool for `key`, made for `origin()` if there is none; after the first, without
+   * waiting. `tls`: an https origin (interception), verified for that server name.
+   */
+  get(key: string, origin: () => string, tls?: UpstreamTls): Pool | Promise<Pool> {
+    if (!undici) return loadUndici().then(() => this.get(key, origin, tls))
     let pool = this.pools.get(key)
     if (pool) {
       this.pools.delete(key) // re-inserted below: most recently used last
     } else {
-      pool = this.create(undici, origin())
+      pool = this.create(undici, origin(), tls)
       if (this.pools.size >= this.limit) {
         const [oldestKey, oldest] = this.pools.entries().next().value as [string, Pool]
         void oldest.close().catch(() => undefined)
@@ -45,7 +57,7 @@ export class OriginPools {
     return pool
   }
 
-  private create({ Pool }: Undici, origin: string): Pool {
+  private create({ Pool }: Undici, origin: string, tls: UpstreamTls | undefined): Pool {
     const t = this.ctx.timeouts
     return new Pool(origin, {
       connections: 64,
@@ -53,7 +65,17 @@ export class OriginPools {
       keepAliveTimeout: 30_000,
       headersTimeout: t.idleMs,
       bodyTimeout: t.idleMs,
-      connect: { timeout: t.connectMs },
+      // An https origin speaks h2 where the server offers it (ALPN), HTTP/1.1 otherwise;
+      // the certificate must verify for the checked name (rejectUnauthorized is undici's default).
+      ...(tls ? { allowH2: true } : {}),
+      connect: tls
+        ? {
+            timeout: t.connectMs,
+            rejectUnauthorized: true,
+            ...(tls.servername !== undefined ? { servername: tls.servername } : {}),
+            ...(tls.secureContext ? { secureContext: tls.secureContext } : {}),
+          }
+        : { timeout: t.connectMs },
     })
   }
 

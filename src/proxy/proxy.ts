@@ -17,6 +17,8 @@ import { BudgetLedger } from './budgets.js'
 import { DecisionLog, type LogDestination } from './decision-log.js'
 import type { DnsServerHandle } from './dns-server.js'
 import { HttpForwarder } from './http-forward.js'
+import { createH2Server } from './intercept/h2-server.js'
+import { interceptTunnel } from './intercept/terminate.js'
 import {
   createHttpProxyServer,
   createTransparentHttpServer,
@@ -125,13 +127,17 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     approvals: new Approvals({ policy, operator: options.operator ?? {}, log: log.operational }),
     budgets: new BudgetLedger(() => policy.current),
     serveHttpInTunnel: (socket, buffered, target) => tunnelHttp.handOff(socket, buffered, target),
+    interceptTls: (socket, clientHello, target, exchange) =>
+      interceptTunnel(context, intercepted, socket, clientHello, target, exchange),
   }
   const forwarder = new HttpForwarder(context)
   const tunnelHttp = createTunnelHttpServer(context, forwarder)
+  const intercepted = { h1: tunnelHttp.handOff, h2: createH2Server(context, forwarder) }
   const servers: net.Server[] = []
   /** Also run when the servers close (HTTP servers behind a listener, which never listen). */
   const closers: (() => void)[] = []
   const addresses: { -readonly [K in keyof ProxyListeners]?: AddressInfo } = {}
+  closers.push(() => intercepted.h2.close())
   let dns: DnsServerHandle | undefined
 
   const close = async (graceMs = 0): Promise<number> => {

@@ -5,7 +5,8 @@
 // pooled connection is left holding a response nobody reads. A queued response
 // of a pipelined request never closes when the connection does: the socket's
 // close counts too. A refusal ends its connection (Connection: close): the
-// requests pipelined behind it are neither decided nor sent.
+// requests pipelined behind it are neither decided nor sent. An HTTP/2 stream
+// is its own turn: a refusal ends that stream, and the connection carries on.
 //
 // Pipelined requests go upstream one at a time, each once the answer to the one
 // before has been written (HTTP/1.1 answers them in order anyway), and a
@@ -38,7 +39,12 @@ interface ConnectionState {
   latest: RequestTurn | undefined
 }
 
-const connections = new WeakMap<net.Socket, ConnectionState>()
+const connections = new WeakMap<object, ConnectionState>()
+
+/** What a request's turn lives on: its connection, or (HTTP/2) its own stream. */
+function carrierOf(req: http.IncomingMessage): net.Socket | (NodeJS.EventEmitter & object) {
+  return (req as { stream?: NodeJS.EventEmitter }).stream ?? req.socket
+}
 
 export class RequestTurn {
   private readonly connection: ConnectionState
@@ -60,26 +66,30 @@ export class RequestTurn {
   private readonly socket: net.Socket
   /** Made only for a request that is held for an approval. */
   private leaving: AbortController | undefined
+  /** What the turn lives on: the client connection, or (HTTP/2) the request's stream. */
+  private readonly carrier: NodeJS.EventEmitter
+  /** Response body bytes written to the client (the log's bytes down on HTTP/2). */
+  bodyBytesDown = 0
 
   constructor(
     readonly req: http.IncomingMessage,
     readonly res: http.ServerResponse,
     readonly exchange: Exchange,
   ) {
-    const socket = req.socket
-    this.socket = socket
-    let connection = connections.get(socket)
+    this.socket = req.socket
+    this.carrier = carrierOf(req)
+    let connection = connections.get(this.carrier)
     if (!connection) {
       connection = { count: 0, refusedAt: undefined, open: 0, latest: undefined }
-      connections.set(socket, connection)
+      connections.set(this.carrier, connection)
     }
     this.connection = connection
     this.n = ++connection.count
     this.before = connection.latest
     connection.latest = this
-    if (++connection.open > MAX_WAITING_REQUESTS) socket.destroy()
+    if (++connection.open > MAX_WAITING_REQUESTS) this.socket.destroy()
     res.once('close', this.finished)
-    socket.once('close', this.finished)
+    this.carrier.once('close', this.finished)
   }
 
   /** A request before this one on its connection was refused. */
@@ -128,7 +138,7 @@ export class RequestTurn {
 
   private readonly finished = (): void => {
     this.res.off('close', this.finished)
-    this.socket.off('close', this.finished)
+    this.carrier.off('close', this.finished)
     this.done = true
     this.before = undefined
     this.onDone?.()

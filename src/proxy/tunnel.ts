@@ -24,7 +24,7 @@
 // bytes the proxy did not read reach one only on a tcp: rule.
 
 import type net from 'node:net'
-import type { Decision, EgressRequest } from '../policy/index.js'
+import { interceptionFor, type Decision, type EgressRequest } from '../policy/index.js'
 import { admitWithinBudget, meterFor } from './accounting.js'
 import type { BudgetUsage } from './budgets.js'
 import type { ProxyContext } from './context.js'
@@ -151,8 +151,11 @@ export async function runTunnel(ctx: ProxyContext, ingress: TunnelIngress): Prom
   if (decision.action === 'deny') return refuseWhatWasSeen(t, seen, decision)
   if (admitWithinBudget(t.ctx, t.exchange))
     return refuseWhatWasSeen(t, seen, t.exchange.decision as Decision)
-  // TLS interception will branch here: a ClientHello for a host that must be read is
-  // answered with a leaf of the sandbox CA and served request by request, as plain HTTP is.
+  // A ClientHello for a host the proxy must read is answered with a leaf of the sandbox CA
+  // and served request by request, as plain HTTP is (intercept/): each request is then
+  // decided, held if it must be, and counted against its budget on its own.
+  if (seen.facts.payload === 'tls' && mustIntercept(t, decision))
+    return interceptWhatWasSeen(t, seen)
   const upstream = await dialAllowedTarget(t)
   if (upstream) relayUntilClosed(t, upstream, seen.buffered)
 }
@@ -366,6 +369,48 @@ function giveUp(t: Tunnel, err: unknown): undefined {
   t.exchange.end()
   t.client.destroy()
   return undefined
+}
+
+/** Whether the allowed TLS tunnel must be read: endpoint rules, a bound secret, inspect: true. */
+function mustIntercept(t: Tunnel, decision: Decision): boolean {
+  const { policy } = t.exchange
+  const { secrets } = t.ctx.interception
+  // Most policies intercept nothing: no lookup then.
+  if (policy.endpoints.size === 0 && policy.inspect.size === 0 && secrets.size === 0) return false
+  return interceptionFor(policy, decision, secrets).intercept
+}
+
+/**
+ * Hands a tunnel that must be read to the interception stage; refused (logged as
+ * interception-unavailable) when the proxy cannot intercept: no CA, or a parent
+ * proxy. Never spliced unread.
+ */
+function interceptWhatWasSeen(t: Tunnel, seen: Seen): Promise<void> | void {
+  closeEarlyUpstream(t)
+  const { ctx, exchange } = t
+  const why = !ctx.interception.minter
+    ? 'the proxy has no interception CA'
+    : ctx.parentProxy
+      ? 'interception through a parent proxy (--upstream-proxy) is not supported'
+      : undefined
+  if (why !== undefined) {
+    const decision = exchange.decision as Decision
+    exchange.decision = {
+      ...decision,
+      action: 'deny',
+      reason: 'interception-unavailable',
+      detail: why,
+    }
+    return refuseWhatWasSeen(t, seen, exchange.decision)
+  }
+  const protocol =
+    exchange.protocol === 'socks' ? 'socks' : exchange.protocol === 'tls' ? 'tls' : 'connect'
+  return ctx.interceptTls(
+    t.client,
+    seen.buffered,
+    { protocol, host: t.host, port: t.port },
+    exchange,
+  )
 }
 
 /** Refuses after the peek, in the client's own protocol, and logs. */

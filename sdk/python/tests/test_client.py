@@ -104,3 +104,67 @@ class DownloadNames(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class SecretsOnCreate(unittest.TestCase):
+    """create(secrets=[...]) sends the names (never values) and reads them back."""
+
+    def setUp(self) -> None:
+        import json
+
+        self.bodies: list = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                body = json.loads(self.rfile.read(length))
+                outer.bodies.append((self.path, body))
+                answer = json.dumps(
+                    {
+                        "id": "sbx1",
+                        "image": body["image"],
+                        "status": "running",
+                        "networkProfile": body.get("networkProfile", "default"),
+                        "createdAt": "2026-01-01T00:00:00Z",
+                        "proxyAddress": "10.0.0.2",
+                        "secrets": body.get("secrets", []),
+                    }
+                ).encode()
+                self.send_response(201)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.client = Isorun(url=url, api_key="k" * 32)
+
+    def tearDown(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def test_secret_names_go_to_the_runner_and_come_back(self) -> None:
+        sbx = self.client.create(
+            image="python:3.12-slim", network_profile="claude-code", secrets=["anthropic"]
+        )
+        self.assertEqual(self.bodies[0][0], "/v1/sandboxes")
+        self.assertEqual(self.bodies[0][1]["secrets"], ["anthropic"])
+        self.assertEqual(sbx.info.secrets, ["anthropic"])
+
+    def test_without_secrets_the_field_is_not_sent(self) -> None:
+        sbx = self.client.create(image="python:3.12-slim")
+        self.assertNotIn("secrets", self.bodies[0][1])
+        self.assertEqual(sbx.info.secrets, [])
+
+    def test_bad_secrets_raise_before_any_request(self) -> None:
+        with self.assertRaises(IsorunUsageError):
+            self.client.create(image="x", secrets="anthropic")  # type: ignore[arg-type]
+        with self.assertRaises(IsorunUsageError):
+            self.client.create(image="x", secrets=[""])
+        self.assertEqual(self.bodies, [])

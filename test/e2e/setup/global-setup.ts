@@ -16,7 +16,13 @@ import { fileURLToPath } from 'node:url'
 import type { TestProject } from 'vitest/node'
 import { makeCertificates } from '../../helpers/certs.js'
 import { buildImage, docker, dockerOk, run, runVisible } from './sh.js'
-import { buildGitRepo, buildNpmTarball, DEMO_NPM, STANDIN_NAMES } from './registry-fixtures.js'
+import {
+  API_STANDIN_NAMES,
+  buildGitRepo,
+  buildNpmTarball,
+  DEMO_NPM,
+  STANDIN_NAMES,
+} from './registry-fixtures.js'
 import { buildDemoWheel, DEMO_PACKAGE } from './wheel.js'
 
 export interface E2EContext {
@@ -134,7 +140,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   )
   await runVisible(join(ROOT, 'scripts/ci/build-product-image.sh'), [], 'product image')
 
-  const certs = await makeCertificates([...STANDIN_NAMES])
+  const certs = await makeCertificates([...STANDIN_NAMES, ...API_STANDIN_NAMES])
   await buildSandboxImage(certs.caFile)
   const standinDir = await mkdtemp(join(tmpdir(), 'isorun-e2e-standin-'))
   await copyFile(
@@ -230,7 +236,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
     ...baseEnv,
     // Only the stand-in's own address is opened, not the egress network (where the runner lives).
     ISORUN_ALLOW_PRIVATE: `${standinIp}/32`,
-    ISORUN_PROXY_EXTRA_HOSTS: STANDIN_NAMES.map((n) => `${n}:${standinIp}`).join(','),
+    ISORUN_PROXY_EXTRA_HOSTS: [...STANDIN_NAMES, ...API_STANDIN_NAMES]
+      .map((n) => `${n}:${standinIp}`)
+      .join(','),
     ISORUN_DEFAULT_TIMEOUT_MS: String(20 * 60_000),
     // Room for the 50 MB file test, small enough to test the limit.
     ISORUN_MAX_FILE_BYTES: String(E2E_MAX_FILE_BYTES),

@@ -20,6 +20,9 @@ export const STANDIN_NAMES = [
   'api.openweathermap.org',
 ] as const
 
+/** API hosts the stand-in also serves: they echo what reached them (interception tests). */
+export const API_STANDIN_NAMES = ['api.github.com', 'api.anthropic.com'] as const
+
 export const DEMO_NPM = { name: 'isorun-e2e-npm-demo', version: '1.0.0' }
 /** Cloned as https://github.com/isorun/e2e-demo.git */
 export const DEMO_REPO = {

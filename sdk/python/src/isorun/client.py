@@ -101,13 +101,21 @@ class Isorun:
         env: Optional[Dict[str, str]] = None,
         resources: Optional[Dict[str, float]] = None,
         timeout_ms: Optional[int] = None,
+        secrets: Optional[List[str]] = None,
     ) -> "Sandbox":
         """Creates a sandbox and its egress proxy. ``network_profile`` (a name) and ``network``
         (``{'allow': [...], 'deny': [...], 'mode': ..., 'include': [...]}``) are mutually
         exclusive; without either the runner's default profile applies. ``resources`` takes
-        ``memoryMb``, ``cpus`` and ``pids``; ``timeout_ms`` is the sandbox's lifetime."""
+        ``memoryMb``, ``cpus`` and ``pids``; ``timeout_ms`` is the sandbox's lifetime.
+        ``secrets`` names secrets the operator defined in the runner: the sandbox's env holds
+        a placeholder for each, and its proxy puts the value in only on requests to the hosts
+        the secret is bound to (TLS interception); the value never enters the sandbox."""
         if not isinstance(image, str) or image == "":
             raise IsorunUsageError("create: image is required")
+        if secrets is not None and (
+            not isinstance(secrets, list) or not all(isinstance(n, str) and n for n in secrets)
+        ):
+            raise IsorunUsageError("create: secrets is a list of secret names")
         _check_network_choice(network_profile, network, "create")
         body = _given(
             image=image,
@@ -116,6 +124,7 @@ class Isorun:
             env=env,
             resources=resources,
             timeoutMs=timeout_ms,
+            secrets=secrets,
         )
         return Sandbox(
             self._transport,

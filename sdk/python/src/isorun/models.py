@@ -60,6 +60,8 @@ class SandboxInfo:
     expires_at: Optional[str]
     #: the sandbox-facing address of its egress proxy
     proxy_address: str
+    #: names of the secrets it was created with (never their values)
+    secrets: List[str] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, data: Dict[str, Any]) -> "SandboxInfo":
@@ -72,6 +74,7 @@ class SandboxInfo:
             created_at=data["createdAt"],
             expires_at=data.get("expiresAt"),
             proxy_address=_get(data, "proxyAddress", ""),
+            secrets=list(_get(data, "secrets", [])),
         )
 
 
@@ -93,6 +96,8 @@ class NetworkEvent:
     sni: Optional[str] = None
     method: Optional[str] = None
     path: Optional[str] = None
+    #: the response status of a request the proxy read (plain or intercepted HTTP)
+    status: Optional[int] = None
     qtype: Optional[str] = None
     detail: Optional[str] = None
     client: Optional[str] = None
@@ -123,6 +128,7 @@ class NetworkEvent:
             sni=data.get("sni"),
             method=data.get("method"),
             path=data.get("path"),
+            status=data.get("status"),
             qtype=data.get("qtype"),
             detail=data.get("detail"),
             client=data.get("client"),
