@@ -1,0 +1,449 @@
+// npm run bench:size — the proxy sidecar's memory, variant by variant, and
+// what each variant costs in throughput, all in one run on this machine.
+//
+// Every variant is started with the sidecar's own arguments (proxyArguments()
+// from the runner's container specs, on loopback ports), then sent what the
+// runner sends a new sandbox's proxy through the admin API: the claude-code
+// profile's resolved rules and a fresh interception CA. After that it sits
+// idle for a moment, and its idle memory is read from /proc:
+//
+//   RSS       VmRSS: anonymous + file-backed (mostly the node binary, whose pages
+//             every sidecar of the image shares through the page cache)
+//   private   Private_Clean + Private_Dirty (smaps_rollup): the pages only this
+//             process maps, i.e. what one more sidecar adds
+//
+// Then a short load through it (bench/lib/load.js in a child process, to a
+// local upstream: loopback only): small requests over 8 keep-alive
+// connections, and CONNECT + TLS tunnels at concurrency 16, with the proxy's
+// CPU per request or tunnel. Ratios are against the `bundle` row (the flags the
+// sidecar had before this measurement, on the bundle), measured in the same
+// rounds. Memory is the median of the rounds, throughput the best round.
+//
+// Variants: `node alone` (an idle timer: the floor of any Node program on this
+// machine), `tsc` (the CLI as tsc compiles it: the sidecar before the bundle),
+// the bundle (dist/isorun-proxy.mjs) as built, not minified, and split into
+// lazily loaded chunks (both built here for the comparison), the bundle with
+// one more Node/V8 flag or variable each, and `sidecar`: exactly what the
+// runner starts (SIDECAR_NODE_FLAGS, SIDECAR_ENV).
+//
+// Options:
+//   --rounds N       rounds, each measuring every variant once (default 2)
+//   --duration MS    load per throughput figure (default 3000)
+//   --no-load        memory only
+//   --only NAMES     comma-separated variant names (the bundle row is always measured)
+//   --json           one JSON object instead of tables
+
+import { spawn, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { mkdirSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { compilePolicy, type PolicySpec } from '../src/policy/index.js'
+import { policySpecOf, ProfileCatalogue } from '../src/profiles/index.js'
+import {
+  proxyArguments,
+  SIDECAR_ENV,
+  SIDECAR_NODE_FLAGS,
+  type ProxyListenFlags,
+} from '../src/runner/container-specs.js'
+import { ProxyAdmin } from '../src/runner/proxy-admin.js'
+import { createCertificateAuthority } from '../src/tls/ca.js'
+import { makeCertificates } from './lib/certs.js'
+import { BUILT_CLI, REPO_ROOT } from './lib/host-runner.js'
+import type { LoadResult, LoadSpec } from './lib/load.js'
+import { freePort, waitForPort } from './lib/net.js'
+import { cpuSeconds } from './lib/procstat.js'
+import { memoryDetail, type MemoryDetail } from './lib/smaps.js'
+import { startUpstreamProcess, type Upstreams } from './lib/upstream-process.js'
+
+const NAME = 'bench.test'
+const LOOPBACK = '127.0.0.1'
+const BUNDLE = join(REPO_ROOT, 'dist/isorun-proxy.mjs')
+const SCRATCH = join(REPO_ROOT, 'dist/bench-size') // inside the repo: bundles find node_modules
+const LOAD = join(REPO_ROOT, 'dist/bench/lib/load.js')
+const UPSTREAM = join(REPO_ROOT, 'dist/bench/lib/upstream.js')
+/** How long a proxy sits idle after its policy and CA before its memory is read. */
+const SETTLE_MS = 3000
+/** The flags the sidecar had before this benchmark (in NODE_OPTIONS). */
+const BEFORE_FLAGS = ['--max-semi-space-size=1']
+
+// ---------------------------------------------------------------- options
+
+function option(name: string): string | undefined {
+  const args = process.argv.slice(2)
+  const at = args.indexOf(name)
+  if (at < 0) return undefined
+  return args[at + 1] ?? ''
+}
+const has = (name: string): boolean => process.argv.slice(2).includes(name)
+const ROUNDS = Math.max(1, Number(option('--rounds') ?? 2))
+const DURATION_MS = Number(option('--duration') ?? 3000)
+const LOADS = !has('--no-load')
+const ONLY = option('--only')?.split(',').filter(Boolean)
+const JSON_OUT = has('--json')
+
+// ---------------------------------------------------------------- variants
+
+interface Variant {
+  readonly name: string
+  /** The script node runs; undefined for `node alone`. */
+  readonly program?: string
+  readonly nodeFlags: readonly string[]
+  readonly env?: Readonly<Record<string, string>>
+}
+
+const BASELINE = 'bundle'
+
+function variants(): Variant[] {
+  const bundle = (name: string, flags: string[], env?: Record<string, string>): Variant => ({
+    name,
+    program: BUNDLE,
+    nodeFlags: [...BEFORE_FLAGS, ...flags],
+    ...(env ? { env } : {}),
+  })
+  const all: Variant[] = [
+    { name: 'node alone', nodeFlags: [] },
+    { name: 'tsc', program: BUILT_CLI, nodeFlags: BEFORE_FLAGS },
+    bundle(BASELINE, []),
+    { ...bundle('bundle, not minified', []), program: join(SCRATCH, 'plain.mjs') },
+    { ...bundle('bundle, split in chunks', []), program: join(SCRATCH, 'split/isorun-proxy.js') },
+    { ...bundle('bundle, default semi-space', []), nodeFlags: [] },
+    bundle('+ --max-old-space-size=64', ['--max-old-space-size=64']),
+    bundle('+ --lite-mode', ['--lite-mode']),
+    bundle('+ --jitless', ['--jitless']),
+    bundle('+ --single-threaded', ['--single-threaded']),
+    bundle('+ --v8-pool-size=1', ['--v8-pool-size=1']),
+    bundle('+ --no-expose-wasm', ['--no-expose-wasm']),
+    bundle('+ UV_THREADPOOL_SIZE=1', [], { UV_THREADPOOL_SIZE: '1' }),
+    bundle('+ MALLOC_ARENA_MAX=2', [], { MALLOC_ARENA_MAX: '2' }),
+    { name: 'sidecar', program: BUNDLE, nodeFlags: SIDECAR_NODE_FLAGS, env: SIDECAR_ENV },
+  ]
+  return ONLY ? all.filter((v) => v.name === BASELINE || ONLY.includes(v.name)) : all
+}
+
+/** Builds the bundles only this benchmark runs (the product one comes from npm run build). */
+async function buildComparisonBundles(): Promise<void> {
+  rmSync(SCRATCH, { recursive: true, force: true })
+  mkdirSync(SCRATCH, { recursive: true })
+  const script = pathToFileURL(join(REPO_ROOT, 'scripts/bundle-proxy.mjs')).href
+  const { bundleProxy } = (await import(script)) as {
+    bundleProxy(options: {
+      outfile?: string
+      outdir?: string
+      minify?: boolean
+      splitting?: boolean
+    }): Promise<void>
+  }
+  await bundleProxy({ outfile: join(SCRATCH, 'plain.mjs'), minify: false })
+  await bundleProxy({ outdir: join(SCRATCH, 'split'), splitting: true })
+}
+
+// ---------------------------------------------------------------- one proxy
+
+interface Started {
+  readonly child: ChildProcess
+  readonly httpPort: number
+  stop(): Promise<void>
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  return child.exitCode !== null ? Promise.resolve() : new Promise((r) => child.once('exit', r))
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  const timer = setTimeout(() => child.kill('SIGKILL'), 15_000)
+  child.kill('SIGTERM')
+  await exited(child)
+  clearTimeout(timer)
+}
+
+/** A clean environment: no NODE_OPTIONS or proxy variables of this shell. */
+function childEnv(extra: Readonly<Record<string, string>> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {}
+  for (const [k, v] of Object.entries(process.env))
+    if (k !== 'NODE_OPTIONS' && !/_proxy$/i.test(k)) env[k] = v
+  return { ...env, NODE_ENV: 'production', ...extra }
+}
+
+/** Starts a variant as the runner starts a sidecar, and sends it what the runner sends. */
+async function startVariant(variant: Variant, spec: PolicySpec): Promise<Started> {
+  if (!variant.program) {
+    const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1e9)'], {
+      stdio: 'ignore',
+      env: childEnv(),
+    })
+    await new Promise((r) => setTimeout(r, SETTLE_MS))
+    return { child, httpPort: 0, stop: () => stopChild(child) }
+  }
+  const ports = await Promise.all(
+    ['http', 'socks', 'dns', 'tls', 'plain', 'admin'].map(async (k) => [k, await freePort()]),
+  )
+  const port = Object.fromEntries(ports) as Record<keyof ProxyListenFlags, number>
+  const listen = Object.fromEntries(
+    Object.entries(port).map(([k, p]) => [k, `${LOOPBACK}:${p}`]),
+  ) as ProxyListenFlags
+  const token = randomBytes(12).toString('hex')
+  const args = [
+    ...proxyArguments(
+      { id: 'bench-size', logAllowed: true, allowPrivate: ['loopback'], blocked: [] },
+      listen,
+    ),
+    '--resolve',
+    `${NAME}=${LOOPBACK}`,
+  ]
+  const child = spawn(process.execPath, [...variant.nodeFlags, variant.program, ...args], {
+    // The decision log is discarded, as Docker's log driver would take it.
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: childEnv({ ISORUN_ADMIN_TOKEN: token, ...variant.env }),
+  })
+  let stderr = ''
+  child.stderr?.on('data', (c: Buffer) => (stderr += c.toString()))
+  await waitForPort(port.admin, 30_000, () =>
+    child.exitCode !== null ? `${variant.name} exited with ${child.exitCode}: ${stderr}` : undefined,
+  )
+  const admin = new ProxyAdmin(`http://${LOOPBACK}:${port.admin}`, token)
+  await admin.waitUntilHealthy(30_000)
+  await admin.setPolicy(spec, { networkProfile: 'claude-code' })
+  await admin.setInterception({
+    ca: await createCertificateAuthority({ commonName: 'isorun bench:size' }),
+  })
+  await new Promise((r) => setTimeout(r, SETTLE_MS))
+  return { child, httpPort: port.http, stop: () => stopChild(child) }
+}
+
+// ---------------------------------------------------------------- load
+
+function runLoad(spec: LoadSpec): Promise<LoadResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [LOAD, JSON.stringify(spec)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
+    let out = ''
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()))
+    child.once('error', reject)
+    child.once('exit', (code) => {
+      try {
+        resolve(JSON.parse(out.trim().split('\n').pop() ?? '') as LoadResult)
+      } catch {
+        reject(new Error(`load generator exited with ${code}: ${out}`))
+      }
+    })
+  })
+}
+
+interface Rate {
+  /** Operations per second. */
+  readonly rate: number
+  /** Proxy CPU µs per operation. */
+  readonly cpuUs: number
+  readonly errors: number
+}
+
+async function measureLoad(
+  pid: number,
+  spec: LoadSpec,
+  warmup: Partial<LoadSpec>,
+): Promise<Rate> {
+  await runLoad({ ...spec, ...warmup })
+  const before = cpuSeconds(pid)
+  const r = await runLoad(spec)
+  const cpu = cpuSeconds(pid) - before
+  return { rate: r.ops / r.seconds, cpuUs: (cpu / Math.max(1, r.ops)) * 1e6, errors: r.errors }
+}
+
+// ---------------------------------------------------------------- rounds
+
+interface Sample {
+  readonly idle: MemoryDetail
+  readonly keepalive?: Rate
+  readonly churn?: Rate
+}
+
+async function measureVariant(
+  variant: Variant,
+  spec: PolicySpec,
+  up: Upstreams | undefined,
+  caFile: string,
+): Promise<Sample> {
+  const started = await startVariant(variant, spec)
+  try {
+    const idle = memoryDetail(started.child.pid!)
+    if (!idle) throw new Error(`${variant.name}: the process is gone`)
+    if (!up || !variant.program) return { idle }
+    const proxy = { host: LOOPBACK, port: started.httpPort }
+    const keepalive = await measureLoad(
+      started.child.pid!,
+      {
+        mode: 'keepalive',
+        proxy,
+        upstream: { host: LOOPBACK, port: up.httpPort },
+        name: NAME,
+        concurrency: 8,
+        durationMs: DURATION_MS,
+      },
+      { durationMs: 1000 },
+    )
+    const churn = await measureLoad(
+      started.child.pid!,
+      {
+        mode: 'churn',
+        proxy,
+        upstream: { host: LOOPBACK, port: up.tlsPort },
+        name: NAME,
+        concurrency: 16,
+        durationMs: DURATION_MS,
+        caFile,
+      },
+      { durationMs: 1000 },
+    )
+    return { idle, keepalive, churn }
+  } finally {
+    await started.stop()
+  }
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
+}
+
+/** The best round's rate, and the lowest CPU per operation of any round. */
+function best(rates: (Rate | undefined)[]): Rate | undefined {
+  const got = rates.filter((r): r is Rate => r !== undefined)
+  if (got.length === 0) return undefined
+  return {
+    rate: Math.max(...got.map((r) => r.rate)),
+    cpuUs: Math.min(...got.map((r) => r.cpuUs)),
+    errors: got.reduce((n, r) => n + r.errors, 0),
+  }
+}
+
+interface Row {
+  readonly name: string
+  readonly flags: string
+  readonly rssMiB: number
+  readonly anonMiB: number
+  readonly fileMiB: number
+  readonly privateMiB: number
+  readonly keepalive?: Rate
+  readonly churn?: Rate
+}
+
+function summarize(variant: Variant, samples: Sample[]): Row {
+  const mib = (f: (m: MemoryDetail) => number): number =>
+    median(samples.map((s) => f(s.idle))) / 1024
+  const keepalive = best(samples.map((s) => s.keepalive))
+  const churn = best(samples.map((s) => s.churn))
+  return {
+    name: variant.name,
+    flags: [
+      ...Object.entries(variant.env ?? {}).map(([k, v]) => `${k}=${v}`),
+      ...variant.nodeFlags,
+    ].join(' '),
+    rssMiB: mib((m) => m.rssKiB),
+    anonMiB: mib((m) => m.anonKiB),
+    fileMiB: mib((m) => m.fileKiB),
+    privateMiB: mib((m) => m.privateKiB),
+    ...(keepalive ? { keepalive } : {}),
+    ...(churn ? { churn } : {}),
+  }
+}
+
+// ---------------------------------------------------------------- report
+
+function printTable(rows: Row[]): void {
+  const base = rows.find((r) => r.name === BASELINE)
+  const ratio = (value: number | undefined, baseline: number | undefined): string =>
+    value === undefined || !baseline ? '' : `${(value / baseline).toFixed(2)}`
+  const header = [
+    'variant',
+    'RSS MiB',
+    'anon',
+    'file',
+    'private',
+    'req/s',
+    'ratio',
+    'µs CPU/req',
+    'tunnels/s',
+    'ratio',
+    'µs CPU/tunnel',
+  ]
+  const body = rows.map((r) => [
+    r.name,
+    r.rssMiB.toFixed(1),
+    r.anonMiB.toFixed(1),
+    r.fileMiB.toFixed(1),
+    r.privateMiB.toFixed(1),
+    r.keepalive ? r.keepalive.rate.toFixed(0) : '',
+    ratio(r.keepalive?.rate, base?.keepalive?.rate),
+    r.keepalive ? r.keepalive.cpuUs.toFixed(0) : '',
+    r.churn ? r.churn.rate.toFixed(0) : '',
+    ratio(r.churn?.rate, base?.churn?.rate),
+    r.churn ? r.churn.cpuUs.toFixed(0) : '',
+  ])
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)))
+  const line = (cells: string[]): string =>
+    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')
+  console.log(line(header))
+  for (const b of body) console.log(line(b))
+  console.log('')
+  for (const r of rows) if (r.flags) console.log(`  ${r.name}: ${r.flags}`)
+  const errors = rows.flatMap((r) =>
+    (r.keepalive?.errors ?? 0) + (r.churn?.errors ?? 0) > 0 ? [r.name] : [],
+  )
+  if (errors.length > 0) console.log(`\nWARNING: load errors with ${errors.join(', ')}`)
+}
+
+// ---------------------------------------------------------------- main
+
+async function main(): Promise<void> {
+  const list = variants()
+  await buildComparisonBundles()
+  const catalogue = new ProfileCatalogue()
+  const profile = catalogue.get('claude-code')
+  if (!profile) throw new Error('the built-in claude-code profile is missing')
+  const base = policySpecOf(profile)
+  // The sandbox's usual rules plus the benchmark's upstream (on loopback, any port).
+  const spec: PolicySpec = {
+    ...base,
+    allow: [...base.allow, { rule: `${NAME}:*`, from: 'bench' }],
+  }
+  compilePolicy(spec, { allowSpecial: ['loopback'] }) // fails here, not in every proxy
+  let up: Upstreams | undefined
+  const caFile = join(SCRATCH, 'ca.pem')
+  if (LOADS) {
+    const certs = makeCertificates(SCRATCH, NAME)
+    up = await startUpstreamProcess(UPSTREAM, certs.cert, certs.key)
+  }
+  const samples = new Map<string, Sample[]>()
+  try {
+    for (let round = 0; round < ROUNDS; round++) {
+      // A rotating order, so that a busy machine's drift favours no variant.
+      for (let i = 0; i < list.length; i++) {
+        const variant = list[(i + round) % list.length]!
+        process.stderr.write(`bench:size: round ${round + 1}/${ROUNDS}: ${variant.name}\n`)
+        const sample = await measureVariant(variant, spec, up, caFile)
+        samples.set(variant.name, [...(samples.get(variant.name) ?? []), sample])
+      }
+    }
+  } finally {
+    up?.stop()
+  }
+  const rows = list.map((v) => summarize(v, samples.get(v.name) ?? []))
+  if (JSON_OUT) {
+    console.log(JSON.stringify({ rounds: ROUNDS, durationMs: DURATION_MS, rows }, null, 1))
+    return
+  }
+  console.log(
+    `\nSidecar memory, idle after its policy and CA (median of ${ROUNDS} rounds), and throughput` +
+      (LOADS ? ` (best of ${ROUNDS} rounds of ${DURATION_MS} ms; ratio against "${BASELINE}")` : '') +
+      '\n',
+  )
+  printTable(rows)
+}
+
+main().catch((err: unknown) => {
+  console.error(`bench:size: ${(err as Error).stack ?? String(err)}`)
+  process.exit(1)
+})
