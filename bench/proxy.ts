@@ -10,6 +10,10 @@
 //      CPU µs per tunnel
 //   3. bulk download through a TLS tunnel: MB/s, and % of direct
 //   4. proxy RSS idle (after start) and under load (peak), MiB
+//   5. latency a proxy adds to one small HTTPS request on a fresh connection,
+//      p50 and p99, with the proxy's DNS cache cold (a new name: a real query to
+//      the bench's DNS server on a loopback address) and warm, against direct
+//      access (whose client looks a new name up itself) and squid
 //
 // The upstreams and the load generators run in child processes (bench/lib/
 // upstream.ts, bench/lib/load.ts, or wrk), so the CPU counted for a proxy is
@@ -21,7 +25,9 @@
 //   --bulk-mb N           bulk download size (default 512)
 //   --rounds N            rounds of every figure; the best counts (default 2)
 //   --connections N       keep-alive connections for figure 1 (default 8)
-//   --figures LIST        which loads to run: keepalive,churn,bulk (default all; memory is always shown)
+//   --figures LIST        which figures to run: keepalive,churn,bulk,latency (default all;
+//                         memory is always shown)
+//   --latency-samples N   requests per contender and DNS state in figure 5 (default 200)
 //   --node-load           use the Node keep-alive generator even when wrk is installed
 //   --no-squid            skip squid
 //   --also-cli P1,P2      also measure other builds of the CLI (paths to their cli/main.js), to A/B a change
@@ -59,12 +65,15 @@ import { allowOnLoopback, startIsorunProxy, type RunningProxy } from './lib/isor
 import { freePort } from './lib/net.js'
 import { cpuSeconds, memory, RssSampler } from './lib/procstat.js'
 import { ensureSquid, startSquid } from './lib/squid.js'
+import { startBenchDns, type BenchDns } from './lib/dns-stub.js'
+import type { LatencyResult, LatencySpec } from './lib/latency.js'
 
 const NAME = 'bench.test'
 const LOOPBACK = '127.0.0.1'
 const HERE = fileURLToPath(new URL('.', import.meta.url)) // dist/bench/
 const CLI = resolve(HERE, '../src/cli/main.js')
 const LOAD = join(HERE, 'lib/load.js')
+const LATENCY_CLIENT = join(HERE, 'lib/latency.js')
 const UPSTREAM = join(HERE, 'lib/upstream.js')
 
 // ---------------------------------------------------------------- options
@@ -84,9 +93,10 @@ const DURATION_MS = Number(option('--duration') || 5000)
 const BULK_BYTES = Number(option('--bulk-mb') || 512) * 1024 * 1024
 const ROUNDS = Math.max(1, Number(option('--rounds') || 2))
 const CONNECTIONS = Number(option('--connections') || 8)
-const FIGURES = (option('--figures') || 'keepalive,churn,bulk')
-  .split(',')
-  .filter((f): f is Figure => ['keepalive', 'churn', 'bulk'].includes(f))
+const FIGURE_LIST = (option('--figures') || 'keepalive,churn,bulk,latency').split(',')
+const FIGURES = FIGURE_LIST.filter((f): f is Figure => ['keepalive', 'churn', 'bulk'].includes(f))
+const LATENCY = FIGURE_LIST.includes('latency')
+const LATENCY_SAMPLES = Math.max(1, Number(option('--latency-samples') || 200))
 const CHURN_CONCURRENCY = 16
 const NODE_LOAD = option('--node-load', false) !== undefined
 const NO_SQUID = option('--no-squid', false) !== undefined
@@ -109,29 +119,19 @@ interface Contender {
   readonly start?: () => Promise<RunningProxy>
 }
 
+/** The bench's DNS server, when it could be started (figure 5). */
+let benchDns: BenchDns | undefined
+
 function startIsorun(extra: string[], nodeFlags: string[] = [], cli = CLI): Promise<RunningProxy> {
-  return startIsorunProxy([...allowOnLoopback(NAME), ...extra], { nodeFlags, cli })
+  // Subdomains of NAME are looked up at the bench's DNS server (figure 5).
+  const dns = benchDns ? ['--allow', `*.${NAME}:*`, '--upstream-dns', `${benchDns.address}:53`] : []
+  return startIsorunProxy([...allowOnLoopback(NAME), ...dns, ...extra], { nodeFlags, cli })
 }
 
 // ---------------------------------------------------------------- loads
 
 function runNodeLoad(spec: LoadSpec): Promise<LoadResult> {
-  return new Promise((resolveResult, reject) => {
-    const child = spawn(process.execPath, [LOAD, JSON.stringify(spec)], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    })
-    let out = ''
-    child.stdout.on('data', (c: Buffer) => (out += c.toString()))
-    child.once('error', reject)
-    child.once('exit', (code) => {
-      const line = out.trim().split('\n').pop() ?? ''
-      try {
-        resolveResult(JSON.parse(line) as LoadResult)
-      } catch {
-        reject(new Error(`load generator exited with ${code}: ${out}`))
-      }
-    })
-  })
+  return runChildJson<LoadResult>(LOAD, spec)
 }
 
 const HAVE_WRK = !NODE_LOAD && spawnSync('wrk', ['-v']).error === undefined
@@ -211,6 +211,7 @@ async function measure(
 
 interface Row {
   readonly label: string
+  readonly latency?: LatencyResult[string]
   readonly keepalive?: Measured
   readonly churn?: Measured
   readonly bulk?: Measured
@@ -301,6 +302,7 @@ async function compare(contenders: Contender[], up: Upstreams): Promise<Row[]> {
       r.sampler = new RssSampler(r.proxy.pid)
     }
     const results = new Map<string, Partial<Record<Figure, Measured>>>()
+    const latency = LATENCY ? await measureLatency(running, up) : undefined
     for (let round = 0; round < ROUNDS; round++) {
       for (const figure of FIGURES) {
         for (let i = 0; i < running.length; i++) {
@@ -316,13 +318,69 @@ async function compare(contenders: Contender[], up: Upstreams): Promise<Row[]> {
     }
     return contenders.flatMap((c) => {
       const r = running.find((x) => x.c === c)
-      const m = results.get(c.label)
-      if (!r || !m) return []
-      return [{ label: c.label, ...m, idleKiB: r.idleKiB, peakKiB: r.sampler?.stop() }]
+      const m = results.get(c.label) ?? {}
+      const l = latency?.[c.label]
+      if (!r || (!l && Object.keys(m).length === 0)) return []
+      return [
+        {
+          label: c.label,
+          ...m,
+          ...(l ? { latency: l } : {}),
+          idleKiB: r.idleKiB,
+          peakKiB: r.sampler?.stop(),
+        },
+      ]
     })
   } finally {
     for (const r of running) await r.proxy?.stop()
   }
+}
+
+/** Figure 5: every running contender, sample by sample in turns, in a child process. */
+async function measureLatency(
+  running: readonly { c: Contender; proxy?: RunningProxy }[],
+  up: Upstreams,
+): Promise<LatencyResult | undefined> {
+  if (!benchDns) return undefined
+  process.stderr.write(`bench: latency: ${LATENCY_SAMPLES} requests per contender, cold and warm\n`)
+  const spec: LatencySpec = {
+    contenders: running.map((r) => ({
+      label: r.c.label,
+      ...(r.proxy ? { proxy: { host: LOOPBACK, port: r.proxy.port } } : {}),
+    })),
+    upstream: { host: LOOPBACK, port: up.tlsPort },
+    zone: NAME,
+    dnsServer: `${benchDns.address}:53`,
+    samples: LATENCY_SAMPLES,
+    caFile: join(scratch, 'ca.pem'),
+  }
+  const before = benchDns.questions(NAME)
+  const result = await runChildJson<LatencyResult>(LATENCY_CLIENT, spec)
+  latencyQuestions = (benchDns.questions(NAME) - before) / (LATENCY_SAMPLES + 1) / running.length
+  return result
+}
+
+/** DNS questions per cold request, on average over the contenders (shows "cold" really asked). */
+let latencyQuestions = 0
+
+/** Runs `node script '<json arg>'` and parses the last line of its stdout. */
+function runChildJson<T>(script: string, arg: unknown): Promise<T> {
+  return new Promise((resolveResult, reject) => {
+    const child = spawn(process.execPath, [script, JSON.stringify(arg)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
+    let out = ''
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()))
+    child.once('error', reject)
+    child.once('exit', (code) => {
+      const line = out.trim().split('\n').pop() ?? ''
+      try {
+        resolveResult(JSON.parse(line) as T)
+      } catch {
+        reject(new Error(`${script} exited with ${code}: ${out}`))
+      }
+    })
+  })
 }
 
 // ---------------------------------------------------------------- report
@@ -367,6 +425,49 @@ const mib = (kib: number | undefined): number | undefined =>
 function atLeast(a: number | undefined, b: number | undefined, lower = false): boolean | undefined {
   if (a === undefined || b === undefined) return undefined
   return lower ? a <= b : a >= b
+}
+
+/** p-th percentile (0..100) of samples, by nearest rank. */
+function percentile(samples: readonly number[], p: number): number | undefined {
+  if (samples.length === 0) return undefined
+  const sorted = [...samples].sort((a, b) => a - b)
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]
+}
+
+function latencyTable(rows: Row[], direct: Row | undefined): string {
+  if (!benchDns) return `Figure 5 — latency: SKIPPED — ${dnsSkip ?? 'no DNS server'}`
+  const cell = (r: Row | undefined, state: 'cold' | 'warm', p: number): number | undefined =>
+    r?.latency ? percentile(r.latency[state], p) : undefined
+  const added = (r: Row, state: 'cold' | 'warm', p: number): number | undefined => {
+    const own = cell(r, state, p)
+    const base = cell(direct, state, p)
+    return own === undefined || base === undefined ? undefined : own - base
+  }
+  const proxies = rows.filter((r) => r !== direct && r.latency)
+  return table(
+    `Figure 5 — one small HTTPS request on a fresh connection, ms (${LATENCY_SAMPLES} per cell; cold: a new name, ${latencyQuestions.toFixed(1)} DNS questions per request on average; warm: a name asked before)`,
+    ['', 'p50 cold', 'p99 cold', 'p50 warm', 'p99 warm', 'errors'],
+    [
+      ...rows
+        .filter((r) => r.latency)
+        .map((r) => [
+          r.label,
+          cell(r, 'cold', 50),
+          cell(r, 'cold', 99),
+          cell(r, 'warm', 50),
+          cell(r, 'warm', 99),
+          r.latency?.errors,
+        ]),
+      ...proxies.map((r) => [
+        `${r.label} adds`,
+        added(r, 'cold', 50),
+        added(r, 'cold', 99),
+        added(r, 'warm', 50),
+        added(r, 'warm', 99),
+        undefined,
+      ]),
+    ],
+  )
 }
 
 function report(rows: Row[]): string {
@@ -456,6 +557,7 @@ function report(rows: Row[]): string {
       ),
     )
   }
+  if (LATENCY) out.push(latencyTable(rows, direct))
   out.push(
     table(
       'Figure 4 — proxy memory (RSS, MiB; idle = 1 s after start, load = peak of samples and VmHWM)',
@@ -540,12 +642,31 @@ async function profile(up: Upstreams, dir: string): Promise<void> {
 
 // ---------------------------------------------------------------- main
 
+/** Why figure 5 has no DNS server, once known. */
+let dnsSkip: string | undefined
+
+/** The bench's DNS server on port 53 of a loopback address of its own (squid asks no other port). */
+async function startDnsIfPossible(): Promise<BenchDns | undefined> {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const address = `127.53.${Math.floor(Math.random() * 250) + 1}.${Math.floor(Math.random() * 250) + 1}`
+    try {
+      return await startBenchDns(address, NAME)
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code
+      dnsSkip = `cannot listen on ${address}:53 (${code ?? String(err)}${code === 'EACCES' ? ': needs root' : ''})`
+      if (code !== 'EADDRINUSE') return undefined
+    }
+  }
+  return undefined
+}
+
 async function main(): Promise<void> {
   if (process.platform !== 'linux') throw new Error('bench:proxy reads /proc: Linux only')
   scratch = mkdtempSync(join(tmpdir(), 'isorun-bench-proxy-'))
   chmodSync(scratch, 0o755) // squid runs as its own user (proxy) and reads its files under here
   const certs = makeCertificates(scratch, NAME)
   const up = await startUpstreamProcess(UPSTREAM, certs.cert, certs.key)
+  if (LATENCY && CPU_PROF === undefined) benchDns = await startDnsIfPossible()
   try {
     if (CPU_PROF !== undefined) {
       await profile(up, resolve(CPU_PROF || join(tmpdir(), 'isorun-bench-profiles')))
@@ -563,7 +684,8 @@ async function main(): Promise<void> {
             ...(await startSquid({
               dir: join(scratch, 'squid'),
               port,
-              names: [NAME],
+              names: [`.${NAME}`],
+              ...(benchDns ? { dnsServer: benchDns.address } : {}),
               hosts: new Map([[NAME, LOOPBACK]]),
               caCert: certs.ca,
               caKey: certs.caKey,
@@ -603,6 +725,7 @@ async function main(): Promise<void> {
     process.stdout.write(report(rows))
   } finally {
     up.stop()
+    await benchDns?.close()
     rmSync(scratch, { recursive: true, force: true })
   }
 }

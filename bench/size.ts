@@ -185,7 +185,14 @@ async function startVariant(variant: Variant, spec: PolicySpec): Promise<Started
   const token = randomBytes(12).toString('hex')
   const args = [
     ...proxyArguments(
-      { id: 'bench-size', logAllowed: true, allowPrivate: ['loopback'], blocked: [] },
+      {
+        id: 'bench-size',
+        logAllowed: true,
+        allowPrivate: ['loopback'],
+        blocked: [],
+        // The runner's defaults (ISORUN_PROXY_DNS_TTL_MIN/_MAX).
+        dnsTtl: { minSeconds: 5, maxSeconds: 300 },
+      },
       listen,
     ),
     '--resolve',

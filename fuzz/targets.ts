@@ -27,6 +27,13 @@ export const FUZZ_TARGETS: readonly FuzzTargetInfo[] = [
     timeoutMs: 5000,
   },
   {
+    name: 'http-head',
+    description: 'the one HTTP head reader (CONNECT heads, parent proxy and upgrade answers)',
+    async: false,
+    ciSeconds: 8,
+    timeoutMs: 5000,
+  },
+  {
     name: 'socks5',
     description: 'SOCKS5 handshake reader on a loopback socket',
     async: true,

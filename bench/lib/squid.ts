@@ -45,6 +45,8 @@ export interface SquidOptions {
   readonly caKey: string
   /** squid's access_log value; `none` turns it off. */
   readonly accessLog?: string
+  /** The DNS server squid asks (port 53); by default one that does not exist. */
+  readonly dnsServer?: string
 }
 
 export interface RunningSquid {
@@ -70,6 +72,7 @@ export function writeSquidConf(o: SquidOptions): string {
     CA_KEY: o.caKey,
     NAMES: o.names.join(' '),
     ACCESS_LOG: o.accessLog ?? 'stdio:/dev/null',
+    DNS: o.dnsServer ?? '127.0.0.1',
   }
   const template = readFileSync(join(SQUID_DIR, 'squid.conf.template'), 'utf8')
   const conf = template.replace(/\{\{([A-Z_]+)\}\}/g, (_, key: string) => {

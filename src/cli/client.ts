@@ -55,8 +55,17 @@ export function formatEvent(e: NetworkEvent): string {
   const target = `${e.host}${e.port ? `:${e.port}` : ''}`
   const what = [e.method, e.path].filter(Boolean).join(' ') || e.qtype || e.sni || ''
   const time = e.time.replace('T', ' ').replace(/\.\d+Z$/, 'Z')
-  const outcome = e.action === 'deny' ? 'BLOCKED' : 'allowed'
+  // Report mode: allowed, but the rules would refuse it; marked so it stands out among refusals.
+  const outcome = e.action === 'deny' ? 'BLOCKED' : e.wouldDeny ? 'WOULD-DENY' : 'allowed'
   const why =
-    e.action === 'deny' ? `${e.reason}${e.detail ? ` (${e.detail})` : ''}` : (e.rule ?? e.reason)
-  return `${time}  ${outcome.padEnd(7)}  ${e.protocol.padEnd(7)}  ${target}${what ? `  ${what}` : ''}  ${why}${e.error ? `  error: ${e.error}` : ''}`
+    e.action === 'deny'
+      ? `${e.reason}${e.detail ? ` (${e.detail})` : ''}`
+      : e.wouldDeny
+        ? `${e.wouldDeny.reason}${e.wouldDeny.rule ? ` ${e.wouldDeny.rule}` : ''}${e.wouldDeny.detail ? ` (${e.wouldDeny.detail})` : ''} (report mode: allowed)`
+        : (e.rule ?? e.reason)
+  const approval = e.approval ? `  [${e.approval.answer} by ${e.approval.by}]` : ''
+  const budget = e.budget
+    ? `  [budget ${e.budget.pattern}: up ${e.budget.up}, down ${e.budget.down}, ${e.budget.requests} requests]`
+    : ''
+  return `${time}  ${outcome.padEnd(10)}  ${e.protocol.padEnd(7)}  ${target}${what ? `  ${what}` : ''}  ${why}${approval}${budget}${e.error ? `  error: ${e.error}` : ''}`
 }

@@ -12,7 +12,7 @@ type Command = (argv: string[]) => number | Promise<number>
 const COMMANDS: Record<string, { run: () => Promise<Command>; summary: string }> = {
   profiles: {
     run: async () => (await import('./commands/profiles.js')).profilesCommand,
-    summary: "list profiles, or show one profile's resolved rules",
+    summary: "list profiles, show one profile's resolved rules, or learn one from a sandbox",
   },
   check: {
     run: async () => (await import('./commands/check.js')).checkCommand,
@@ -37,6 +37,18 @@ const COMMANDS: Record<string, { run: () => Promise<Command>; summary: string }>
   rm: {
     run: async () => (await import('./commands/sandboxes.js')).rmCommand,
     summary: 'destroy sandboxes',
+  },
+  approvals: {
+    run: async () => (await import('./commands/approvals.js')).approvalsCommand,
+    summary: 'requests held for an approval (--follow to wait for them)',
+  },
+  approve: {
+    run: async () => (await import('./commands/approvals.js')).approveCommand,
+    summary: 'answer a held request: --once, or --sandbox [--ttl 10m] for a live rule',
+  },
+  deny: {
+    run: async () => (await import('./commands/approvals.js')).denyCommand,
+    summary: 'refuse a held request',
   },
   proxy: {
     run: async () => (await import('./commands/proxy.js')).proxyCommand,

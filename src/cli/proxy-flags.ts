@@ -3,9 +3,15 @@
 // flag and every usage error is testable on its own.
 
 import type { OperatorSettings } from '../policy/index.js'
+import { isIP } from 'node:net'
 import { splitAuthority } from '../policy/index.js'
 import type { ListenAddress, ProxyListeners } from '../proxy/proxy.js'
-import { parseResolveOverride, type ResolveOverrides } from '../proxy/upstream.js'
+import {
+  DEFAULT_DNS_TTL,
+  parseResolveOverride,
+  type DnsSettings,
+  type ResolveOverrides,
+} from '../proxy/resolver.js'
 import { parseArgs, PROFILES_DIR_OPTION, splitList, withUsage } from './args.js'
 import {
   INTERCEPTION_OPTIONS,
@@ -33,6 +39,9 @@ options:
   --allow-private RANGES   special-purpose ranges upstreams may be in (CIDR or group: private, loopback, …)
   --block RANGES           CIDR blocks never reached, whatever the policy or --allow-private says
   --upstream-proxy URL     send all upstream traffic through this HTTP proxy
+  --upstream-dns ADDR[:PORT]   DNS server for the proxy's own lookups; repeatable (default: /etc/resolv.conf)
+  --dns-ttl-min SECONDS    keep looked-up addresses at least this long (default ${DEFAULT_DNS_TTL.minSeconds})
+  --dns-ttl-max SECONDS    and at most this long, whatever the TTL (default ${DEFAULT_DNS_TTL.maxSeconds})
   --sandbox-id ID          tag for every log line
   --log-allowed / --no-log-allowed   log allowed decisions too (default: yes)
   --admin-token TOKEN      admin API token (or ISORUN_ADMIN_TOKEN; generated and printed if unset)
@@ -56,6 +65,9 @@ const OPTIONS = {
   'allow-private': { type: 'string', multiple: true },
   block: { type: 'string', multiple: true },
   'upstream-proxy': { type: 'string' },
+  'upstream-dns': { type: 'string', multiple: true },
+  'dns-ttl-min': { type: 'string' },
+  'dns-ttl-max': { type: 'string' },
   'sandbox-id': { type: 'string' },
   'log-allowed': { type: 'boolean' },
   'no-log-allowed': { type: 'boolean' },
@@ -79,6 +91,8 @@ export interface ProxyFlags {
   /** Listeners; `admin.host` may still be `egress`, which only the running machine can resolve. */
   readonly listen: ProxyListeners
   readonly resolveOverrides: ResolveOverrides
+  /** The proxy's own lookups: --upstream-dns and the cache's TTL floor and ceiling. */
+  readonly dns: DnsSettings
   readonly parentProxy?: URL
   readonly sandboxId?: string
   readonly logAllowed: boolean
@@ -127,6 +141,7 @@ export function parseProxyFlags(
     },
     listen: anyListener ? named : { ...named, ...DEFAULT_LISTENERS },
     resolveOverrides: parseResolveOverrides(values.resolve),
+    dns: dnsSettings(values),
     ...(parentProxy ? { parentProxy } : {}),
     ...(values['sandbox-id'] ? { sandboxId: values['sandbox-id'] } : {}),
     logAllowed: values['no-log-allowed'] ? false : (values['log-allowed'] ?? true),
@@ -164,6 +179,34 @@ function policyFlag(values: {
   if (values.profile !== undefined) return { kind: 'profile', name: values.profile }
   if (values['wait-for-policy']) return { kind: 'wait' }
   return { kind: 'rules', allow, deny }
+}
+
+function dnsSettings(values: {
+  'upstream-dns'?: string[]
+  'dns-ttl-min'?: string
+  'dns-ttl-max'?: string
+}): DnsSettings {
+  const seconds = (flag: 'dns-ttl-min' | 'dns-ttl-max', fallback: number): number => {
+    const text = values[flag]
+    if (text === undefined) return fallback
+    const n = Number(text)
+    if (!/^\d+$/.test(text) || n > 86_400)
+      throw new UsageError(`--${flag} "${text}": write whole seconds from 0 to 86400`)
+    return n
+  }
+  const minTtlSeconds = seconds('dns-ttl-min', DEFAULT_DNS_TTL.minSeconds)
+  const maxTtlSeconds = seconds('dns-ttl-max', DEFAULT_DNS_TTL.maxSeconds)
+  if (minTtlSeconds > maxTtlSeconds)
+    throw new UsageError(
+      `--dns-ttl-min (${minTtlSeconds}) is above --dns-ttl-max (${maxTtlSeconds})`,
+    )
+  const servers = values['upstream-dns']
+  for (const server of servers ?? []) {
+    const authority = splitAuthority(server)
+    if (!authority || !isIP(authority.host))
+      throw new UsageError(`--upstream-dns "${server}": write an IP address, with :port if not 53`)
+  }
+  return { minTtlSeconds, maxTtlSeconds, ...(servers ? { servers } : {}) }
 }
 
 function parseListen(flag: string, value: string | undefined): ListenAddress | undefined {

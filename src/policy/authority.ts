@@ -19,3 +19,12 @@ export function splitAuthority(text: string): Authority | undefined {
   if (port !== undefined && port > 65535) return undefined
   return { host: (m[1] ?? m[2]) as string, port }
 }
+
+/**
+ * `host:port` as a URL authority, a Host header or a CONNECT target writes it
+ * (an IPv6 address in brackets); just the host when `port` is undefined.
+ */
+export function joinAuthority(host: string, port?: number): string {
+  const shown = host.includes(':') ? `[${host}]` : host
+  return port === undefined ? shown : `${shown}:${port}`
+}

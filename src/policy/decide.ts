@@ -54,7 +54,16 @@ export interface EgressRequest {
   readonly queryType?: string
 }
 
-export type AllowReason = 'allowed-by-rule' | 'allowed-by-mode' | 'endpoint-allowed'
+export type AllowReason =
+  'allowed-by-rule' | 'allowed-by-mode' | 'endpoint-allowed' | 'allowed-by-approval'
+
+/** Report mode: what the policy's rules would have decided about an allowed request. */
+export interface WouldDeny {
+  readonly reason: DenyReason
+  readonly rule: string | null
+  readonly from: string | null
+  readonly detail?: string
+}
 export type DenyReason =
   | 'denied-by-rule'
   | 'denied-by-mode'
@@ -75,6 +84,9 @@ export type DenyReason =
   | 'bad-path'
   | 'method-override'
   | 'dns-type-refused'
+  | 'approval-denied'
+  | 'approval-timeout'
+  | 'budget-exceeded'
   /** A DNS query the server rejects before any decision (malformed, not one IN question, …). */
   | 'bad-dns-query'
 export type Reason = AllowReason | DenyReason
@@ -91,6 +103,86 @@ export interface Decision {
   readonly port: number
   /** Specifics for the message: the SNI seen, the address refused, the parse error. */
   readonly detail?: string
+  /** Report mode: the request was allowed, but the rules would have refused it. */
+  readonly wouldDeny?: WouldDeny
+  /**
+   * `onUnknown: ask`: refused only because no rule allows it (every other check
+   * passed), so the proxy may hold it and ask. Never set on a deny rule, a
+   * special-purpose address or a protocol refusal. Code that does not ask sees a deny.
+   */
+  readonly ask?: true
+}
+
+/**
+ * Refusals that report mode turns into would-deny: the rules' verdicts, and the
+ * checks that exist only to make endpoint rules hold. Everything else (special
+ * addresses, SNI and Host checks, unreadable payloads) refuses in every mode.
+ */
+const REPORTABLE: ReadonlySet<Reason> = new Set<Reason>([
+  'denied-by-rule',
+  'denied-by-mode',
+  'not-in-allow-list',
+  'endpoint-denied',
+  'no-endpoint-match',
+  'bad-path',
+  'method-override',
+])
+
+/**
+ * A refusal by the rules that the mode sets aside: kept as the would-deny in
+ * report mode, or the one to ask about with `onUnknown: ask`.
+ */
+interface SetAside {
+  held: Decision | undefined
+}
+
+/**
+ * What the other modes use: nothing is ever set aside there, so no object per
+ * decision; frozen, so a write by mistake throws rather than passes.
+ */
+const NOTHING_ASIDE: SetAside = Object.freeze({ held: undefined })
+
+function asideFor(policy: Policy): SetAside {
+  return policy.mode === 'report' || policy.onUnknown === 'ask'
+    ? { held: undefined }
+    : NOTHING_ASIDE
+}
+
+function setsAside(policy: Policy, refusal: Decision): boolean {
+  return policy.mode === 'report'
+    ? REPORTABLE.has(refusal.reason)
+    : policy.onUnknown === 'ask' && refusal.reason === 'not-in-allow-list'
+}
+
+/** The final decision once the request passed every check that refuses in all modes. */
+function settle(policy: Policy, decision: Decision, aside: SetAside): Decision {
+  if (policy.mode === 'report') {
+    const held =
+      aside.held ??
+      (decision.action === 'deny' && setsAside(policy, decision) ? decision : undefined)
+    if (!held) return decision
+    const wouldDeny: WouldDeny =
+      held.detail === undefined
+        ? { reason: held.reason as DenyReason, rule: held.rule, from: held.from }
+        : {
+            reason: held.reason as DenyReason,
+            rule: held.rule,
+            from: held.from,
+            detail: held.detail,
+          }
+    return {
+      action: 'allow',
+      reason: 'allowed-by-mode',
+      rule: 'mode:report',
+      from: null,
+      host: decision.host,
+      port: decision.port,
+      wouldDeny,
+    }
+  }
+  // Ask: an explicit endpoint refusal stands; otherwise the unknown request is asked about.
+  if (aside.held && decision.action !== 'deny') return { ...aside.held, ask: true }
+  return decision
 }
 
 /**
@@ -153,6 +245,7 @@ function hostVerdict(policy: Policy, target: Target): Decision | RuleMatch | nul
     case 'deny-all':
       return deny(target, 'denied-by-mode', { rule: `mode:${policy.mode}` })
     case 'allow-list':
+    case 'report':
       return policy.allow.match(target.host, target.port) ?? deny(target, 'not-in-allow-list')
   }
 }
@@ -180,20 +273,33 @@ function specialAddressRefusal(policy: Policy, ip: IP, subject: Subject): Decisi
   })
 }
 
-function tlsRefusal(policy: Policy, req: EgressRequest, target: Target): Decision | undefined {
+function tlsRefusal(
+  policy: Policy,
+  req: EgressRequest,
+  target: Target,
+  aside: SetAside,
+): Decision | undefined {
   const tls = req.tls
   if (!tls) return undefined
   if (tls.kind === 'invalid') return deny(target, 'bad-client-hello', { detail: tls.error })
   if (tls.ech) return deny(target, 'ech-refused')
   if (tls.sni === null) return target.host.kind === 'name' ? deny(target, 'no-sni') : undefined
   const sni = parseHost(tls.sni)
-  const sameName =
-    target.host.kind === 'name'
-      ? sni.kind === 'name' && sni.name === target.host.name
-      : // An IP target allowed by an IP rule: a name in the SNI must be allowed in its own right.
-        sni.kind === 'name' &&
-        !isRefusal(hostVerdict(policy, { host: sni, text: sni.name, port: target.port }))
-  return sameName ? undefined : deny(target, 'sni-mismatch', { detail: tls.sni })
+  if (sni.kind === 'invalid') return deny(target, 'sni-mismatch', { detail: tls.sni })
+  if (target.host.kind === 'name') {
+    return sni.kind === 'name' && sni.name === target.host.name
+      ? undefined
+      : deny(target, 'sni-mismatch', { detail: tls.sni })
+  }
+  // An IP target allowed by an IP rule: a name in the SNI must be allowed in its own right.
+  if (sni.kind !== 'name') return deny(target, 'sni-mismatch', { detail: tls.sni })
+  const named = hostVerdict(policy, { host: sni, text: sni.name, port: target.port })
+  if (!isRefusal(named)) return undefined
+  if (policy.mode === 'report') {
+    aside.held ??= { ...named, host: target.text, detail: `TLS server name ${sni.name}` }
+    return undefined
+  }
+  return deny(target, 'sni-mismatch', { detail: tls.sni })
 }
 
 function hostHeaderRefusal(req: EgressRequest, target: Target): Decision | undefined {
@@ -248,7 +354,12 @@ function endpointVerdict(policy: Policy, req: EgressRequest, target: Target): De
   }
 }
 
-function resolvedRefusal(policy: Policy, req: EgressRequest, target: Target): Decision | undefined {
+function resolvedRefusal(
+  policy: Policy,
+  req: EgressRequest,
+  target: Target,
+  aside: SetAside,
+): Decision | undefined {
   for (const address of req.resolved ?? []) {
     const ip = parseIP(address)
     if (!ip)
@@ -257,12 +368,15 @@ function resolvedRefusal(policy: Policy, req: EgressRequest, target: Target): De
       })
     // A mapped, NAT64 or 6to4 address reaches the IPv4 host inside it: match rules on that.
     const denied = policy.deny.matchAddress(unwrapIP(ip), target.port)
-    if (denied)
-      return deny(target, 'denied-by-rule', {
+    if (denied) {
+      const refusal = deny(target, 'denied-by-rule', {
         rule: denied.canonical,
         from: denied.from,
         detail: `resolves to ${formatIP(ip)}`,
       })
+      if (policy.mode !== 'report') return refusal
+      aside.held ??= refusal
+    }
     const special = specialAddressRefusal(policy, ip, target)
     if (special) return special
   }
@@ -302,32 +416,45 @@ export function decide(req: EgressRequest, policy: Policy): Decision {
       detail: `port ${String(req.port)} is not between 1 and 65535`,
     })
   }
-  const verdict = hostVerdict(policy, target)
-  if (isRefusal(verdict)) return verdict
+  let verdict = hostVerdict(policy, target)
+  const aside = asideFor(policy)
+  if (isRefusal(verdict)) {
+    if (!setsAside(policy, verdict)) return verdict
+    // Report mode and ask go on: a special address or a protocol refusal still refuses.
+    aside.held = verdict
+    verdict = null
+  }
   if (parsed.kind === 'ip') {
     const special = specialAddressRefusal(policy, parsed.ip, target)
     if (special) return special
   }
   const refusal =
-    tlsRefusal(policy, req, target) ??
+    tlsRefusal(policy, req, target, aside) ??
     hostHeaderRefusal(req, target) ??
     upgradeRefusal(req, target) ??
     rawRefusal(policy, req, target) ??
-    resolvedRefusal(policy, req, target)
+    resolvedRefusal(policy, req, target, aside)
   if (refusal) return refusal
-  return endpointVerdict(policy, req, target) ?? allowedBy(target, verdict, policy.mode)
+  const decision = endpointVerdict(policy, req, target) ?? allowedBy(target, verdict, policy.mode)
+  return aside.held || policy.mode === 'report' ? settle(policy, decision, aside) : decision
 }
 
 /**
  * A DNS question: only address questions are answered (TXT, MX, HTTPS and the
  * rest would carry data, not steer traffic), and a name is answered when 443 or
  * 80 is allowed, the ports of the transparent listeners the answer steers to.
+ * Report mode and ask answer a name the rules refuse (ask: the DNS listener holds it).
  */
 function decideDns(req: EgressRequest, policy: Policy, question: Target): Decision {
   if (req.queryType !== undefined && req.queryType !== 'A' && req.queryType !== 'AAAA')
     return deny(question, 'dns-type-refused', { detail: `${req.queryType} query` })
   let verdict = hostVerdict(policy, { ...question, port: 443 })
   if (isRefusal(verdict)) verdict = hostVerdict(policy, { ...question, port: 80 })
+  if (isRefusal(verdict) && setsAside(policy, verdict)) {
+    const aside = asideFor(policy)
+    aside.held = { ...verdict, port: 0 }
+    return settle(policy, allowedBy(question, null, policy.mode), aside)
+  }
   return { ...(isRefusal(verdict) ? verdict : allowedBy(question, verdict, policy.mode)), port: 0 }
 }
 

@@ -3,6 +3,7 @@
 // from decide() so the hot path builds no strings.
 
 import type { Decision, Reason } from './decide.js'
+import { joinAuthority } from './authority.js'
 import { RAW_PREFIX } from './rule.js'
 
 const WHY: Record<Reason, string> = {
@@ -32,6 +33,10 @@ const WHY: Record<Reason, string> = {
   'method-override':
     'denied: the request overrides its method or path (header or _method parameter), which endpoint rules cannot check',
   'dns-type-refused': 'denied: only A and AAAA questions are answered',
+  'allowed-by-approval': 'allowed: approved while it was held',
+  'approval-denied': 'denied: no rule allows it, and the approval request was denied',
+  'approval-timeout': 'denied: no rule allows it, and nobody answered the approval request in time',
+  'budget-exceeded': "denied: the destination's budget is used up",
   'bad-dns-query':
     'denied: a DNS query the proxy does not serve (malformed, not exactly one question of class IN, or not a host name)',
 }
@@ -58,6 +63,12 @@ const FIX: Partial<Record<Reason, (d: Decision, profile: string) => string>> = {
   'method-override': () =>
     'Send the method and path in the request line, without X-HTTP-Method-Override or _method.',
   'no-endpoint-match': (_d, p) => `Add an endpoint rule for this method and path to profile ${p}.`,
+  'approval-timeout': () =>
+    'Answer pending approvals with `isorun approvals` / `isorun approve ID`, the SDK or the webhook, or allow the host in the profile.',
+  'approval-denied': (d, p) =>
+    `To allow it for good, add "${hostRule(d)}" to the allow list of profile ${p}.`,
+  'budget-exceeded': (d) =>
+    `Raise the limit for ${d.rule ?? 'this destination'} in the profile's limits, or wait for its window to pass.`,
 }
 
 function hostRule(d: Decision): string {
@@ -67,7 +78,7 @@ function hostRule(d: Decision): string {
 
 /** `host:port` as the rule grammar reads it: an IPv6 address needs brackets before a port. */
 function hostPort(d: Decision): string {
-  return d.host.includes(':') ? `[${d.host}]:${d.port}` : `${d.host}:${d.port}`
+  return joinAuthority(d.host, d.port)
 }
 
 /** One line: `denied: no allow rule matches` plus the rule and specifics. */
@@ -83,6 +94,10 @@ export function describeDecision(d: Decision): string {
     if (d.from) text += ` (from profile ${d.from})`
   }
   if (d.detail) text += ` (${d.detail})`
+  if (d.wouldDeny) {
+    const w = d.wouldDeny
+    text += `; report mode: the rules would refuse it (${w.reason}${w.rule ? ` ${w.rule}` : ''}${w.detail ? `, ${w.detail}` : ''})`
+  }
   return text
 }
 

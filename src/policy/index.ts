@@ -10,11 +10,35 @@ export type {
   Reason,
   TlsObservation,
   TunnelPayload,
+  WouldDeny,
 } from './decide.js'
 export { adviseDecision, describeDecision } from './explain.js'
-export { compilePolicy, isMode, MODES, parseSpecialAllowances, PolicyError } from './policy.js'
+export {
+  approvalProblem,
+  compilePolicy,
+  DEFAULT_APPROVAL_TIMEOUT_MS,
+  isMode,
+  MAX_APPROVAL_TIMEOUT_MS,
+  MODES,
+  ON_UNKNOWN,
+  parseSpecialAllowances,
+  PolicyError,
+} from './policy.js'
+export {
+  formatBytes,
+  formatDuration,
+  LimitError,
+  LimitIndex,
+  LIMIT_FIELDS,
+  limitFromJson,
+  parseDuration,
+  parseLimitFields,
+  parseSize,
+} from './limits.js'
+export type { Limit, LimitSource } from './limits.js'
 export type {
   Mode,
+  OnUnknown,
   OperatorRange,
   OperatorSettings,
   Policy,
@@ -41,7 +65,7 @@ export {
 } from './endpoint.js'
 export type { EndpointRule, EndpointSet, EndpointAction } from './endpoint.js'
 export { parsePolicySpecJson, SpecError } from './spec-json.js'
-export { splitAuthority } from './authority.js'
+export { joinAuthority, splitAuthority } from './authority.js'
 export type { Authority } from './authority.js'
 export { describeInterception, interceptionFor } from './interception.js'
 export type { BoundHosts, Interception, InterceptionReason } from './interception.js'

@@ -5,10 +5,15 @@
 import { CidrTable, CidrError, parseCidr, type Cidr } from './cidr.js'
 import { EndpointIndex, type EndpointSet } from './endpoint.js'
 import { RuleIndex, type SourcedRule } from './matcher.js'
+import { LimitError, LimitIndex, type LimitSource } from './limits.js'
 import { parseListRule, RuleError } from './rule.js'
 import { cidrsOfGroup, isSpecialGroup, SPECIAL_GROUPS } from './special.js'
 
-export const MODES = ['allow-all', 'deny-all', 'allow-list'] as const
+/**
+ * `report`: everything an allow-all policy allows is allowed, and each decision
+ * also carries what the rules (read as an allow list) would have decided.
+ */
+export const MODES = ['allow-all', 'deny-all', 'allow-list', 'report'] as const
 export type Mode = (typeof MODES)[number]
 
 export function isMode(value: unknown): value is Mode {
@@ -34,6 +39,44 @@ export interface PolicySpec {
    * `inspect: true`: TLS to the hosts their allow rules allow is intercepted.
    */
   readonly inspect?: readonly string[]
+  /**
+   * What happens to a request no rule allows in `allow-list` mode: `deny` (the
+   * default) or `ask`: decide() marks the refusal `ask`, and the proxy holds the
+   * request while the runner asks someone.
+   */
+  readonly onUnknown?: OnUnknown
+  /** How long an `ask` waits for an answer before it counts as a deny. */
+  readonly approvalTimeoutMs?: number
+  /** Budgets per rule pattern. */
+  readonly limits?: readonly LimitSource[]
+}
+
+export const ON_UNKNOWN = ['deny', 'ask'] as const
+export type OnUnknown = (typeof ON_UNKNOWN)[number]
+export const DEFAULT_APPROVAL_TIMEOUT_MS = 30_000
+/** An approval may wait at most this long: a held connection costs a socket and memory. */
+export const MAX_APPROVAL_TIMEOUT_MS = 10 * 60_000
+
+/** Why an `onUnknown`/`approvalTimeoutMs` pair is wrong, or undefined; shared by every parser. */
+export function approvalProblem(
+  mode: Mode,
+  onUnknown: unknown,
+  timeoutMs: unknown,
+): string | undefined {
+  if (onUnknown !== undefined && !(ON_UNKNOWN as readonly unknown[]).includes(onUnknown))
+    return `onUnknown must be ${ON_UNKNOWN.join(' or ')}`
+  if (onUnknown === 'ask' && mode !== 'allow-list')
+    return `onUnknown: ask needs mode allow-list (mode ${mode} never leaves a request unknown)`
+  if (timeoutMs !== undefined) {
+    if (
+      typeof timeoutMs !== 'number' ||
+      !Number.isInteger(timeoutMs) ||
+      timeoutMs < 1 ||
+      timeoutMs > MAX_APPROVAL_TIMEOUT_MS
+    )
+      return `approvalTimeoutMs must be a whole number of milliseconds from 1 to ${MAX_APPROVAL_TIMEOUT_MS}`
+  }
+  return undefined
 }
 
 /**
@@ -69,6 +112,10 @@ export interface Policy {
   readonly inspect: ReadonlySet<string>
   readonly allowSpecial: CidrTable<OperatorRange>
   readonly blockAlways: CidrTable<OperatorRange>
+  /** `ask` only in allow-list mode. */
+  readonly onUnknown: OnUnknown
+  readonly approvalTimeoutMs: number
+  readonly limits: LimitIndex
   readonly spec: PolicySpec
 }
 
@@ -135,6 +182,15 @@ export function compilePolicy(spec: PolicySpec, operator: OperatorSettings = {})
       throw err
     }
   }
+  const approval = approvalProblem(spec.mode, spec.onUnknown, spec.approvalTimeoutMs)
+  if (approval) throw new PolicyError(approval)
+  let limits: LimitIndex
+  try {
+    limits = new LimitIndex(spec.limits ?? [])
+  } catch (err) {
+    if (err instanceof LimitError) throw new PolicyError(err.message)
+    throw err
+  }
   const allowSpecial = new CidrTable<OperatorRange>()
   for (const { cidr, label } of parseSpecialAllowances(operator.allowSpecial ?? []))
     allowSpecial.add(cidr, { label, prefix: cidr.prefix })
@@ -148,6 +204,9 @@ export function compilePolicy(spec: PolicySpec, operator: OperatorSettings = {})
     inspect: new Set(spec.inspect ?? []),
     allowSpecial,
     blockAlways,
+    onUnknown: spec.onUnknown ?? 'deny',
+    approvalTimeoutMs: spec.approvalTimeoutMs ?? DEFAULT_APPROVAL_TIMEOUT_MS,
+    limits,
     spec,
   }
 }

@@ -2,7 +2,8 @@
 // profiles to its proxies this way). Pure: shape checks only; the rules
 // themselves are checked when the spec is compiled.
 
-import { isMode, MODES, type PolicySpec, type RuleSource } from './policy.js'
+import { LimitError, limitFromJson, type LimitSource } from './limits.js'
+import { approvalProblem, isMode, MODES, type PolicySpec, type RuleSource } from './policy.js'
 import {
   EndpointError,
   parseEndpointHost,
@@ -82,6 +83,8 @@ export function parsePolicySpecJson(value: unknown): PolicySpec {
   if (typeof name !== 'string' || name === '')
     throw new SpecError('name must be a non-empty string')
   if (!isMode(value.mode)) throw new SpecError(`mode must be one of ${MODES.join(', ')}`)
+  const approval = approvalProblem(value.mode, value.onUnknown, value.approvalTimeoutMs)
+  if (approval) throw new SpecError(approval)
   return {
     name,
     mode: value.mode,
@@ -89,5 +92,20 @@ export function parsePolicySpecJson(value: unknown): PolicySpec {
     deny: ruleSources(value.deny, 'deny'),
     endpoints: endpointSets(value.endpoints),
     inspect: profileNames(value.inspect),
+    ...(value.onUnknown !== undefined ? { onUnknown: value.onUnknown as 'deny' | 'ask' } : {}),
+    ...(value.approvalTimeoutMs !== undefined
+      ? { approvalTimeoutMs: value.approvalTimeoutMs as number }
+      : {}),
+    ...(value.limits !== undefined ? { limits: limitSources(value.limits) } : {}),
+  }
+}
+
+function limitSources(value: unknown): LimitSource[] {
+  if (!Array.isArray(value)) throw new SpecError('limits must be a list')
+  try {
+    return value.map((item, i) => limitFromJson(item, i))
+  } catch (err) {
+    if (err instanceof LimitError) throw new SpecError(err.message)
+    throw err
   }
 }

@@ -4,8 +4,13 @@
 // profile files.
 
 import {
+  approvalProblem,
   EndpointError,
   isMode,
+  LimitError,
+  parseLimitFields,
+  type LimitSource,
+  type OnUnknown,
   MODES,
   parseEndpointHost,
   parseEndpointRule,
@@ -17,6 +22,7 @@ import {
   type RuleSource,
 } from '../policy/index.js'
 import type { ProfileCatalogue } from './catalogue.js'
+import { POLICY_FIELDS } from './parse-profile.js'
 
 export interface NetworkSpec {
   /** Default `allow-list`: only what `allow` (and the includes) name is reachable. */
@@ -28,9 +34,32 @@ export interface NetworkSpec {
   readonly endpoints?: Readonly<Record<string, readonly unknown[]>>
   /** Intercept TLS to the hosts `allow` allows (decrypted, decided and logged per request). */
   readonly inspect?: boolean
+  readonly onUnknown?: OnUnknown
+  readonly approvalTimeoutMs?: number
+  /** `{ PATTERN: { upload, download, requests, window } }`. */
+  readonly limits?: Readonly<Record<string, unknown>>
 }
 
-const FIELDS = ['mode', 'include', 'allow', 'deny', 'endpoints', 'inspect']
+const FIELDS: readonly string[] = POLICY_FIELDS
+
+function limitSources(value: unknown): LimitSource[] {
+  if (value === undefined) return []
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw new NetworkSpecError(
+      'network.limits must be an object of pattern: { upload, download, requests, window }, e.g. { "api.example.com": { "upload": "10MB", "window": "1h" } }',
+    )
+  return Object.entries(value as Record<string, unknown>).map(([pattern, fields]) => {
+    const field = `network.limits[${JSON.stringify(pattern)}]`
+    if (typeof fields !== 'object' || fields === null || Array.isArray(fields))
+      throw new NetworkSpecError(`${field} must be an object such as { "upload": "10MB" }`)
+    try {
+      return parseLimitFields(pattern, fields as Record<string, unknown>, CUSTOM_POLICY_NAME)
+    } catch (err) {
+      if (err instanceof LimitError) throw new NetworkSpecError(`${field}: ${err.message}`)
+      throw err
+    }
+  })
+}
 
 export class NetworkSpecError extends Error {
   constructor(
@@ -164,5 +193,27 @@ export function networkPolicySpec(input: unknown, catalogue: ProfileCatalogue): 
     ...(spec.inspect === true ? [CUSTOM_POLICY_NAME] : []),
     ...include.flatMap((name) => catalogue.get(name as string)?.inspect ?? []),
   ]
-  return { name: CUSTOM_POLICY_NAME, mode, allow, deny, endpoints, inspect }
+  const approval = approvalProblem(mode, spec.onUnknown, spec.approvalTimeoutMs)
+  if (approval) throw new NetworkSpecError(`network.${approval}`)
+  const limits = limitSources(spec.limits)
+  const seen = new Set(limits.map((l) => l.pattern))
+  for (const name of include)
+    for (const limit of catalogue.get(name as string)?.limits ?? [])
+      if (!seen.has(limit.pattern)) {
+        seen.add(limit.pattern)
+        limits.push(limit)
+      }
+  return {
+    name: CUSTOM_POLICY_NAME,
+    mode,
+    allow,
+    deny,
+    endpoints,
+    inspect,
+    ...(spec.onUnknown !== undefined ? { onUnknown: spec.onUnknown as OnUnknown } : {}),
+    ...(spec.approvalTimeoutMs !== undefined
+      ? { approvalTimeoutMs: spec.approvalTimeoutMs as number }
+      : {}),
+    ...(limits.length > 0 ? { limits } : {}),
+  }
 }

@@ -13,8 +13,13 @@ import {
   type YAMLMap,
 } from 'yaml'
 import {
+  approvalProblem,
   EndpointError,
   isMode,
+  LimitError,
+  parseLimitFields,
+  type LimitSource,
+  type OnUnknown,
   MODES,
   parseEndpointHost,
   parseEndpointRule,
@@ -45,6 +50,11 @@ export interface ProfileDefinition {
   readonly endpoints: readonly ProfileEndpoints[]
   /** TLS to the hosts this profile's allow rules allow is intercepted (decrypted and decided per request). */
   readonly inspect: boolean
+  /** `ask`: hold requests no rule allows and ask (allow-list mode); absent means deny. */
+  readonly onUnknown?: OnUnknown
+  readonly approvalTimeoutMs?: number
+  /** Budgets per rule pattern, tagged with this profile's name. */
+  readonly limits: readonly LimitSource[]
   readonly file: string
 }
 
@@ -60,16 +70,19 @@ export class ProfileError extends Error {
   }
 }
 
-const FIELDS = [
-  'name',
-  'description',
+/** The fields that make a policy: a profile's besides its name and description, and a network spec's. */
+export const POLICY_FIELDS = [
   'mode',
   'include',
   'allow',
   'deny',
   'endpoints',
   'inspect',
+  'onUnknown',
+  'approvalTimeoutMs',
+  'limits',
 ] as const
+const FIELDS = ['name', 'description', ...POLICY_FIELDS] as const
 const ENDPOINT_FIELDS = ['methods', 'path', 'action'] as const
 
 export class Reader {
@@ -329,5 +342,72 @@ export function parseProfile(text: string, file: string, expectedName?: string):
       )
     inspect = node.value
   }
-  return { name, description, mode, include, includeAt, allow, deny, endpoints, inspect, file }
+  const onUnknownPair = fields.get('onUnknown')
+  const onUnknown = onUnknownPair ? reader.string(onUnknownPair.value, 'onUnknown') : undefined
+  const timeoutPair = fields.get('approvalTimeoutMs')
+  const approvalTimeoutMs = timeoutPair
+    ? isScalar(timeoutPair.value)
+      ? timeoutPair.value.value
+      : null
+    : undefined
+  const approval = approvalProblem(mode, onUnknown, approvalTimeoutMs)
+  if (approval) {
+    const at = approval.startsWith('approvalTimeoutMs') ? timeoutPair : onUnknownPair
+    reader.fail(
+      (at?.value as Node | undefined) ?? at ?? root,
+      at === timeoutPair ? 'approvalTimeoutMs' : 'onUnknown',
+      approval,
+    )
+  }
+  const limits = readLimits(reader, fields.get('limits')?.value, name)
+  return {
+    name,
+    description,
+    mode,
+    include,
+    includeAt,
+    allow,
+    deny,
+    endpoints,
+    inspect,
+    ...(onUnknown !== undefined ? { onUnknown: onUnknown as OnUnknown } : {}),
+    ...(approvalTimeoutMs !== undefined ? { approvalTimeoutMs: approvalTimeoutMs as number } : {}),
+    limits,
+    file,
+  }
+}
+
+/** `limits: { PATTERN: { upload: 10MB, download: 1GB, requests: 100, window: 1h } }`. */
+function readLimits(reader: Reader, node: unknown, from: string): LimitSource[] {
+  if (node === null || node === undefined || (isScalar(node) && node.value === null)) return []
+  if (!isMap(node))
+    reader.fail(
+      node as Node,
+      'limits',
+      'must be a map of pattern: { upload, download, requests, window }',
+    )
+  return (node as YAMLMap).items.map((pair) => {
+    const pattern = keyOf(pair)
+    if (pattern === undefined) reader.fail(pair, 'limits', 'patterns must be strings')
+    const field = `limits.${pattern}`
+    if (!isMap(pair.value))
+      reader.fail(
+        (pair.value as Node | null) ?? pair,
+        field,
+        'must be a map such as { upload: 10MB, requests: 100, window: 1h }',
+      )
+    const fields: Record<string, unknown> = {}
+    for (const item of pair.value.items) {
+      const key = keyOf(item)
+      if (key === undefined || !isScalar(item.value))
+        reader.fail(item, field, 'each budget is a key with a single value, e.g. upload: 10MB')
+      fields[key] = item.value.value
+    }
+    try {
+      return parseLimitFields(pattern, fields, from)
+    } catch (err) {
+      if (err instanceof LimitError) reader.fail(pair, field, err.message)
+      throw err
+    }
+  })
 }

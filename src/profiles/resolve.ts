@@ -2,7 +2,14 @@
 // the profile it came from. The including profile's mode governs; the modes of
 // included profiles do not matter (they are building blocks of rules).
 
-import type { EndpointSet, Mode, PolicySpec, RuleSource } from '../policy/index.js'
+import type {
+  EndpointSet,
+  LimitSource,
+  Mode,
+  OnUnknown,
+  PolicySpec,
+  RuleSource,
+} from '../policy/index.js'
 import { ProfileError, type ProfileDefinition } from './parse-profile.js'
 
 export interface ResolvedProfile {
@@ -17,6 +24,11 @@ export interface ResolvedProfile {
   readonly endpoints: readonly EndpointSet[]
   /** This profile and every included one marked `inspect: true`. */
   readonly inspect: readonly string[]
+  /** The including profile's, like the mode. */
+  readonly onUnknown?: OnUnknown
+  readonly approvalTimeoutMs?: number
+  /** Every profile's limits; for a pattern set twice, the including profile's wins. */
+  readonly limits: readonly LimitSource[]
 }
 
 /** Looks up a definition by name across the catalogue's directories. */
@@ -35,6 +47,8 @@ export function resolveProfile(name: string, lookup: DefinitionLookup): Resolved
   const endpoints: EndpointSet[] = []
   const includes: string[] = []
   const inspect: string[] = []
+  const limits: LimitSource[] = []
+  const seenLimits = new Set<string>()
   const seenAllow = new Set<string>()
   const seenDeny = new Set<string>()
   const visited = new Set<string>()
@@ -50,6 +64,11 @@ export function resolveProfile(name: string, lookup: DefinitionLookup): Resolved
     for (const rule of def.allow) addOnce(rule, seenAllow, allow)
     for (const rule of def.deny) addOnce(rule, seenDeny, deny)
     for (const e of def.endpoints) endpoints.push({ host: e.host, rules: e.rules, from: def.name })
+    for (const limit of def.limits) {
+      if (seenLimits.has(limit.pattern)) continue
+      seenLimits.add(limit.pattern)
+      limits.push(limit)
+    }
     def.include.forEach((child, i) => {
       if (path.includes(child)) {
         throw includeError(
@@ -81,6 +100,9 @@ export function resolveProfile(name: string, lookup: DefinitionLookup): Resolved
     deny,
     endpoints,
     inspect,
+    ...(root.onUnknown !== undefined ? { onUnknown: root.onUnknown } : {}),
+    ...(root.approvalTimeoutMs !== undefined ? { approvalTimeoutMs: root.approvalTimeoutMs } : {}),
+    limits,
   }
 }
 
@@ -92,5 +114,10 @@ export function policySpecOf(profile: ResolvedProfile): PolicySpec {
     deny: profile.deny,
     endpoints: profile.endpoints,
     inspect: profile.inspect,
+    ...(profile.onUnknown !== undefined ? { onUnknown: profile.onUnknown } : {}),
+    ...(profile.approvalTimeoutMs !== undefined
+      ? { approvalTimeoutMs: profile.approvalTimeoutMs }
+      : {}),
+    ...(profile.limits.length > 0 ? { limits: profile.limits } : {}),
   }
 }

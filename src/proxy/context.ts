@@ -4,10 +4,12 @@
 
 import type net from 'node:net'
 import type { Policy } from '../policy/index.js'
+import type { Approvals } from './approvals.js'
+import type { BudgetLedger } from './budgets.js'
 import type { DecisionLog, DecisionRecord } from './decision-log.js'
 import type { InterceptionState } from './interception.js'
 import type { Sweeper } from './sweeper.js'
-import type { Resolver } from './upstream.js'
+import type { Resolver } from './resolver.js'
 
 export interface ProxyTimeouts {
   /** Connecting to an upstream address. */
@@ -90,6 +92,10 @@ export interface ProxyContext {
   readonly interception: InterceptionState
   /** Deadlines that need no exact timer: idle tunnels, CONNECT heads that never end. */
   readonly sweeper: Sweeper
+  /** Held requests (`onUnknown: ask`): `await approvals.ask(request)`. */
+  readonly approvals: Approvals
+  /** Budgets (`limits`): `budgets.check(destination)`, `budgets.charge(destination, usage)`. */
+  readonly budgets: BudgetLedger
   /**
    * Takes over a tunnel whose client speaks plain HTTP, so that every request on
    * it is decided on its own (with its Host checked against the tunnel's target).

@@ -8,7 +8,10 @@
 // fixed-key writer (each string through JSON.stringify) rather than a generic
 // logger. The line has the fields of the event, between "level" and "msg".
 
-import type { Decision, Protocol } from '../policy/index.js'
+import type { Decision, Protocol, WouldDeny } from '../policy/index.js'
+import type { ApprovalRecord } from './approvals.js'
+import type { BudgetUsage } from './budgets.js'
+import { HostsSeen } from './hosts-seen.js'
 import { FdLineWriter, type LogDestination } from './line-writer.js'
 import { ProxyMetrics } from './metrics.js'
 
@@ -32,6 +35,12 @@ export interface DecisionEvent {
   readonly rule: string | null
   readonly reason: string
   readonly detail?: string
+  /** Report mode: allowed, but the rules would have refused it. */
+  readonly wouldDeny?: WouldDeny
+  /** The request was held for an approval: its id, the answer and who gave it. */
+  readonly approval?: ApprovalRecord
+  /** The budget the destination counts against, with its usage. */
+  readonly budget?: BudgetUsage
   readonly client?: string
   /** The address dialled, when one was. */
   readonly address?: string
@@ -42,8 +51,15 @@ export interface DecisionEvent {
   readonly durationMs: number
 }
 
+/**
+ * `would-deny`: report-mode decisions the rules would have refused; `blocked`:
+ * those and the refusals, in order (what `isorun logs --blocked` shows).
+ */
+export type EventAction = 'allow' | 'deny' | 'would-deny' | 'blocked'
+export const EVENT_ACTIONS: readonly EventAction[] = ['allow', 'deny', 'would-deny', 'blocked']
+
 export interface EventQuery {
-  readonly action?: 'allow' | 'deny'
+  readonly action?: EventAction
   readonly limit?: number
   /** Only events after this ISO time. */
   readonly since?: string
@@ -69,6 +85,8 @@ export interface DecisionRecord {
   readonly client?: string
   readonly address?: string
   readonly error?: string
+  readonly approval?: ApprovalRecord
+  readonly budget?: BudgetUsage
   readonly bytesUp?: number
   readonly bytesDown?: number
   readonly startedAt: number
@@ -83,15 +101,26 @@ export interface OperationalLog {
 
 const MAX_PATH = 512
 
-/** `time` for an event: toISOString() once per millisecond, not once per event. */
+/**
+ * `time` for an event: the ISO text of the second from toISOString() once a
+ * second, its milliseconds added once a millisecond (not once per event).
+ */
 let isoMs = -1
 let isoText = ''
+let isoSecond = -1
+/** "YYYY-MM-DDTHH:MM:SS." of isoSecond. */
+let isoSecondText = ''
 function isoNow(): string {
   const now = Date.now()
-  if (now !== isoMs) {
-    isoMs = now
-    isoText = new Date(now).toISOString()
+  if (now === isoMs) return isoText
+  isoMs = now
+  const second = Math.floor(now / 1000)
+  if (second !== isoSecond) {
+    isoSecond = second
+    isoSecondText = new Date(second * 1000).toISOString().slice(0, 20)
   }
+  const ms = now - second * 1000
+  isoText = `${isoSecondText}${ms < 10 ? '00' : ms < 100 ? '0' : ''}${ms}Z`
   return isoText
 }
 
@@ -110,6 +139,9 @@ function lineOf(e: DecisionEvent, level: string, msg: string): string {
   if (e.qtype !== undefined) s += `,"qtype":${JSON.stringify(e.qtype)}`
   s += `,"action":"${e.action}","rule":${e.rule === null ? 'null' : JSON.stringify(e.rule)},"reason":${JSON.stringify(e.reason)}`
   if (e.detail !== undefined) s += `,"detail":${JSON.stringify(e.detail)}`
+  if (e.wouldDeny !== undefined) s += `,"wouldDeny":${JSON.stringify(e.wouldDeny)}`
+  if (e.approval !== undefined) s += `,"approval":${JSON.stringify(e.approval)}`
+  if (e.budget !== undefined) s += `,"budget":${JSON.stringify(e.budget)}`
   if (e.client !== undefined) s += `,"client":${JSON.stringify(e.client)}`
   if (e.address !== undefined) s += `,"address":${JSON.stringify(e.address)}`
   if (e.error !== undefined) s += `,"error":${JSON.stringify(e.error)}`
@@ -118,6 +150,8 @@ function lineOf(e: DecisionEvent, level: string, msg: string): string {
 
 export class DecisionLog {
   readonly metrics = new ProxyMetrics()
+  /** Every destination used, for learning a profile. */
+  readonly hostsSeen = new HostsSeen()
   readonly operational: OperationalLog
   private readonly destination: LogDestination
   private readonly denied: Ring<Sequenced>
@@ -162,6 +196,9 @@ export class DecisionLog {
       rule: d.rule,
       reason: d.reason,
       detail: d.detail || undefined,
+      wouldDeny: d.wouldDeny,
+      approval: r.approval,
+      budget: r.budget,
       client: r.client || undefined,
       address: r.address || undefined,
       error: r.error || undefined,
@@ -170,9 +207,14 @@ export class DecisionLog {
       durationMs: Math.round((performance.now() - r.startedAt) * 10) / 10,
     }
     this.metrics.countDecision(d.action, d.reason, r.protocol)
+    if (d.wouldDeny) this.metrics.countWouldDeny(d.wouldDeny.reason, r.protocol)
+    if (r.approval) this.metrics.countApproval(r.approval.answer)
     this.metrics.countBytes(event.bytesUp, event.bytesDown)
+    this.hostsSeen.note(d, event.time)
     this.remember(event)
     if (d.action === 'deny') this.destination.write(lineOf(event, 'warn', 'blocked'), true)
+    // A would-deny is what report mode is for: written even when allowed lines are off.
+    else if (d.wouldDeny) this.destination.write(lineOf(event, 'warn', 'would-deny'), true)
     else if (this.options.logAllowed) this.destination.write(lineOf(event, 'info', 'allowed'))
     if (this.listeners.size > 0) for (const listener of this.listeners) listener(event)
     return event
@@ -181,8 +223,9 @@ export class DecisionLog {
   private remember(event: DecisionEvent): void {
     // Refusals have a ring of their own, so a flood of allowed decisions (cheap to cause
     // from inside a sandbox) cannot push the refusals an operator looks for out of it.
+    // Would-deny events go with the refusals, for the same reason.
     const entry = { seq: this.sequence++, event }
-    if (event.action === 'deny') this.denied.add(entry)
+    if (event.action === 'deny' || event.wouldDeny) this.denied.add(entry)
     else this.allowed.add(entry)
   }
 
@@ -193,12 +236,11 @@ export class DecisionLog {
   /** Recent events, oldest first, filtered; at most `limit` (the newest ones). */
   events(query: EventQuery = {}): DecisionEvent[] {
     const merged =
-      query.action === 'deny'
+      query.action === 'deny' || query.action === 'would-deny' || query.action === 'blocked'
         ? this.denied.items()
-        : query.action === 'allow'
-          ? this.allowed.items()
-          : mergeInOrder(this.denied.items(), this.allowed.items())
-    const events = merged.map((entry) => entry.event)
+        : mergeInOrder(this.denied.items(), this.allowed.items())
+    const wanted = ACTION_FILTER[query.action ?? 'any']
+    const events = merged.map((entry) => entry.event).filter(wanted)
     const filtered = query.since ? events.filter((e) => e.time > (query.since as string)) : events
     const limit = query.limit ?? 100
     return limit >= filtered.length ? filtered : filtered.slice(filtered.length - limit)
@@ -213,6 +255,14 @@ export class DecisionLog {
   flush(): void {
     if (this.destination instanceof FdLineWriter) this.destination.flush()
   }
+}
+
+const ACTION_FILTER: Readonly<Record<EventAction | 'any', (e: DecisionEvent) => boolean>> = {
+  any: () => true,
+  blocked: () => true,
+  allow: (e) => e.action === 'allow',
+  deny: (e) => e.action === 'deny',
+  'would-deny': (e) => e.wouldDeny !== undefined,
 }
 
 /** A fixed-size ring of the most recent items. */

@@ -18,6 +18,7 @@ import * as dgram from 'node:dgram'
 import * as net from 'node:net'
 import type { AddressInfo } from 'node:net'
 import * as dnsPacket from 'dns-packet'
+import { joinAuthority } from '../policy/index.js'
 
 /** What decide() returns: whether to answer, and anything the caller wants back in the event. */
 export interface DnsQuestionDecision {
@@ -80,13 +81,15 @@ export interface DnsServerOptions<D extends DnsQuestionDecision = DnsQuestionDec
   /** TTL of A answers. Default 30. */
   ttlSeconds?: number
   /**
-   * The policy decision for a question. Synchronous; called once per well-formed query of
-   * class IN whose name is a plausible host name, whatever its type, and for nothing else.
-   * Only A and AAAA questions are ever answered, whatever it says. The name is passed as
-   * received (case preserved, no trailing dot): canonicalisation is the caller's job. If it
-   * throws, the query is refused. What it returns comes back in the query's event.
+   * The policy decision for a question; called once per well-formed query of class IN whose
+   * name is a plausible host name, whatever its type, and for nothing else. Only A and AAAA
+   * questions are ever answered, whatever it says. The name is passed as received (case
+   * preserved, no trailing dot): canonicalisation is the caller's job. If it throws (or its
+   * promise rejects), the query is refused. A promise (a name waiting for an approval)
+   * delays only this query's answer; it must settle before the client's resolver gives up.
+   * What it returns comes back in the query's event.
    */
-  decide(name: string, type: string): D
+  decide(name: string, type: string, client: string): D | Promise<D>
   /** Called once per message that gets a response (dropped messages produce no event). Must not throw; if it does, the error is swallowed. */
   onQuery?(event: DnsQueryEvent<D>): void
   limits?: DnsServerLimits
@@ -222,8 +225,12 @@ function startUdp(
   socket.on('message', (msg, rinfo) => {
     try {
       const client = formatClient(rinfo.address, rinfo.port)
+      const send = (response: Buffer | undefined): void => {
+        if (response) socket.send(response, rinfo.port, rinfo.address, () => {})
+      }
       const response = responder.respond(msg, 'udp', client)
-      if (response) socket.send(response, rinfo.port, rinfo.address, () => {})
+      if (response instanceof Promise) void response.then(send, () => undefined)
+      else send(response)
     } catch {
       // Never let one datagram take the server down.
     }
@@ -270,11 +277,18 @@ function startTcp(
           const message = buffered.subarray(2, 2 + length)
           buffered = buffered.subarray(2 + length)
           const response = responder.respond(message, 'tcp', client)
+          // A delayed answer goes out when it is ready; responses are matched by ID (RFC 7766).
+          if (response instanceof Promise) {
+            void response.then(
+              (r) => {
+                if (r && !socket.destroyed) socket.write(frame(r))
+              },
+              () => undefined,
+            )
+            continue
+          }
           if (!response) continue
-          const frame = Buffer.allocUnsafe(2 + response.length)
-          frame.writeUInt16BE(response.length, 0)
-          response.copy(frame, 2)
-          if (!socket.write(frame)) {
+          if (!socket.write(frame(response))) {
             blocked = true
             socket.pause()
           }
@@ -307,8 +321,16 @@ function startTcp(
   })
 }
 
+/** A DNS-over-TCP frame: the length, then the message. */
+function frame(response: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(2 + response.length)
+  out.writeUInt16BE(response.length, 0)
+  response.copy(out, 2)
+  return out
+}
+
 function formatClient(address: string, port: number): string {
-  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`
+  return joinAuthority(address, port)
 }
 
 class Responder<D extends DnsQuestionDecision> {
@@ -318,8 +340,15 @@ class Responder<D extends DnsQuestionDecision> {
     private readonly maxMessageBytes: number,
   ) {}
 
-  /** The response to send, or undefined to drop the message. Never throws. */
-  respond(msg: Buffer, transport: 'udp' | 'tcp', client: string): Buffer | undefined {
+  /**
+   * The response to send, or undefined to drop the message; a promise when the
+   * policy's answer is delayed. Never throws, and the promise never rejects.
+   */
+  respond(
+    msg: Buffer,
+    transport: 'udp' | 'tcp',
+    client: string,
+  ): Buffer | undefined | Promise<Buffer | undefined> {
     // Without a full header there is no ID to answer to.
     if (msg.length < 12) return undefined
     const id = msg.readUInt16BE(0)
@@ -327,13 +356,27 @@ class Responder<D extends DnsQuestionDecision> {
     // Never answer a response: that is how two servers end up in a loop.
     if (flags & FLAG_QR) return undefined
 
-    let reply: Reply<D>
+    let reply: Reply<D> | Promise<Reply<D>>
     try {
-      reply = this.decide(msg, flags)
+      reply = this.decide(msg, flags, client)
     } catch {
       reply = { ...formerr('', ''), problem: 'the message could not be read' }
     }
+    if (reply instanceof Promise)
+      return reply.then(
+        (r) => this.finish(id, flags, r, transport, client),
+        () => this.finish(id, flags, formerr('', ''), transport, client),
+      )
+    return this.finish(id, flags, reply, transport, client)
+  }
 
+  private finish(
+    id: number,
+    flags: number,
+    reply: Reply<D>,
+    transport: 'udp' | 'tcp',
+    client: string,
+  ): Buffer {
     let response: Buffer
     let truncated = false
     try {
@@ -366,7 +409,7 @@ class Responder<D extends DnsQuestionDecision> {
     return response
   }
 
-  private decide(msg: Buffer, flags: number): Reply<D> {
+  private decide(msg: Buffer, flags: number, client: string): Reply<D> | Promise<Reply<D>> {
     const opcode = (flags >> 11) & 0xf
     const qdcount = msg.readUInt16BE(4)
 
@@ -432,17 +475,21 @@ class Responder<D extends DnsQuestionDecision> {
     if (!isPlainName(question.labels))
       return refused({ problem: 'a label holds bytes no host name has' })
 
-    let decision: D
-    try {
-      decision = this.opts.decide(name, type)
-    } catch {
-      return refused({ problem: 'the policy check failed' })
+    const toReply = (decision: D): Reply<D> => {
+      // Whatever decide() says, only address questions are answered.
+      const address = question.qtype === TYPE_A || question.qtype === TYPE_AAAA
+      if (decision?.allow !== true || !address) return refused({ decision })
+      const outcome = question.qtype === TYPE_AAAA ? 'empty' : 'answered'
+      return { rcode: RCODE_NOERROR, outcome, question, edns, name, type, decision }
     }
-    // Whatever decide() says, only address questions are answered.
-    const address = question.qtype === TYPE_A || question.qtype === TYPE_AAAA
-    if (decision?.allow !== true || !address) return refused({ decision })
-    const outcome = question.qtype === TYPE_AAAA ? 'empty' : 'answered'
-    return { rcode: RCODE_NOERROR, outcome, question, edns, name, type, decision }
+    const failed = (): Reply<D> => refused({ problem: 'the policy check failed' })
+    let decision: D | Promise<D>
+    try {
+      decision = this.opts.decide(name, type, client)
+    } catch {
+      return failed()
+    }
+    return decision instanceof Promise ? decision.then(toReply, failed) : toReply(decision)
   }
 
   /** Why a QUERY message gets FORMERR, or undefined when it is well formed. */

@@ -1,252 +1,87 @@
 // Plain-HTTP forwarding for absolute-form proxy requests, the transparent HTTP
-// listener and plain HTTP inside tunnels. Every request on a kept-alive client
-// connection is decided on its own; upstream connections are pooled per host,
-// port and checked address, so one is never reused for another host.
+// listener and plain HTTP inside tunnels: the relay that serves request by
+// request. Each request passes the same stages as a tunnel:
+//
+//   target   parsed from the request (http-target.ts)
+//   decide   by name, before any lookup; then resolve and decide its addresses
+//   dial     a pooled upstream connection per host, port and checked address,
+//            so one is never reused for another host (origin-pools.ts)
+//   relay    the request written again by undici, the response streamed back
+//   log      the exchange's one line when the response ends, or at the refusal
 //
 // The client side is Node's strict HTTP server; the upstream side is undici
 // (the Node.js project's HTTP client), which replaced http-proxy: that package
 // is unmaintained, stripped headers too late (a crash under load, leaked
 // Proxy-* headers with Expect), and cost about twice the CPU per request.
-// Upgrades (WebSocket) are spliced by hand after the request head is sent.
+// WebSocket upgrades go to http-upgrade.ts once approved.
 
-import { createHash } from 'node:crypto'
 import http from 'node:http'
 import type net from 'node:net'
 import { Readable } from 'node:stream'
 import type { Dispatcher, Pool } from 'undici'
+import type { Decision, EgressRequest } from '../policy/index.js'
+import type { ProxyContext } from './context.js'
+import type { Exchange } from './exchange.js'
+import { endToEndHeaders, upstreamRequestHeaders } from './http-headers.js'
 import {
-  canonicalHost,
-  decide,
-  overrideHeadersIn,
-  splitAuthority,
-  withoutFragment,
-  type Decision,
-  type EgressRequest,
-  type Policy,
-} from '../policy/index.js'
-import { clientAddress, record, type ProxyContext } from './context.js'
-import { countHeader, endToEndHeaders, hasHeader } from './http-headers.js'
+  BadProxyRequest,
+  hostHeaderOf,
+  targetOf,
+  type ForwardMode,
+  type ForwardTarget,
+} from './http-target.js'
+import { relayUpgrade, websocketKeyOf } from './http-upgrade.js'
+import { OriginPools } from './origin-pools.js'
+import { badRequestResponse, plainHeaders, refusalHeaders, refusalText } from './refusal.js'
+import { RequestTurn } from './request-turn.js'
 import {
-  badRequestResponse,
-  plainResponse,
-  refusalHeaders,
-  refusalResponse,
-  refusalText,
-  upstreamFailureResponse,
-} from './refusal.js'
-import { endAndClose } from './tunnel.js'
-import { connectToAny, connectViaParent, UpstreamError } from './upstream.js'
+  addressesWithoutLookup,
+  describeUpstream,
+  parentCredentials,
+  resolveUpstream,
+  UpstreamError,
+} from './upstream.js'
+import { closeGracefully, rawResponse } from './wire.js'
 
-export interface ForwardTarget {
-  readonly host: string
-  readonly port: number
-  /** The path and query, as decided and forwarded (never a fragment). */
-  readonly path: string
-}
-
-export class BadProxyRequest extends Error {}
-
-/**
- * `http://host[:port]/path` from an absolute-form request target. Parsed by hand,
- * strictly: userinfo, backslashes and other schemes are refused, so no URL
- * parser quirk can make the checked host differ from the one dialled.
- */
-export function parseAbsoluteTarget(url: string): ForwardTarget & { readonly authority: string } {
-  const m = /^http:\/\/([^/?#]*)([/?#].*)?$/i.exec(url)
-  if (!m) {
-    if (/^https:\/\//i.test(url))
-      throw new BadProxyRequest(
-        'https:// URLs go through CONNECT; set HTTPS_PROXY instead of sending them as plain requests',
-      )
-    if (url.startsWith('/'))
-      throw new BadProxyRequest(
-        'this is an egress proxy: send absolute-form requests (set HTTP_PROXY), not requests for the proxy itself',
-      )
-    throw new BadProxyRequest('unsupported request target; only http:// URLs are forwarded')
-  }
-  const authority = m[1] as string
-  const rest = m[2] ?? '/'
-  if (authority.includes('@')) throw new BadProxyRequest('credentials in the URL are not accepted')
-  if (rest.includes('\\')) throw new BadProxyRequest('backslashes in the URL are not accepted')
-  const hp = splitAuthority(authority)
-  if (!hp) throw new BadProxyRequest(`"${authority}" is not a valid host[:port]`)
-  const path = withoutFragment(rest.startsWith('/') ? rest : `/${rest}`)
-  return { host: hp.host, port: hp.port ?? 80, path, authority }
-}
-
-/**
- * The target of a request that names its host in the Host header (transparent
- * HTTP, HTTP inside a tunnel): the path, and the authority an absolute-form
- * target names, which decide() checks as it checks the Host.
- */
-function originTarget(url: string): { path: string; authority?: string } {
-  if (url.startsWith('/')) return { path: withoutFragment(url) }
-  const absolute = parseAbsoluteTarget(url)
-  return { path: absolute.path, authority: absolute.authority }
-}
-
-/** `host:port` as a Host header or URL authority writes it (IPv6 in brackets). */
-function authorityOf(target: { host: string; port: number }): string {
-  const host = target.host.includes(':') ? `[${target.host}]` : target.host
-  return target.port === 80 ? host : `${host}:${target.port}`
-}
-
-export type ForwardMode =
-  /** An HTTP proxy: absolute-form targets. */
-  | { readonly kind: 'proxy' }
-  /** The transparent listener: origin-form targets, the Host header names the target. */
-  | { readonly kind: 'transparent'; readonly port: () => number }
-  /**
-   * Plain HTTP inside a CONNECT or SOCKS tunnel to `host:port`: every request on
-   * it is decided on its own, and its Host must name the tunnel's target.
-   */
+/** What approve() concluded about a request. */
+export type Approval =
   | {
-      readonly kind: 'tunnel'
-      readonly protocol: 'connect' | 'socks'
-      readonly host: string
-      readonly port: number
+      readonly kind: 'approved'
+      readonly target: ForwardTarget
+      /** The checked addresses; undefined when the parent proxy resolves the name. */
+      readonly addresses: string[] | undefined
     }
+  /** decide() refused it: 403. */
+  | { readonly kind: 'refused'; readonly decision: Decision }
+  /** The proxy cannot read whom it is for: 400. */
+  | { readonly kind: 'bad-request'; readonly message: string }
+  /** Allowed, but its name did not resolve: 502, or 504 when the lookup timed out. */
+  | { readonly kind: 'unresolved'; readonly error: UpstreamError }
 
-interface Approved {
-  readonly decision: Decision
-  readonly policy: Policy
-  readonly target: ForwardTarget
-  readonly address: string | undefined
-  readonly startedAt: number
-  readonly request: EgressRequest
-}
-
-// undici is loaded on the first plain-HTTP request: a sidecar that only
-// tunnels TLS (the common case) never pays its memory.
-let undici: Promise<typeof import('undici')> | undefined
-function loadUndici(): Promise<typeof import('undici')> {
-  undici ??= import('undici')
-  return undici
-}
-
-/** One undici pool per (host, port, checked address), least recently used evicted past a bound. */
-class PoolSet {
-  private readonly pools = new Map<string, Pool>()
-
-  constructor(
-    private readonly ctx: ProxyContext,
-    private readonly limit = 512,
-  ) {}
-
-  async get(origin: string, key: string): Promise<Pool> {
-    const { Pool } = await loadUndici()
-    let pool = this.pools.get(key)
-    if (pool) {
-      this.pools.delete(key) // re-inserted below: most recently used last
-    } else {
-      const t = this.ctx.timeouts
-      pool = new Pool(origin, {
-        connections: 64,
-        pipelining: 1,
-        keepAliveTimeout: 30_000,
-        headersTimeout: t.idleMs,
-        bodyTimeout: t.idleMs,
-        connect: { timeout: t.connectMs },
-      })
-      if (this.pools.size >= this.limit) {
-        const [oldestKey, oldest] = this.pools.entries().next().value as [string, Pool]
-        void oldest.close().catch(() => undefined)
-        this.pools.delete(oldestKey)
-      }
-    }
-    this.pools.set(key, pool)
-    return pool
-  }
-
-  destroy(): void {
-    for (const pool of this.pools.values()) void pool.destroy().catch(() => undefined)
-    this.pools.clear()
-  }
-}
-
-/**
- * Reads an HTTP response head from a socket (bounded in size and time): its
- * status, its Upgrade header, and every byte read so far (head and any body
- * bytes after it), or undefined when the answer is not a valid HTTP/1.x head.
- */
-function readResponseHead(
-  socket: net.Socket,
-  timeoutMs: number,
-): Promise<ResponseHead | undefined> {
-  return new Promise((resolve) => {
-    let bytes = Buffer.alloc(0)
-    const finish = (result: ResponseHead | undefined): void => {
-      clearTimeout(timer)
-      socket.off('data', onData)
-      socket.off('close', onClose)
-      socket.pause()
-      resolve(result)
-    }
-    const onData = (chunk: Buffer): void => {
-      bytes = Buffer.concat([bytes, chunk])
-      const end = bytes.indexOf('\r\n\r\n')
-      if (end < 0) {
-        if (bytes.length > MAX_RESPONSE_HEAD_BYTES) finish(undefined)
-        return
-      }
-      const lines = bytes.subarray(0, end).toString('latin1').split('\r\n')
-      const status = /^HTTP\/1\.[01] (\d{3})(?: |$)/.exec(lines[0] ?? '')?.[1]
-      if (!status) return finish(undefined)
-      const header = (name: string): string | undefined =>
-        lines
-          .slice(1)
-          .map((l) => new RegExp(`^${name}:\\s*(.*?)\\s*$`, 'i').exec(l)?.[1])
-          .find((v) => v !== undefined)
-      const length = header('content-length')
-      finish({
-        status: Number(status),
-        upgrade: header('upgrade'),
-        accept: header('sec-websocket-accept'),
-        contentLength: length !== undefined && /^\d+$/.test(length) ? Number(length) : undefined,
-        bodyBytes: bytes.length - (end + 4),
-        bytes,
-      })
-    }
-    const onClose = (): void => finish(undefined)
-    const timer = setTimeout(() => finish(undefined), timeoutMs)
-    socket.on('data', onData)
-    socket.once('close', onClose)
-    socket.resume()
-  })
-}
-
-const MAX_RESPONSE_HEAD_BYTES = 64 * 1024
-
-/** A WebSocket key as RFC 6455 §4.1 has clients send it: 16 bytes in base64. */
-const WEBSOCKET_KEY = /^[A-Za-z0-9+/]{22}==$/
-
-/** The Sec-WebSocket-Accept a WebSocket server answers `key` with (RFC 6455 §4.2.2). */
-function websocketAccept(key: string): string {
-  return createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64')
-}
-
-/**
- * Whether the server switched to WebSocket, and proved it speaks it: a server
- * that answers 101 but goes on reading HTTP would otherwise take the client's
- * next bytes as requests no decision saw.
- */
-function switchedToWebSocket(answer: ResponseHead, key: string): boolean {
-  return (
-    answer.status === 101 &&
-    answer.upgrade?.trim().toLowerCase() === 'websocket' &&
-    answer.accept?.trim() === websocketAccept(key)
-  )
-}
-
-interface ResponseHead {
+interface Answer {
   readonly status: number
-  readonly upgrade: string | undefined
-  readonly accept: string | undefined
-  readonly contentLength: number | undefined
-  /** Bytes of the body already read, after the head. */
-  readonly bodyBytes: number
-  /** Everything read so far: the head and those body bytes. */
-  readonly bytes: Buffer
+  readonly headers: Record<string, string>
+  readonly body: string
+}
+
+/** The response to a request that was not approved; each closes its connection. */
+function answerTo(approval: Exclude<Approval, { kind: 'approved' }>, profile: string): Answer {
+  let body: string
+  switch (approval.kind) {
+    case 'refused':
+      body = refusalText(approval.decision, profile)
+      return { status: 403, headers: refusalHeaders(body), body }
+    case 'bad-request':
+      body = `isorun: bad request: ${approval.message}\n`
+      return { status: 400, headers: plainHeaders(body), body }
+    case 'unresolved':
+      body = `isorun: ${approval.error.message}\n`
+      return {
+        status: approval.error.kind === 'timeout' ? 504 : 502,
+        headers: plainHeaders(body),
+        body,
+      }
+  }
 }
 
 /** Bytes of a request head as the client sent it, for the log's bytes up. */
@@ -279,24 +114,10 @@ function isTimeout(err: Error & { code?: string }): boolean {
 }
 
 export class HttpForwarder {
-  private readonly pools: PoolSet
-  /** How many requests each client connection has sent so far. */
-  private readonly requestCount = new WeakMap<net.Socket, number>()
-  /**
-   * Client connections answered with a refusal (Connection: close), and which request
-   * it answered: the requests pipelined behind it are on a connection that is ending,
-   * and nothing of them is decided or sent.
-   */
-  private readonly refusedAt = new WeakMap<net.Socket, number>()
-
-  /** Whether request number `n` of a connection came after a refusal on it. */
-  private behindRefusal(socket: net.Socket, n: number): boolean {
-    const refused = this.refusedAt.get(socket)
-    return refused !== undefined && n > refused
-  }
+  private readonly pools: OriginPools
 
   constructor(private readonly ctx: ProxyContext) {
-    this.pools = new PoolSet(ctx)
+    this.pools = new OriginPools(ctx)
   }
 
   close(): void {
@@ -304,174 +125,117 @@ export class HttpForwarder {
   }
 
   /**
-   * Target, decision and checked address for a request, or a refusal already sent.
-   * `upgrade`: the protocol an upgrade request asks for (on any other request,
-   * Upgrade is a hop-by-hop header and never forwarded).
+   * The target, decisions and checked addresses of a request: by name before any
+   * lookup, then by the addresses found. `upgrade`: the protocol an upgrade request
+   * asks for (on any other request, Upgrade is a hop-by-hop header and never forwarded).
+   * Answers at once unless a lookup is needed: a refusal must be known before the
+   * requests pipelined behind it are read.
    */
-  private async approve(
+  private approve(
     req: http.IncomingMessage,
     mode: ForwardMode,
-    refuse: (status: number, text: string, decision?: Decision, policy?: Policy) => void,
+    exchange: Exchange,
     upgrade?: string,
-  ): Promise<Approved | undefined> {
-    const startedAt = performance.now()
-    const policy = this.ctx.policy.current
-    let target: ForwardTarget
-    /** The authority an absolute-form target names where the Host header names the target. */
-    let targetAuthority: string | undefined
+  ): Approval | Promise<Approval> {
+    let asked: ReturnType<typeof targetOf>
     try {
-      if (countHeader(req.rawHeaders, 'host') > 1)
-        throw new BadProxyRequest('more than one Host header')
-      if (mode.kind === 'proxy') {
-        target = parseAbsoluteTarget(req.url ?? '')
-      } else {
-        const origin = originTarget(req.url ?? '')
-        targetAuthority = origin.authority
-        // In a tunnel the target is the tunnel's; transparently, the Host names it, and
-        // decide() checks that it names a valid host on this port.
-        target =
-          mode.kind === 'tunnel'
-            ? { host: mode.host, port: mode.port, path: origin.path }
-            : {
-                host: splitAuthority(req.headers.host ?? '')?.host ?? '',
-                port: mode.port(),
-                path: origin.path,
-              }
-      }
+      asked = targetOf(req, mode, upgrade)
     } catch (err) {
       if (!(err instanceof BadProxyRequest)) throw err
-      refuse(400, `isorun: bad request: ${err.message}\n`)
-      return undefined
+      return { kind: 'bad-request', message: err.message }
     }
-    // HTTP/1.0 may omit Host; the target names the host then, and upstream gets it as Host.
-    if (req.headers.host === undefined && mode.kind !== 'transparent')
-      req.headers.host = authorityOf(target)
-    const overrides = overrideHeadersIn(req.rawHeaders)
-    const request: EgressRequest = {
-      protocol: mode.kind === 'tunnel' ? mode.protocol : 'http',
-      host: target.host,
-      port: target.port,
-      method: req.method ?? 'GET',
-      path: target.path,
-      hostHeader: req.headers.host ?? '',
-      ...(targetAuthority !== undefined ? { targetAuthority } : {}),
-      ...(upgrade !== undefined ? { upgrade } : {}),
-      ...(overrides.length > 0 ? { overrides } : {}),
-    }
-    const log = (decision: Decision, extra: { error?: string } = {}): void =>
-      this.log({ policy, decision, request, startedAt }, req.socket, extra)
-
-    let decision = decide(request, policy)
-    if (decision.action === 'allow') {
-      let addresses: string[] | undefined
-      try {
-        addresses = await this.ctx.resolver.resolve(canonicalHost(target.host))
-      } catch (err) {
-        if (!(this.ctx.parentProxy && err instanceof UpstreamError && err.kind === 'resolve')) {
-          log(decision, { error: (err as Error).message })
-          refuse(502, `isorun: ${(err as Error).message}\n`)
-          return undefined
-        }
-      }
-      decision = decide({ ...request, ...(addresses ? { resolved: addresses } : {}) }, policy)
-      if (decision.action === 'allow')
-        return { decision, policy, target, address: addresses?.[0], startedAt, request }
-    }
-    log(decision)
-    refuse(403, refusalText(decision, policy.name), decision, policy)
-    return undefined
+    const { target, request } = asked
+    exchange.target = target
+    exchange.method = request.method
+    exchange.path = request.path
+    const addresses = addressesWithoutLookup(this.ctx, target.host)
+    if (addresses) return decideAddresses(exchange, request, target, addresses)
+    const byName = exchange.decide(request)
+    if (byName.action === 'deny') return { kind: 'refused', decision: byName }
+    return resolveUpstream(this.ctx, target.host).then(
+      (found) => decideAddresses(exchange, request, target, found),
+      (err: unknown) => {
+        if (!(err instanceof UpstreamError)) throw err
+        exchange.fail(err.message)
+        return { kind: 'unresolved', error: err }
+      },
+    )
   }
 
   async handleRequest(
     req: http.IncomingMessage,
     res: http.ServerResponse,
     mode: ForwardMode,
+    exchange: Exchange,
   ): Promise<void> {
-    const socket = req.socket
-    const n = (this.requestCount.get(socket) ?? 0) + 1
-    this.requestCount.set(socket, n)
-    if (this.behindRefusal(socket, n)) return
-    // The client may leave at any point: while the request is decided, before undici has
-    // started it (a pooled connection may be busy), or mid-response. Whenever it does, the
-    // upstream request is not sent, or aborted as soon as undici starts it, so no pooled
-    // connection is left holding a response nobody reads. A queued response of a pipelined
-    // request never closes when the connection does: the socket's close counts too.
-    let gone = false
-    // A destroyed socket emits 'close' only once its handle has closed: ask it directly too.
-    const left = (): boolean => gone || socket.destroyed || res.destroyed
-    let controller: Dispatcher.DispatchController | undefined
-    let logLine: (() => void) | undefined
-    const finished = (): void => {
-      res.off('close', finished)
-      socket.off('close', finished)
-      if (!res.writableFinished) {
-        gone = true
-        controller?.abort(new Error('the client closed the connection'))
-      }
-      logLine?.()
-      logLine = undefined
-    }
-    res.once('close', finished)
-    socket.once('close', finished)
-
-    const approved = await this.approve(req, mode, (status, text, decision) => {
-      if (!this.refusedAt.has(socket)) this.refusedAt.set(socket, n)
-      if (res.headersSent) return res.destroy()
-      const headers = decision
-        ? refusalHeaders(text)
-        : {
-            'Content-Type': 'text/plain; charset=utf-8',
-            'Content-Length': String(Buffer.byteLength(text)),
-            Connection: 'close',
-          }
-      res.writeHead(status, headers)
-      res.end(text)
-    })
-    if (!approved) return
-    const { target, address } = approved
-    let bytesUp = requestHeadBytes(req)
-    const writtenBefore = socket.bytesWritten
-    let error: string | undefined
-    logLine = () =>
-      this.logForwarded(approved, socket, {
-        bytesUp,
-        bytesDown: socket.bytesWritten - writtenBefore,
-        ...(error
-          ? { error }
-          : !res.writableFinished
-            ? { error: 'connection closed before the response completed' }
-            : {}),
-      })
-
-    const parent = this.ctx.parentProxy
-    const headers = endToEndHeaders(req.rawHeaders)
-    // HTTP/1.0 may omit Host (approve() checked the target); upstream always gets one.
-    if (!hasHeader(headers, 'host')) headers.push('Host', req.headers.host ?? authorityOf(target))
-    if (parent?.username) {
-      const credentials = `${decodeURIComponent(parent.username)}:${decodeURIComponent(parent.password)}`
-      headers.push('Proxy-Authorization', `Basic ${Buffer.from(credentials).toString('base64')}`)
-    }
-    const pool = await (parent
-      ? this.pools.get(parent.origin, `parent\u0000${target.host}\u0000${target.port}`)
-      : this.pools.get(
-          `http://${(address as string).includes(':') ? `[${address}]` : address}:${target.port}`,
-          `${target.host}\u0000${target.port}\u0000${address}`,
-        ))
-    if (left() || this.behindRefusal(socket, n)) {
+    const turn = new RequestTurn(req, res, exchange)
+    if (turn.behindRefusal()) return
+    const approving = this.approve(req, mode, exchange)
+    const approval = approving instanceof Promise ? await approving : approving
+    if (approval.kind !== 'approved') return this.answerUnapproved(turn, approval)
+    turn.forward()
+    exchange.address = describeUpstream(this.ctx, approval.addresses?.[0])
+    const headBytes = requestHeadBytes(req)
+    let bodyBytes = 0
+    const writtenBefore = req.socket.bytesWritten
+    exchange.countBytesWith(() => ({
+      up: headBytes + bodyBytes,
+      down: req.socket.bytesWritten - writtenBefore,
+    }))
+    const pooled = this.poolFor(approval)
+    const pool = pooled instanceof Promise ? await pooled : pooled
+    if (turn.left() || turn.behindRefusal()) {
       // Left, or refused a later request, while this one was decided: nothing is sent.
-      error = 'the client closed the connection before the request was sent'
-      logLine()
-      logLine = undefined
-      return
+      exchange.fail('the client closed the connection before the request was sent')
+      return exchange.end()
     }
-    const body = hasBody(req) ? Readable.from(countedBody(req, (n) => (bytesUp += n))) : null
+    const body = hasBody(req) ? Readable.from(countedBody(req, (n) => (bodyBytes += n))) : null
+    this.dispatch(turn, approval, pool, body)
+  }
+
+  /** Answers a request that was not approved, and logs it (a 400 names no target: no line). */
+  private answerUnapproved(
+    turn: RequestTurn,
+    approval: Exclude<Approval, { kind: 'approved' }>,
+  ): void {
+    const { res, exchange } = turn
+    turn.refused()
+    exchange.end()
+    if (res.headersSent) return void res.destroy()
+    const answer = answerTo(approval, exchange.policy.name)
+    res.writeHead(answer.status, answer.headers)
+    res.end(answer.body)
+  }
+
+  private poolFor(approved: Extract<Approval, { kind: 'approved' }>): Pool | Promise<Pool> {
+    const { target, addresses } = approved
+    const parent = this.ctx.parentProxy
+    if (parent)
+      return this.pools.get(`parent\u0000${target.host}\u0000${target.port}`, () => parent.origin)
+    const address = addresses?.[0] as string
+    return this.pools.get(
+      `${target.host}\u0000${target.port}\u0000${address}`,
+      () => `http://${hostHeaderOf({ host: address, port: target.port })}`,
+    )
+  }
+
+  /** Writes the request again upstream and streams the response back. */
+  private dispatch(
+    turn: RequestTurn,
+    approved: Extract<Approval, { kind: 'approved' }>,
+    pool: Pool,
+    body: Readable | null,
+  ): void {
+    const { req, res, exchange } = turn
+    const { target, addresses } = approved
+    const parent = this.ctx.parentProxy
+    const headers = upstreamRequestHeaders(req.rawHeaders, req.headers.host ?? hostHeaderOf(target))
+    const credentials = parent && parentCredentials(parent)
+    if (credentials) headers.push('Proxy-Authorization', credentials)
     const fail = (err: Error & { code?: string }): void => {
-      error ??= `upstream: ${err.code ?? err.message}`
-      if (left()) return
-      if (res.headersSent) {
-        res.destroy()
-        return
-      }
+      exchange.fail(`upstream: ${err.code ?? err.message}`)
+      if (turn.left()) return
+      if (res.headersSent) return void res.destroy()
       const timedOut = isTimeout(err)
       const text = `isorun: ${timedOut ? 'upstream timed out' : 'cannot reach upstream'}: ${target.host}:${target.port} (${err.code ?? err.message})\n`
       res.writeHead(timedOut ? 504 : 502, {
@@ -480,206 +244,62 @@ export class HttpForwarder {
       })
       res.end(text)
     }
+    const request: Dispatcher.DispatchOptions = {
+      // Through a parent proxy, the request line names the checked address (the Host header
+      // keeps the name), or the name when this proxy could not resolve it.
+      path: parent
+        ? `http://${hostHeaderOf({ host: addresses?.[0] ?? target.host, port: target.port })}${target.path}`
+        : target.path,
+      method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
+      headers,
+      body,
+      // Never retried: the proxy cannot know whether a failed request had effects.
+      idempotent: false,
+    }
     try {
-      pool.dispatch(
-        {
-          // Through a parent proxy, the request line names the checked address (the Host header
-          // keeps the name), or the name when this proxy could not resolve it.
-          path: parent
-            ? `http://${authorityOf({ host: address ?? target.host, port: target.port })}${target.path}`
-            : target.path,
-          method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
-          headers,
-          body,
-          // Never retried: the proxy cannot know whether a failed request had effects.
-          idempotent: false,
-        },
-        {
-          onRequestStart: (c) => {
-            controller = c
-            // The client left while the request waited for a connection.
-            if (left()) c.abort(new Error('the client closed the connection'))
-          },
-          onResponseStart: (c, statusCode, _parsed, statusMessage) => {
-            if (statusCode < 200) return
-            const raw = (c.rawHeaders ?? []) as Buffer[]
-            const names: string[] = []
-            for (let i = 0; i + 1 < raw.length; i += 2) {
-              names.push(
-                (raw[i] as Buffer).toString('latin1'),
-                (raw[i + 1] as Buffer).toString('latin1'),
-              )
-            }
-            try {
-              res.writeHead(statusCode, statusMessage ?? '', endToEndHeaders(names))
-            } catch (err) {
-              // A status line or header Node will not write (control bytes): answer 502.
-              c.abort(err as Error)
-            }
-          },
-          onResponseData: (c, chunk) => {
-            if (left()) return c.abort(new Error('the client closed the connection'))
-            if (!res.write(chunk)) {
-              c.pause()
-              // If the client leaves instead of draining, finished() aborts the request.
-              res.once('drain', () => c.resume())
-            }
-          },
-          onResponseEnd: () => {
-            res.end()
-          },
-          onResponseError: (_c, err) => fail(err as Error & { code?: string }),
-        },
-      )
+      pool.dispatch(request, responseHandler(turn, fail))
     } catch (err) {
       fail(err as Error)
     }
   }
 
   /**
-   * Upgrades. Only WebSocket is ever spliced: a WebSocket upgrade goes to a
-   * checked address, and the connections are spliced once the upstream has
-   * answered 101 with Upgrade: websocket. Any other protocol (h2c above all)
-   * would let the client speak to the server unread, e.g. HTTP/2 requests
-   * naming other hosts: such a request is served as plain HTTP/1.1 without its
-   * upgrade headers, as by an origin that does not speak the protocol, and the
-   * connection closes after the answer (a 101 to it is a 502, see undici). One
-   * with a body cannot be served so (Node leaves its body unread): decide()
-   * refuses it.
+   * Upgrades. Only WebSocket is ever spliced (http-upgrade.ts). Any other protocol
+   * (h2c above all) would let the client speak to the server unread, e.g. HTTP/2
+   * requests naming other hosts: such a request is served as plain HTTP/1.1
+   * without its upgrade headers, as by an origin that does not speak the
+   * protocol, and the connection closes after the answer (a 101 to it is a 502,
+   * see undici). One with a body cannot be served so (Node leaves its body
+   * unread): decide() refuses it.
    */
   async handleUpgrade(
     req: http.IncomingMessage,
     socket: net.Socket,
     head: Buffer,
     mode: ForwardMode,
+    exchange: Exchange,
   ): Promise<void> {
     socket.on('error', () => socket.destroy())
     const protocol = (req.headers.upgrade ?? '').trim().toLowerCase()
     if (protocol !== 'websocket' && !hasBody(req))
-      return this.serveWithoutUpgrade(req, socket, mode)
-    const key = req.headers['sec-websocket-key']
-    if (
-      protocol === 'websocket' &&
-      (countHeader(req.rawHeaders, 'sec-websocket-key') !== 1 || !WEBSOCKET_KEY.test(key ?? ''))
-    ) {
-      endAndClose(socket, badRequestResponse('a WebSocket upgrade needs one Sec-WebSocket-Key'))
-      return
-    }
-    socket.setTimeout(this.ctx.timeouts.idleMs, () => socket.destroy())
-    const approved = await this.approve(
-      req,
-      mode,
-      (status, text, decision, policy) => {
-        if (decision && policy) endAndClose(socket, refusalResponse(decision, policy.name))
-        else endAndClose(socket, plainResponse(status, text))
-      },
-      req.headers.upgrade ?? '',
-    )
-    if (!approved) return
-    const { target, address } = approved
-    const readBefore = socket.bytesRead
-    const writtenBefore = socket.bytesWritten
-    let error: string | undefined
-    socket.once('close', () =>
-      this.logForwarded(approved, socket, {
-        bytesUp: socket.bytesRead - readBefore,
-        bytesDown: socket.bytesWritten - writtenBefore,
-        ...(error ? { error } : {}),
-      }),
-    )
-    let upstream: net.Socket
-    try {
-      const parent = this.ctx.parentProxy
-      const host = canonicalHost(target.host)
-      upstream = parent
-        ? await connectViaParent(
-            parent,
-            address ?? (host.kind === 'name' ? host.name : host.text),
-            target.port,
-            this.ctx.timeouts.connectMs,
-          )
-        : (await connectToAny([address as string], target.port, this.ctx.timeouts.connectMs)).socket
-    } catch (err) {
-      error = `upstream: ${(err as Error).message}`
-      endAndClose(
+      return this.serveWithoutUpgrade(req, socket, mode, exchange)
+    const key = protocol === 'websocket' ? websocketKeyOf(req) : undefined
+    if (protocol === 'websocket' && key === undefined)
+      return closeGracefully(
         socket,
-        upstreamFailureResponse(
-          502,
-          `cannot reach upstream ${target.host}:${target.port} (${(err as Error).message})`,
-        ),
+        badRequestResponse('a WebSocket upgrade needs one Sec-WebSocket-Key'),
       )
-      return
+    socket.setTimeout(this.ctx.timeouts.idleMs, () => socket.destroy())
+    const approval = await this.approve(req, mode, exchange, req.headers.upgrade ?? '')
+    // decide() approves no upgrade but WebSocket, which has its key.
+    if (approval.kind === 'approved' && key !== undefined) {
+      const { target, addresses } = approval
+      return relayUpgrade(this.ctx, { req, socket, head, key, target, addresses }, exchange)
     }
-    if (socket.destroyed) {
-      upstream.destroy()
-      return
-    }
-    const headers = endToEndHeaders(req.rawHeaders)
-    if (!hasHeader(headers, 'host')) headers.push('Host', req.headers.host ?? authorityOf(target))
-    // The upgrade as decided, whatever else the client's Connection named. "close" too: a
-    // server that does not switch protocols ends the connection after its answer, so
-    // nothing else can travel on it without a decision.
-    headers.push('Connection', 'Upgrade, close', 'Upgrade', 'websocket')
-    let text = `${req.method ?? 'GET'} ${target.path} HTTP/1.1\r\n`
-    for (let i = 0; i + 1 < headers.length; i += 2) text += `${headers[i]}: ${headers[i + 1]}\r\n`
-    const fail = (which: string) => (err: NodeJS.ErrnoException) => {
-      error ??= `${which}: ${err.code ?? err.message}`
-      socket.destroy()
-      upstream.destroy()
-    }
-    upstream.on('error', fail('upstream'))
-    socket.on('error', fail('client'))
-    socket.once('close', () => upstream.destroy())
-    upstream.setTimeout(this.ctx.timeouts.idleMs, () => upstream.destroy())
-    // Only the upgrade request goes up at first: the client's further bytes wait until the
-    // upstream has switched protocols. Were it to answer anything else, they would be new
-    // HTTP requests on an allowed connection that no decision had seen.
-    socket.pause()
-    upstream.write(`${text}\r\n`)
-    const answer = await readResponseHead(upstream, this.ctx.timeouts.firstBytesMs)
-    // A 101 to anything but WebSocket (or another 1xx) is no answer the client asked for,
-    // and nothing may travel after it: 502.
-    const switched = answer !== undefined && switchedToWebSocket(answer, key as string)
-    if (!answer || (answer.status < 200 && !switched)) {
-      error ??= answer
-        ? `upstream: answered ${answer.status} ${answer.upgrade ?? ''} to a WebSocket upgrade`
-        : 'upstream: no valid response to the upgrade request'
-      upstream.destroy()
-      if (!socket.destroyed)
-        endAndClose(
-          socket,
-          upstreamFailureResponse(
-            502,
-            `${target.host}:${target.port} sent no valid response to the WebSocket upgrade request`,
-          ),
-        )
-      return
-    }
-    socket.write(answer.bytes)
-    // decide() let only WebSocket through; the splice opens only if that is what the server took.
-    if (switched) {
-      if (head.length > 0) upstream.write(head)
-      upstream.once('close', () => socket.end())
-      upstream.pipe(socket)
-      socket.pipe(upstream)
-      return
-    }
-    // Not switched: relay the rest of this one answer, then close both sides.
-    let remaining =
-      answer.contentLength === undefined ? Infinity : answer.contentLength - answer.bodyBytes
-    const done = (): void => {
-      upstream.destroy()
-      endAndClose(socket)
-    }
-    if (remaining <= 0) return done()
-    upstream.once('close', () => endAndClose(socket))
-    upstream.on('data', (chunk: Buffer) => {
-      const part = chunk.length > remaining ? chunk.subarray(0, remaining) : chunk
-      remaining -= part.length
-      socket.write(part)
-      if (remaining <= 0) done()
-    })
-    upstream.resume()
+    exchange.end()
+    if (approval.kind === 'approved') return closeGracefully(socket)
+    const answer = answerTo(approval, exchange.policy.name)
+    closeGracefully(socket, rawResponse(answer.status, answer.headers, answer.body))
   }
 
   /**
@@ -691,39 +311,62 @@ export class HttpForwarder {
     req: http.IncomingMessage,
     socket: net.Socket,
     mode: ForwardMode,
+    exchange: Exchange,
   ): Promise<void> {
     const res = new http.ServerResponse(req)
     res.shouldKeepAlive = false
     res.assignSocket(socket)
-    res.once('finish', () => endAndClose(socket))
-    await this.handleRequest(req, res, mode)
+    res.once('finish', () => closeGracefully(socket))
+    await this.handleRequest(req, res, mode, exchange)
   }
+}
 
-  /** The log line of a forwarded request or upgrade, when it ends. */
-  private logForwarded(
-    approved: Approved,
-    socket: net.Socket,
-    outcome: { bytesUp: number; bytesDown: number; error?: string },
-  ): void {
-    const address = approved.address ?? `via ${this.ctx.parentProxy?.host ?? '?'}`
-    this.log(approved, socket, { address, ...outcome })
-  }
+/** The decision on a target's checked addresses (undefined: the parent proxy resolves it). */
+function decideAddresses(
+  exchange: Exchange,
+  request: EgressRequest,
+  target: ForwardTarget,
+  addresses: string[] | undefined,
+): Approval {
+  const decision = exchange.decide(addresses ? { ...request, resolved: addresses } : request)
+  return decision.action === 'allow'
+    ? { kind: 'approved', target, addresses }
+    : { kind: 'refused', decision }
+}
 
-  /** One decision line for a request: refused, failed, or forwarded (with bytes). */
-  private log(
-    at: Pick<Approved, 'policy' | 'decision' | 'request' | 'startedAt'>,
-    socket: net.Socket,
-    extra: { address?: string; error?: string; bytesUp?: number; bytesDown?: number },
-  ): void {
-    record(this.ctx, {
-      policy: at.policy,
-      protocol: at.request.protocol,
-      decision: at.decision,
-      method: at.request.method,
-      path: at.request.path,
-      client: clientAddress(socket),
-      startedAt: at.startedAt,
-      ...extra,
-    })
+/** undici's handler for one forwarded request: the response goes to the client as it comes. */
+function responseHandler(
+  turn: RequestTurn,
+  fail: (err: Error & { code?: string }) => void,
+): Dispatcher.DispatchHandler {
+  const { res, exchange } = turn
+  return {
+    onRequestStart: (controller) => turn.started(controller),
+    onResponseStart: (controller, statusCode, _parsed, statusMessage) => {
+      if (statusCode < 200) return
+      exchange.status = statusCode
+      const raw = (controller.rawHeaders ?? []) as Buffer[]
+      const names: string[] = []
+      for (let i = 0; i + 1 < raw.length; i += 2)
+        names.push((raw[i] as Buffer).toString('latin1'), (raw[i + 1] as Buffer).toString('latin1'))
+      try {
+        res.writeHead(statusCode, statusMessage ?? '', endToEndHeaders(names))
+      } catch (err) {
+        // A status line or header Node will not write (control bytes): answer 502.
+        controller.abort(err as Error)
+      }
+    },
+    onResponseData: (controller, chunk) => {
+      if (turn.left()) return controller.abort(new Error('the client closed the connection'))
+      if (!res.write(chunk)) {
+        controller.pause()
+        // If the client leaves instead of draining, the turn aborts the request.
+        res.once('drain', () => controller.resume())
+      }
+    },
+    onResponseEnd: () => {
+      res.end()
+    },
+    onResponseError: (_controller, err) => fail(err as Error & { code?: string }),
   }
 }

@@ -63,3 +63,13 @@ export function countHeader(raw: readonly string[], lower: string): number {
   for (let i = 0; i < raw.length; i += 2) if ((raw[i] as string).toLowerCase() === lower) n++
   return n
 }
+
+/**
+ * The headers a request goes upstream with, as a flat list: its end-to-end
+ * headers, and a Host (`host` when the client sent none: HTTP/1.0 may omit it).
+ */
+export function upstreamRequestHeaders(raw: readonly string[], host: string): string[] {
+  const headers = endToEndHeaders(raw)
+  if (!hasHeader(headers, 'host')) headers.push('Host', host)
+  return headers
+}

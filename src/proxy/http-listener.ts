@@ -10,15 +10,24 @@
 
 import http from 'node:http'
 import net from 'node:net'
-import { decide, splitAuthority, type TunnelPayload } from '../policy/index.js'
-import { clientAddress, record, type ProxyContext, type TunnelTarget } from './context.js'
-import type { HttpForwarder, ForwardMode } from './http-forward.js'
+import { splitAuthority, type TunnelPayload } from '../policy/index.js'
+import type { ProxyContext, TunnelTarget } from './context.js'
+import { Exchange } from './exchange.js'
+import { guard } from './guard.js'
+import type { HttpForwarder } from './http-forward.js'
+import type { ForwardMode } from './http-target.js'
 import { badRequestResponse, refusalResponse, upstreamFailureResponse } from './refusal.js'
 import type { Sweepable } from './sweeper.js'
-import { endAndClose, runTunnel } from './tunnel.js'
+import { runTunnel } from './tunnel.js'
+import {
+  closeGracefully,
+  HttpHeadError,
+  HttpHeadReader,
+  MAX_HEAD_BYTES,
+  rawResponse,
+  type HttpHead,
+} from './wire.js'
 
-/** What an HTTP head may be at most, as the HTTP server's maxHeaderSize. */
-const MAX_HEAD_BYTES = 32 * 1024
 /**
  * How often an HTTP server checks its connections against headersTimeout and
  * requestTimeout. Node's default, 30 s, let a partial head hold a connection for
@@ -29,9 +38,10 @@ export const CONNECTIONS_CHECK_MS = 1000
 const CONNECT_PREFIX = Buffer.from('CONNECT ', 'latin1')
 // The authority is visible ASCII: a CR, LF, NUL or 8-bit byte in it is as malformed as in a header line.
 const CONNECT_LINE = /^CONNECT ([!-~]+) HTTP\/1\.[01]$/
-/** A header line: a token, a colon, and a value of visible characters, spaces, tabs and obs-text. */
-// eslint-disable-next-line no-control-regex
-const HEADER_LINE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+:[^\x00-\x08\x0a-\x1f\x7f]*$/
+const CONNECT_ESTABLISHED = Buffer.from(
+  rawResponse(200, {}, '', 'Connection Established'),
+  'latin1',
+)
 
 /** `host:port` or `[v6]:port` from a CONNECT request target. */
 export function parseConnectAuthority(text: string): { host: string; port: number } | undefined {
@@ -41,7 +51,7 @@ export function parseConnectAuthority(text: string): { host: string; port: numbe
 }
 
 function badRequest(socket: net.Socket, message: string): void {
-  endAndClose(socket, badRequestResponse(message))
+  closeGracefully(socket, badRequestResponse(message))
 }
 
 /** Whom a connection of an HTTP server talks to, for the decision on what it sent. */
@@ -97,20 +107,13 @@ function createServer(ctx: ProxyContext, targetOf: TargetOf, tracked = false): h
       else socket.destroy()
       return
     }
-    const startedAt = performance.now()
-    const policy = ctx.policy.current
     const target = targetOf(socket)
-    const decision = decide({ ...target, payload }, policy)
-    record(ctx, {
-      policy,
-      protocol: target.protocol,
-      decision,
-      client: clientAddress(socket),
-      startedAt,
-      error: `${err.code}: ${err.message}`,
-    })
+    const exchange = new Exchange(ctx, target.protocol, socket)
+    const decision = exchange.decide({ ...target, payload })
+    exchange.fail(`${err.code}: ${err.message}`)
+    exchange.end()
     if (socket.writable && !pending.get(socket))
-      endAndClose(socket, refusalResponse(decision, policy.name, 400))
+      closeGracefully(socket, refusalResponse(decision, exchange.policy.name, 400))
     else socket.destroy()
   })
   return server
@@ -123,112 +126,150 @@ function connectTunnel(
   authority: string,
   head: Buffer,
 ): void {
-  const target = parseConnectAuthority(authority)
-  if (!target) return badRequest(socket, `CONNECT needs host:port, got "${authority}"`)
-  void runTunnel(ctx, {
-    protocol: 'connect',
+  const named = parseConnectAuthority(authority)
+  if (!named) return badRequest(socket, `CONNECT needs host:port, got "${authority}"`)
+  const exchange = new Exchange(ctx, 'connect', socket)
+  const tunnel = runTunnel(ctx, {
     client: socket,
-    host: target.host,
-    port: target.port,
     initial: head,
-    accept: () => socket.write('HTTP/1.1 200 Connection Established\r\n\r\n'),
-    refuse: (refusal) => {
-      if (refusal.kind === 'policy')
-        endAndClose(socket, refusalResponse(refusal.decision, refusal.profile))
-      else
-        endAndClose(
-          socket,
-          upstreamFailureResponse(
-            refusal.error.kind === 'timeout' ? 504 : 502,
-            refusal.error.message,
-          ),
-        )
+    exchange,
+    target: {
+      kind: 'named',
+      host: named.host,
+      port: named.port,
+      accept: () => socket.write(CONNECT_ESTABLISHED),
+      refuse: (refusal) => {
+        if (refusal.kind === 'policy')
+          closeGracefully(socket, refusalResponse(refusal.decision, refusal.profile))
+        else
+          closeGracefully(
+            socket,
+            upstreamFailureResponse(
+              refusal.error.kind === 'timeout' ? 504 : 502,
+              refusal.error.message,
+            ),
+          )
+      },
     },
-  }).catch(() => socket.destroy())
+  })
+  guard(ctx, exchange, () => socket.destroy(), tunnel)
+}
+
+/** The authority a CONNECT head names, or why it is not a CONNECT request line. */
+function connectAuthority(head: HttpHead): { authority: string } | { error: string } {
+  const m = CONNECT_LINE.exec(head.startLine)
+  return m ? { authority: m[1] as string } : { error: 'malformed CONNECT request line' }
 }
 
 /**
  * The request line and header lines of a CONNECT head (without its final blank
- * line): the authority it names, or why it is malformed. Lines end in CRLF; a
- * bare CR or LF, a folded line or a control character is malformed.
+ * line), read by the one head reader: the authority it names, or why it is
+ * malformed. Lines end in CRLF; a bare CR or LF, a folded line or a control
+ * character is malformed.
  */
-export function parseConnectHead(head: string): { authority: string } | { error: string } {
-  const lines = head.split('\r\n')
-  const m = CONNECT_LINE.exec(lines[0] as string)
-  if (!m) return { error: 'malformed CONNECT request line' }
-  for (let i = 1; i < lines.length; i++) {
-    if (!HEADER_LINE.test(lines[i] as string)) return { error: 'malformed header line' }
+export function parseConnectHead(text: string): { authority: string } | { error: string } {
+  let reading: ReturnType<HttpHeadReader['push']>
+  try {
+    reading = new HttpHeadReader().push(Buffer.from(`${text}\r\n\r\n`, 'latin1'))
+  } catch (err) {
+    if (err instanceof HttpHeadError) return { error: err.message }
+    throw err
   }
-  return { authority: m[1] as string }
+  // A blank line inside: what follows it would be another head.
+  if (!reading || reading.rest.length > 0) return { error: 'malformed header line' }
+  return connectAuthority(reading.head)
 }
 
 /**
  * Reads a new connection's first bytes: a CONNECT head is served here, anything
- * else goes to `server` with what was read put back.
+ * else goes to the HTTP server with what was read put back. The head's deadline
+ * is kept by the sweeper, not a timer of its own.
  */
-function frontDoor(ctx: ProxyContext, socket: net.Socket, server: http.Server): void {
-  let buffered: Buffer | undefined
-  /** How far the blank line that ends the head has been looked for. */
-  let searched = 0
-  const startedAt = Date.now()
-  const deadline: Sweepable = {
-    sweep: (now) => {
-      if (now < startedAt + ctx.timeouts.headMs) return
-      finish()
-      badRequest(socket, 'no complete request head in time')
-    },
+class FrontDoor implements Sweepable {
+  /** The first bytes, while too few to tell CONNECT from anything else. */
+  private prefix: Buffer | undefined
+  /** Reads the head once the bytes said CONNECT. */
+  private reader: HttpHeadReader | undefined
+  private readonly startedAt = Date.now()
+
+  constructor(
+    private readonly ctx: ProxyContext,
+    private readonly socket: net.Socket,
+    private readonly server: http.Server,
+  ) {
+    ctx.sweeper.add(this)
+    socket.on('data', this.onData)
+    socket.on('end', this.onEnd)
+    socket.on('error', this.onError)
+    socket.resume()
   }
-  const onError = (): void => {
-    finish()
-    socket.destroy()
+
+  sweep(now: number): void {
+    if (now < this.startedAt + this.ctx.timeouts.headMs) return
+    this.finish()
+    badRequest(this.socket, 'no complete request head in time')
   }
-  const finish = (): void => {
-    ctx.sweeper.delete(deadline)
-    socket.off('data', onData)
-    socket.off('end', onEnd)
-    socket.off('error', onError)
-    socket.pause()
+
+  private finish(): void {
+    this.ctx.sweeper.delete(this)
+    this.socket.off('data', this.onData)
+    this.socket.off('end', this.onEnd)
+    this.socket.off('error', this.onError)
+    this.socket.pause()
   }
-  const onEnd = (): void => {
-    finish()
-    if (buffered) badRequest(socket, 'the connection ended inside a request head')
-    else endAndClose(socket)
+
+  private readonly onError = (): void => {
+    this.finish()
+    this.socket.destroy()
   }
-  const onData = (chunk: Buffer): void => {
-    const data = buffered ? Buffer.concat([buffered, chunk]) : chunk
-    buffered = data
+
+  private readonly onEnd = (): void => {
+    this.finish()
+    if (this.prefix || this.reader)
+      badRequest(this.socket, 'the connection ended inside a request head')
+    else closeGracefully(this.socket)
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    const data = this.reader ? chunk : this.sortOut(chunk)
+    if (data) this.readHead(data)
+  }
+
+  /** Before the bytes said CONNECT: what to read as its head, or undefined (handed over, or too few). */
+  private sortOut(chunk: Buffer): Buffer | undefined {
+    const data = this.prefix ? Buffer.concat([this.prefix, chunk]) : chunk
     const n = Math.min(data.length, CONNECT_PREFIX.length)
     if (data.compare(CONNECT_PREFIX, 0, n, 0, n) !== 0) {
       // Not CONNECT: the HTTP server's, from the first byte.
-      finish()
-      socket.unshift(data)
-      server.emit('connection', socket)
-      socket.resume()
-      return
+      this.finish()
+      this.socket.unshift(data)
+      this.server.emit('connection', this.socket)
+      this.socket.resume()
+      return undefined
     }
-    const end = data.indexOf('\r\n\r\n', Math.max(0, searched - 3), 'latin1')
-    if (end < 0) {
-      searched = data.length
-      if (data.length > MAX_HEAD_BYTES) {
-        finish()
-        badRequest(socket, `request head larger than ${MAX_HEAD_BYTES} bytes`)
-      }
-      return
-    }
-    finish()
-    socket.on('error', () => socket.destroy())
-    if (end + 4 > MAX_HEAD_BYTES)
-      return badRequest(socket, `request head larger than ${MAX_HEAD_BYTES} bytes`)
-    const head = parseConnectHead(data.toString('latin1', 0, end))
-    if ('error' in head) return badRequest(socket, head.error)
-    // Bytes after the head are the tunnel's (a client may send its ClientHello at once).
-    connectTunnel(ctx, socket, head.authority, data.subarray(end + 4))
+    this.prefix = n < CONNECT_PREFIX.length ? data : undefined
+    if (this.prefix) return undefined
+    this.reader = new HttpHeadReader()
+    return data
   }
-  ctx.sweeper.add(deadline)
-  socket.on('data', onData)
-  socket.on('end', onEnd)
-  socket.on('error', onError)
-  socket.resume()
+
+  private readHead(data: Buffer): void {
+    let reading: ReturnType<HttpHeadReader['push']>
+    try {
+      reading = (this.reader as HttpHeadReader).push(data)
+    } catch (err) {
+      if (!(err instanceof HttpHeadError)) throw err
+      this.finish()
+      return badRequest(this.socket, err.message)
+    }
+    if (!reading) return
+    this.finish()
+    this.socket.on('error', () => this.socket.destroy())
+    const head = connectAuthority(reading.head)
+    if ('error' in head) return badRequest(this.socket, head.error)
+    // Bytes after the head are the tunnel's (a client may send its ClientHello at once).
+    connectTunnel(this.ctx, this.socket, head.authority, reading.rest)
+  }
 }
 
 /** The HTTP proxy port: CONNECT tunnels, and absolute-form requests and upgrades. */
@@ -246,15 +287,7 @@ export function createHttpProxyServer(
   // A malformed request names no target: decided with none (refused, as unreadable).
   const httpServer = createServer(ctx, () => ({ protocol: 'http', host: '', port: 0 }), true)
   const mode: ForwardMode = { kind: 'proxy' }
-  httpServer.on(
-    'request',
-    (req, res) => void forwarder.handleRequest(req, res, mode).catch(() => res.destroy()),
-  )
-  httpServer.on(
-    'upgrade',
-    (req, socket: net.Socket, head: Buffer) =>
-      void forwarder.handleUpgrade(req, socket, head, mode).catch(() => socket.destroy()),
-  )
+  forwardRequests(ctx, httpServer, forwarder, () => mode)
   // CONNECT after other requests on a kept-alive connection.
   httpServer.on('connect', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
     socket.on('error', () => socket.destroy())
@@ -266,10 +299,38 @@ export function createHttpProxyServer(
     { allowHalfOpen: true, noDelay: true, pauseOnConnect: true },
     (socket) => {
       ctx.tracker.add(socket)
-      frontDoor(ctx, socket, httpServer)
+      new FrontDoor(ctx, socket, httpServer)
     },
   )
   return { server, closeHttp: () => httpServer.close() }
+}
+
+/**
+ * Hands a server's requests and upgrades to the forwarder, each as an exchange of
+ * its own under the data-path guard. `modeOf`: how its connections' requests are
+ * read (undefined: the connection is not one of its own, and is closed).
+ */
+function forwardRequests(
+  ctx: ProxyContext,
+  server: http.Server,
+  forwarder: HttpForwarder,
+  modeOf: (socket: net.Socket) => ForwardMode | undefined,
+): void {
+  const protocolOf = (mode: ForwardMode): Exchange['protocol'] =>
+    mode.kind === 'tunnel' ? mode.protocol : 'http'
+  server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const mode = modeOf(req.socket)
+    if (!mode) return res.destroy()
+    const exchange = new Exchange(ctx, protocolOf(mode), req.socket)
+    guard(ctx, exchange, () => res.destroy(), forwarder.handleRequest(req, res, mode, exchange))
+  })
+  server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+    const mode = modeOf(socket)
+    if (!mode) return socket.destroy()
+    const exchange = new Exchange(ctx, protocolOf(mode), socket)
+    const upgrade = forwarder.handleUpgrade(req, socket, head, mode, exchange)
+    guard(ctx, exchange, () => socket.destroy(), upgrade)
+  })
 }
 
 /**
@@ -289,15 +350,7 @@ export function createTransparentHttpServer(
 ): http.Server {
   const server = createServer(ctx, () => ({ protocol: 'http', host: '', port: targetPort() }))
   const mode: ForwardMode = { kind: 'transparent', port: targetPort }
-  server.on(
-    'request',
-    (req, res) => void forwarder.handleRequest(req, res, mode).catch(() => res.destroy()),
-  )
-  server.on(
-    'upgrade',
-    (req, socket: net.Socket, head: Buffer) =>
-      void forwarder.handleUpgrade(req, socket, head, mode).catch(() => socket.destroy()),
-  )
+  forwardRequests(ctx, server, forwarder, () => mode)
   server.on('connect', (_req, socket: net.Socket) =>
     badRequest(socket, 'CONNECT is served on the HTTP proxy port, not here'),
   )
@@ -319,21 +372,11 @@ export function createTunnelHttpServer(
   handOff: (socket: net.Socket, buffered: Buffer, target: TunnelTarget) => void
 } {
   const modes = new WeakMap<net.Socket, ForwardMode & { kind: 'tunnel' }>()
-  const modeOf = (socket: net.Socket): ForwardMode | undefined => modes.get(socket)
   const server = createServer(
     ctx,
     (socket) => modes.get(socket) ?? { protocol: 'http', host: '', port: 0 },
   )
-  server.on('request', (req, res) => {
-    const mode = modeOf(req.socket)
-    if (!mode) return res.destroy()
-    void forwarder.handleRequest(req, res, mode).catch(() => res.destroy())
-  })
-  server.on('upgrade', (req, socket: net.Socket, head: Buffer) => {
-    const mode = modeOf(socket)
-    if (!mode) return socket.destroy()
-    void forwarder.handleUpgrade(req, socket, head, mode).catch(() => socket.destroy())
-  })
+  forwardRequests(ctx, server, forwarder, (socket) => modes.get(socket))
   server.on('connect', (_req, socket: net.Socket) =>
     badRequest(socket, 'CONNECT inside a tunnel is not supported'),
   )

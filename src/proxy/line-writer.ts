@@ -8,7 +8,9 @@
 // and a busy proxy makes at most 1000 / MIN_GAP_MS writes a second. What is
 // still pending when the process exits is written synchronously. A reader
 // that stops reading (a blocked pipe) makes the writer hold at most
-// MAX_PENDING characters; lines past that are dropped and counted.
+// MAX_PENDING bytes; lines past that are dropped and counted. Lines are
+// encoded into the batch's memory as they arrive, and that memory is used
+// again for a later batch.
 
 import fs from 'node:fs'
 
@@ -19,14 +21,26 @@ export interface LogDestination {
 
 const MAX_PENDING = 8 * 1024 * 1024
 const MIN_GAP_MS = 25
+/** Bytes the pending buffer starts with; it grows as a batch needs. */
+const INITIAL_BYTES = 16 * 1024
+/** A buffer larger than this (after a burst) is not kept for the next batch. */
+const KEEP_BYTES = 1024 * 1024
 
 /** Writers with lines to write on exit. */
 const open = new Set<FdLineWriter>()
 let exitHook = false
 
 export class FdLineWriter implements LogDestination {
-  private pending: string[] = []
-  private pendingChars = 0
+  /**
+   * The lines waiting to be written, encoded as they arrive: a batch is written as
+   * it is, without joining strings or copying them again (which cost a request's
+   * line more than building it).
+   */
+  private pending: Buffer = Buffer.allocUnsafe(INITIAL_BYTES)
+  private pendingBytes = 0
+  /** The memory of the batch being written, and of the last one written (for the next). */
+  private inFlight: Buffer | undefined
+  private spare: Buffer | undefined
   /** An asynchronous write is in flight. */
   private writing = false
   private scheduled = false
@@ -50,18 +64,28 @@ export class FdLineWriter implements LogDestination {
    * flood of allowed decisions cannot push a refusal out of the log.
    */
   write(line: string, important = false): void {
-    if (this.pendingChars + line.length > (important ? 2 * MAX_PENDING : MAX_PENDING)) {
+    if (this.pendingBytes + line.length > (important ? 2 * MAX_PENDING : MAX_PENDING)) {
       this.dropped++
       return
     }
-    this.pending.push(line)
-    this.pendingChars += line.length
+    this.append(line)
     if (!this.writing && !this.scheduled) this.schedule()
+  }
+
+  private append(text: string): void {
+    // UTF-8 takes at most three bytes for each UTF-16 unit.
+    const needed = this.pendingBytes + 3 * text.length
+    if (needed > this.pending.length) {
+      const grown = Buffer.allocUnsafe(Math.max(needed, 2 * this.pending.length))
+      this.pending.copy(grown, 0, 0, this.pendingBytes)
+      this.pending = grown
+    }
+    this.pendingBytes += this.pending.write(text, this.pendingBytes)
   }
 
   /** Writes what is pending soon (at the end of this turn), unless a write is in flight. */
   flush(): void {
-    if (!this.writing && this.pending.length > 0) {
+    if (!this.writing && this.pendingBytes > 0) {
       this.lastWrite = -Infinity
       if (!this.scheduled) this.schedule()
     }
@@ -76,9 +100,8 @@ export class FdLineWriter implements LogDestination {
 
   /** Writes what is pending now, blocking; for exit. A write in flight is left to finish. */
   flushSync(): void {
-    const data = this.take()
-    if (data === undefined) return
-    let buf = Buffer.from(data)
+    let buf = this.take()
+    if (buf === undefined) return
     for (let tries = 0; buf.length > 0 && tries < 1000; tries++) {
       try {
         buf = buf.subarray(fs.writeSync(this.fd, buf))
@@ -94,15 +117,20 @@ export class FdLineWriter implements LogDestination {
     open.delete(this)
   }
 
-  private take(): string | undefined {
-    if (this.pending.length === 0 && this.dropped === 0) return undefined
-    let data = this.pending.length === 1 ? (this.pending[0] as string) : this.pending.join('')
+  /** The pending bytes (with a line about dropped ones), handed over; undefined if none. */
+  private take(): Buffer | undefined {
+    if (this.pendingBytes === 0 && this.dropped === 0) return undefined
     if (this.dropped > 0) {
-      data += `{"level":"warn","msg":"log lines dropped: the output did not keep up","dropped":${this.dropped}}\n`
+      this.append(
+        `{"level":"warn","msg":"log lines dropped: the output did not keep up","dropped":${this.dropped}}\n`,
+      )
       this.dropped = 0
     }
-    this.pending = []
-    this.pendingChars = 0
+    const data = this.pending.subarray(0, this.pendingBytes)
+    this.inFlight = this.pending
+    this.pending = this.spare ?? Buffer.allocUnsafe(INITIAL_BYTES)
+    this.spare = undefined
+    this.pendingBytes = 0
     return data
   }
 
@@ -113,7 +141,7 @@ export class FdLineWriter implements LogDestination {
     if (data === undefined) return
     this.writing = true
     this.lastWrite = performance.now()
-    this.send(Buffer.from(data))
+    this.send(data)
   }
 
   private send(buf: Buffer): void {
@@ -131,7 +159,9 @@ export class FdLineWriter implements LogDestination {
         return
       }
       this.writing = false
-      if (this.pending.length > 0 || this.dropped > 0) this.schedule()
+      if ((this.inFlight?.length ?? Infinity) <= KEEP_BYTES) this.spare = this.inFlight
+      this.inFlight = undefined
+      if (this.pendingBytes > 0 || this.dropped > 0) this.schedule()
     })
   }
 }

@@ -12,6 +12,8 @@ import {
   type ProxyContext,
   type ProxyTimeouts,
 } from './context.js'
+import { Approvals } from './approvals.js'
+import { BudgetLedger } from './budgets.js'
 import { DecisionLog, type LogDestination } from './decision-log.js'
 import type { DnsServerHandle } from './dns-server.js'
 import { HttpForwarder } from './http-forward.js'
@@ -23,7 +25,7 @@ import {
 import { InterceptionState, type InterceptionSettings } from './interception.js'
 import type { CatalogueSource } from './policy-source.js'
 import { Sweeper, sweepInterval } from './sweeper.js'
-import { Resolver, type ResolveOverrides } from './upstream.js'
+import { Resolver, type DnsSettings, type ResolveOverrides } from './resolver.js'
 
 export interface ListenAddress {
   readonly host: string
@@ -55,6 +57,8 @@ export interface ProxyOptions {
    */
   readonly catalogue?: CatalogueSource
   readonly resolveOverrides?: ResolveOverrides
+  /** How upstream names are looked up: DNS servers, the cache's TTL floor and ceiling, the hosts file. */
+  readonly dns?: DnsSettings
   readonly parentProxy?: URL
   readonly logAllowed?: boolean
   readonly ringSize?: number
@@ -63,6 +67,8 @@ export interface ProxyOptions {
   readonly adminToken?: string
   /** The IPv4 address DNS answers carry; defaults to the DNS listener's own address. */
   readonly dnsAnswerAddress?: string
+  /** How long a DNS query waits for an approval (`onUnknown: ask`); default 3 s. */
+  readonly dnsApprovalWaitMs?: number
   /**
    * The destination port the transparent listeners decide for. DNS steering sends
    * clients to the proxy's 443 and 80, so these default to the listening ports.
@@ -106,15 +112,18 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     ...(options.logDestination ? { destination: options.logDestination } : {}),
   })
   const timeouts: ProxyTimeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts }
+  const policy = new PolicyHolder(options.policy)
   const context: ProxyContext = {
-    policy: new PolicyHolder(options.policy),
+    policy,
     log,
-    resolver: new Resolver(options.resolveOverrides),
+    resolver: new Resolver({ ...options.dns, overrides: options.resolveOverrides }),
     timeouts,
     parentProxy: options.parentProxy,
     tracker: new ConnectionTracker((n) => (log.metrics.activeConnections = n)),
     interception: new InterceptionState(options.interception),
     sweeper: new Sweeper(sweepInterval(timeouts.idleMs)),
+    approvals: new Approvals({ policy, operator: options.operator ?? {}, log: log.operational }),
+    budgets: new BudgetLedger(() => policy.current),
     serveHttpInTunnel: (socket, buffered, target) => tunnelHttp.handOff(socket, buffered, target),
   }
   const forwarder = new HttpForwarder(context)
@@ -129,6 +138,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     // Stop accepting at once; a server's close callback only fires once its connections are gone.
     const closed = Promise.all(servers.map((s) => closeServer(s)))
     for (const c of closers) c()
+    context.approvals.close()
     await dns?.close()
     const deadline = Date.now() + graceMs
     while (context.tracker.size > 0 && Date.now() < deadline)
@@ -191,7 +201,14 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
         )
       }
       const { startDnsListener } = await import('./dns-listener.js')
-      dns = await startDnsListener(context, { host: l.dns.host, port: l.dns.port, answerAddress })
+      dns = await startDnsListener(context, {
+        host: l.dns.host,
+        port: l.dns.port,
+        answerAddress,
+        ...(options.dnsApprovalWaitMs !== undefined
+          ? { approvalWaitMs: options.dnsApprovalWaitMs }
+          : {}),
+      })
       if (dns.udpAddress) addresses.dns = dns.udpAddress
     }
   } catch (err) {

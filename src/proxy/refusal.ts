@@ -3,11 +3,13 @@
 // SOCKS reply 0x02; a TLS access_denied alert for a tunnel whose ClientHello
 // was refused after the tunnel opened; a closed connection otherwise.
 
-import { STATUS_CODES } from 'node:http'
-import { adviseDecision, describeDecision, type Decision } from '../policy/index.js'
+import { adviseDecision, describeDecision, formatDuration, type Decision } from '../policy/index.js'
+import type { BudgetUsage } from './budgets.js'
+import { rawResponse } from './wire.js'
 
 export const BLOCKED_HEADER = 'X-Isorun-Error'
 export const BLOCKED_VALUE = 'blocked-by-policy'
+export const BUDGET_VALUE = 'budget-exceeded'
 
 export function refusalText(decision: Decision, profile: string): string {
   const lines = [
@@ -24,12 +26,7 @@ export function refusalText(decision: Decision, profile: string): string {
 }
 
 export function refusalHeaders(body: string): Record<string, string> {
-  return {
-    'Content-Type': 'text/plain; charset=utf-8',
-    'Content-Length': String(Buffer.byteLength(body)),
-    [BLOCKED_HEADER]: BLOCKED_VALUE,
-    Connection: 'close',
-  }
+  return { ...plainHeaders(body), [BLOCKED_HEADER]: BLOCKED_VALUE }
 }
 
 /**
@@ -42,18 +39,24 @@ export function refusalResponse(
   status: 400 | 403 = 403,
 ): string {
   const body = refusalText(decision, profile)
-  const headers = Object.entries(refusalHeaders(body))
-    .map(([k, v]) => `${k}: ${v}\r\n`)
-    .join('')
-  return `HTTP/1.1 ${status} ${status === 400 ? 'Bad Request' : 'Forbidden'}\r\n${headers}\r\n${body}`
+  return rawResponse(status, refusalHeaders(body), body)
 }
 
 /** A fatal TLS alert record, access_denied (49): the client reports a refusal, not a network error. */
 export const TLS_ACCESS_DENIED_ALERT = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x31])
 
+/** The headers of a plain-text response that closes the connection. */
+export function plainHeaders(body: string): Record<string, string> {
+  return {
+    'Content-Type': 'text/plain; charset=utf-8',
+    'Content-Length': String(Buffer.byteLength(body)),
+    Connection: 'close',
+  }
+}
+
 /** A complete plain-text HTTP/1.1 response that closes the connection, for raw sockets. */
 export function plainResponse(status: number, body: string): string {
-  return `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
+  return rawResponse(status, plainHeaders(body), body)
 }
 
 /** A request the proxy cannot take (400), with what is wrong. */
@@ -64,4 +67,51 @@ export function badRequestResponse(message: string): string {
 /** A plain response for upstream failures (502/504) on HTTP paths. */
 export function upstreamFailureResponse(status: 502 | 504, message: string): string {
   return plainResponse(status, `isorun: ${message}\n`)
+}
+
+/**
+ * The 429 for a request whose budget is used up (plain or intercepted HTTP):
+ * `X-Isorun-Error: budget-exceeded`, the usage in the body and in
+ * `X-Isorun-Budget-*` headers, and `Retry-After` for a windowed budget.
+ */
+export function budgetRefusalReply(
+  decision: Decision,
+  budget: BudgetUsage,
+  profile: string,
+): { status: 429; headers: Record<string, string>; body: string } {
+  const limits = budget.limits
+  const lines = [
+    'isorun: budget exceeded',
+    `host: ${decision.host}`,
+    `port: ${decision.port}`,
+    `profile: ${profile}`,
+    `limit: ${budget.pattern}${limits.windowMs !== undefined ? ` per ${formatDuration(limits.windowMs)}` : ' (lifetime)'}`,
+    `used: upload ${budget.up}${limits.upload !== undefined ? ` of ${limits.upload}` : ''} bytes, download ${budget.down}${limits.download !== undefined ? ` of ${limits.download}` : ''} bytes, ${budget.requests}${limits.requests !== undefined ? ` of ${limits.requests}` : ''} requests`,
+    `reason: budget-exceeded: ${decision.detail ?? describeDecision(decision)}`,
+  ]
+  const advice = adviseDecision(decision, profile)
+  if (advice) lines.push(advice)
+  const body = `${lines.join('\n')}\n`
+  const headers: Record<string, string> = {
+    'Content-Type': 'text/plain; charset=utf-8',
+    'Content-Length': String(Buffer.byteLength(body)),
+    [BLOCKED_HEADER]: BUDGET_VALUE,
+    'X-Isorun-Budget-Pattern': budget.pattern,
+    'X-Isorun-Budget-Used': `up=${budget.up}; down=${budget.down}; requests=${budget.requests}`,
+    Connection: 'close',
+  }
+  // A rolling window frees room as it moves: a bucket's length is the soonest a retry can help.
+  if (limits.windowMs !== undefined)
+    headers['Retry-After'] = String(Math.max(1, Math.ceil(limits.windowMs / 60 / 1000)))
+  return { status: 429, headers, body }
+}
+
+/** The same 429 as a complete HTTP/1.1 response, for raw sockets (HTTP inside a tunnel). */
+export function budgetRefusalResponse(
+  decision: Decision,
+  budget: BudgetUsage,
+  profile: string,
+): string {
+  const { status, headers, body } = budgetRefusalReply(decision, budget, profile)
+  return rawResponse(status, headers, body)
 }

@@ -4,8 +4,11 @@
 
 import net from 'node:net'
 import type { ProxyContext } from './context.js'
+import { Exchange } from './exchange.js'
+import { guard } from './guard.js'
 import { readSocksRequest, sendSocksReply, SocksProtocolError, SocksReplyCode } from './socks5.js'
-import { endAndClose, runTunnel, type TunnelRefusal } from './tunnel.js'
+import { runTunnel, type TunnelRefusal } from './tunnel.js'
+import { closeGracefully } from './wire.js'
 
 function replyCodeFor(refusal: TunnelRefusal): SocksReplyCode {
   if (refusal.kind === 'policy') return SocksReplyCode.notAllowed
@@ -25,37 +28,41 @@ export function createSocksServer(ctx: ProxyContext): net.Server {
     (socket) => {
       ctx.tracker.add(socket)
       socket.on('error', () => socket.destroy())
-      void handle(ctx, socket).catch(() => socket.destroy())
+      const exchange = new Exchange(ctx, 'socks', socket)
+      guard(ctx, exchange, () => socket.destroy(), handle(ctx, socket, exchange))
     },
   )
   return server
 }
 
-async function handle(ctx: ProxyContext, socket: net.Socket): Promise<void> {
+async function handle(ctx: ProxyContext, socket: net.Socket, exchange: Exchange): Promise<void> {
   let request
   try {
     request = await readSocksRequest(socket, { timeoutMs: ctx.timeouts.handshakeMs })
   } catch (err) {
     // A broken handshake is the client's problem, not a decision: close quietly.
-    if (err instanceof SocksProtocolError) endAndClose(socket)
+    if (err instanceof SocksProtocolError) closeGracefully(socket)
     else socket.destroy()
     return
   }
   if (request.command !== 'connect') {
     sendSocksReply(socket, SocksReplyCode.commandNotSupported)
-    endAndClose(socket)
+    closeGracefully(socket)
     return
   }
   await runTunnel(ctx, {
-    protocol: 'socks',
     client: socket,
-    host: request.host,
-    port: request.port,
     initial: request.rest,
-    accept: () => sendSocksReply(socket, SocksReplyCode.succeeded),
-    refuse: (refusal) => {
-      sendSocksReply(socket, replyCodeFor(refusal))
-      endAndClose(socket)
+    exchange,
+    target: {
+      kind: 'named',
+      host: request.host,
+      port: request.port,
+      accept: () => sendSocksReply(socket, SocksReplyCode.succeeded),
+      refuse: (refusal) => {
+        sendSocksReply(socket, replyCodeFor(refusal))
+        closeGracefully(socket)
+      },
     },
   })
 }

@@ -26,6 +26,7 @@
 import type * as net from 'node:net'
 import { isIPv4, isIPv6 } from 'node:net'
 import { formatIP, ipv6, parseIPv6 } from '../policy/index.js'
+import { closeGracefully } from './wire.js'
 
 export type SocksCommand = 'connect' | 'bind' | 'udp-associate'
 export type SocksAddressType = 'ipv4' | 'ipv6' | 'domain'
@@ -96,8 +97,6 @@ const COMMANDS: Readonly<Record<number, SocksCommand>> = {
 // single handshake message is at most 513 bytes, so a pending read is never
 // starved; this only bounds what a client can pipeline while we wait.
 const MAX_BUFFERED = 64 * 1024
-// After a failure reply, how long a client may keep the connection open.
-const CLOSE_GRACE_MS = 1000
 const MAX_TIMER_MS = 2 ** 31 - 1
 
 const EMPTY = Buffer.alloc(0)
@@ -349,18 +348,8 @@ function encodeReply(code: SocksReplyCode, bound?: { host: string; port: number 
 
 /** After a failed handshake: send the answer (if any), then close, without hanging on the peer. */
 function closeAfterFailure(socket: net.Socket, answer: Buffer | undefined): void {
-  if (socket.destroyed) return
-  if (!answer || !socket.writable) {
-    socket.destroy()
-    return
-  }
-  // Discard further input instead of leaving it unread: closing with unread
-  // input makes the kernel send RST, which can drop the answer in flight.
-  socket.resume()
-  socket.end(answer)
-  const timer = setTimeout(() => socket.destroy(), CLOSE_GRACE_MS)
-  timer.unref()
-  socket.once('close', () => clearTimeout(timer))
+  if (!answer || !socket.writable) socket.destroy()
+  else closeGracefully(socket, answer)
 }
 
 function hex(n: number | undefined): string {

@@ -4,7 +4,11 @@
 
 import net from 'node:net'
 import type { ProxyContext } from './context.js'
+import { Exchange } from './exchange.js'
+import { guard } from './guard.js'
 import { runTunnel } from './tunnel.js'
+
+const NOTHING = Buffer.alloc(0)
 
 /** `targetPort` is the destination port decisions are made for (443 when steered by DNS). */
 export function createTransparentTlsServer(
@@ -16,13 +20,14 @@ export function createTransparentTlsServer(
     (socket) => {
       ctx.tracker.add(socket)
       socket.on('error', () => socket.destroy())
-      void runTunnel(ctx, {
-        protocol: 'tls',
+      const exchange = new Exchange(ctx, 'tls', socket)
+      const tunnel = runTunnel(ctx, {
         client: socket,
-        host: '',
-        port: targetPort(),
-        initial: Buffer.alloc(0),
-      }).catch(() => socket.destroy())
+        initial: NOTHING,
+        exchange,
+        target: { kind: 'transparent', port: targetPort() },
+      })
+      guard(ctx, exchange, () => socket.destroy(), tunnel)
     },
   )
 }

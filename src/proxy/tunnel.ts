@@ -1,473 +1,369 @@
-// The tunnel pipeline shared by CONNECT, SOCKS5 and transparent TLS:
+// One tunnel, from its target to its log line: CONNECT, SOCKS5 and transparent
+// TLS all run through these stages, in this order.
 //
-//   target named? -> decide(name), unless it resolves without a lookup -> resolve
-//   -> decide(addresses, may raw TCP travel? (a tcp: rule)) [-> decide(addresses) if not]
-//   -> tell the client "go ahead"
-//   -> peek the first bytes (a ClientHello, something else, or the server speaks first)
-//   -> not TLS, no tcp: rule: the proxy's HTTP server takes the connection over, and
-//      every request on it is read, decided and written again by the forwarder
-//   -> otherwise decide(everything seen) -> dial a checked address -> send what was
-//      peeked -> splice
+//   target   what the client named (CONNECT authority, SOCKS address); nothing
+//            for transparent TLS, where the ClientHello will name it
+//   decide   a named target by name, before any lookup; then resolve it and
+//            decide its addresses, before the client hears "go ahead", so that
+//            a refusal comes in the client's own protocol (403, SOCKS 0x02)
+//   peek     the first bytes: a ClientHello (its SNI), something else, or the
+//            server speaking first (only where a tcp: rule lets raw TCP travel)
+//   relay?   not TLS in a named tunnel without a tcp: rule: the proxy's own HTTP
+//            server takes the connection, and every request on it is served
+//            on its own (read, decided, written again; see http-forward.ts)
+//   decide   again, with everything seen (transparent TLS: the SNI names the
+//            target, decided by name, then resolved and decided again)
+//   dial     exactly the checked addresses (or through the parent proxy)
+//   relay    splice, counting bytes
+//   log      the exchange's one line, when both sides have closed or when refused
 //
 // No client byte reaches an upstream before the last decision allowed it, and
 // bytes the proxy did not read reach one only on a tcp: rule.
 
 import type net from 'node:net'
-import {
-  canonicalHost,
-  decide,
-  tryCanonicalHost,
-  type Decision,
-  type EgressRequest,
-  type Policy,
-} from '../policy/index.js'
-import { clientAddress, record, type ProxyContext } from './context.js'
-import { peekClient, type PeekResult } from './peek.js'
+import type { Decision, EgressRequest } from '../policy/index.js'
+import type { ProxyContext } from './context.js'
+import type { Exchange } from './exchange.js'
+import { peekClient, type PeekOutcome } from './peek.js'
 import { refusalResponse, TLS_ACCESS_DENIED_ALERT } from './refusal.js'
-import type { Sweepable } from './sweeper.js'
-import { connectToAny, connectViaParent, UpstreamError, type OnRead } from './upstream.js'
+import { Relay, splice } from './relay.js'
+import {
+  addressesWithoutLookup,
+  dialUpstream,
+  resolveUpstream,
+  UpstreamError,
+  type Upstream,
+} from './upstream.js'
+import { closeGracefully } from './wire.js'
 
 export type TunnelRefusal =
   | { readonly kind: 'policy'; readonly decision: Decision; readonly profile: string }
   | { readonly kind: 'upstream'; readonly error: UpstreamError }
 
-export interface TunnelRequest {
-  readonly protocol: 'connect' | 'socks' | 'tls'
+/** Whom a tunnel is for, as its listener learnt it. */
+export type TunnelTarget =
+  /** CONNECT or SOCKS: the client named host and port, and is told before it sends anything. */
+  | {
+      readonly kind: 'named'
+      readonly host: string
+      readonly port: number
+      /** Tells the client the tunnel is open (CONNECT 200, SOCKS success). */
+      readonly accept: () => void
+      /** Refuses in the client's protocol (CONNECT 403/502/504, SOCKS reply code) and closes. */
+      readonly refuse: (refusal: TunnelRefusal) => void
+    }
+  /** Transparent TLS: only the port is known; the ClientHello's SNI names the host. */
+  | { readonly kind: 'transparent'; readonly port: number }
+
+export interface TunnelIngress {
   readonly client: net.Socket
-  /** The target as the client named it; empty for transparent TLS, where the SNI names it. */
-  readonly host: string
-  readonly port: number
+  readonly target: TunnelTarget
   /** Client bytes already read past the handshake. */
   readonly initial: Buffer
-  /** Tells the client the tunnel is open (CONNECT 200, SOCKS success); absent for transparent TLS. */
-  readonly accept?: () => void
-  /** Refuses before `accept` (CONNECT 403, SOCKS 0x02 or a failure code) and closes. */
-  readonly refuse?: (refusal: TunnelRefusal) => void
+  /** The exchange the listener opened when it accepted the connection. */
+  readonly exchange: Exchange
 }
 
-interface Upstream {
-  readonly socket: net.Socket
-  readonly address: string
-  /** Bytes read that were not the target's (a parent proxy's answer to CONNECT). */
-  readonly overhead: number
-}
-
-/** Addresses to dial for a host; with a parent proxy, names this proxy cannot resolve go to the parent. */
-async function resolveTarget(ctx: ProxyContext, host: string): Promise<string[] | undefined> {
-  const canonical = canonicalHost(host)
-  try {
-    return await ctx.resolver.resolve(canonical)
-  } catch (err) {
-    if (ctx.parentProxy && err instanceof UpstreamError && err.kind === 'resolve') return undefined
-    throw err
-  }
-}
-
-/** Addresses for a host that resolves without a lookup (an IP literal, --resolve); else undefined. */
-function resolveLocally(ctx: ProxyContext, host: string): string[] | undefined {
-  const canonical = tryCanonicalHost(host)
-  return canonical ? ctx.resolver.resolveLocal(canonical) : undefined
-}
-
-async function dial(
-  ctx: ProxyContext,
-  host: string,
-  port: number,
-  addresses: string[] | undefined,
-  relay: Relay,
-): Promise<Upstream> {
-  if (ctx.parentProxy) {
-    // The parent gets the address this proxy checked, so it cannot resolve the name to
-    // another one; only a name this proxy could not resolve itself goes as a name.
-    const canonical = canonicalHost(host)
-    const target = addresses?.[0] ?? (canonical.kind === 'name' ? canonical.name : canonical.text)
-    const socket = await connectViaParent(ctx.parentProxy, target, port, ctx.timeouts.connectMs)
-    // What the parent sent past its answer was put back: it is the target's.
-    const overhead = socket.bytesRead - socket.readableLength
-    relay.attach(socket, false)
-    return {
-      socket,
-      address: `via ${ctx.parentProxy.host}${addresses?.[0] ? ` to ${addresses[0]}` : ''}`,
-      overhead,
-    }
-  }
-  const upstream = await connectToAny(addresses ?? [], port, ctx.timeouts.connectMs, relay.onread)
-  relay.attach(upstream.socket, true)
-  return { ...upstream, overhead: 0 }
-}
-
-/** Size of the memory an upstream reads into. */
-const READ_SIZE = 64 * 1024
-/**
- * Read memory of closed tunnels, for the next ones: a new 64 KiB per tunnel made
- * short tunnels spend three times as long in garbage collection. Bounded, so an
- * idle proxy holds at most POOL_MAX × READ_SIZE.
- */
-const pool: Buffer[] = []
-const POOL_MAX = 16
-
-/**
- * Carries what an upstream sends to the client. A directly dialled upstream reads
- * into memory that is used again for the next read (net's `onread`) as long as
- * the client took the bytes at once; a new Buffer per read (what a stream does)
- * made a bulk transfer spend a third of its CPU in garbage collection. Before the
- * splice starts, the first bytes are held and reading stops: the server spoke first.
- */
-class Relay {
-  /** The memory reads go to; replaced when a write to the client still refers to it. */
-  private memory: Buffer | undefined
-  private held: Buffer[] = []
-  private upstream: net.Socket | undefined
-  private client: net.Socket | undefined
-  /** Called once when, before the splice, the upstream speaks, fails or closes. */
-  private notify: (() => void) | undefined
-
-  readonly onread: OnRead = {
-    buffer: () => (this.memory ??= pool.pop() ?? Buffer.allocUnsafe(READ_SIZE)),
-    callback: (n, buf) => {
-      this.deliver((buf as Buffer).subarray(0, n), true)
-      return true
-    },
-  }
-
-  /** Takes over a connected upstream; one without `onread` is read as a stream. */
-  attach(socket: net.Socket, onread: boolean): void {
-    this.upstream = socket
-    if (!onread) socket.on('data', (chunk: Buffer) => this.deliver(chunk, false))
-    // Before the splice, a failure only ends the wait; the splice sees the socket destroyed.
-    const early = (): void => {
-      if (!this.client) this.signal()
-    }
-    socket.once('error', early)
-    socket.once('close', early)
-    if (!onread) socket.resume()
-  }
-
-  /** Resolves when, before the splice, the upstream speaks (its bytes are held), fails or closes. */
-  spoke(): Promise<void> {
-    return new Promise((resolve) => {
-      if (this.held.length > 0 || this.upstream?.destroyed) resolve()
-      else this.notify = resolve
-    })
-  }
-
-  /** Stops waiting for the upstream to speak (the client spoke first). */
-  stopWatching(): void {
-    this.notify = undefined
-  }
-
-  private signal(): void {
-    const notify = this.notify
-    this.notify = undefined
-    notify?.()
-  }
-
-  /** Starts relaying to the client: what was held first, then everything read. */
-  start(client: net.Socket): void {
-    this.client = client
-    for (const chunk of this.held) client.write(chunk)
-    this.held = []
-    this.upstream?.resume()
-  }
-
-  private deliver(chunk: Buffer, reused: boolean): void {
-    const client = this.client
-    if (!client) {
-      this.held.push(reused ? Buffer.from(chunk) : chunk)
-      this.upstream?.pause()
-      this.signal()
-      return
-    }
-    // A client that is gone can take nothing more; read on (and drop) to see the upstream's FIN.
-    if (client.destroyed || client.writableEnded) return
-    const flushed = client.write(chunk)
-    if (reused && client.writableLength > 0) this.memory = undefined
-    if (!flushed) {
-      this.upstream?.pause()
-      client.once('drain', this.resume)
-    }
-  }
-
-  private readonly resume = (): void => {
-    this.upstream?.resume()
-  }
-
-  /**
-   * Gives the read memory back once both sockets are closed: no read can come any
-   * more, and no write to the client refers to it (a write that did got new memory).
-   */
-  release(): void {
-    if (this.memory && pool.length < POOL_MAX) pool.push(this.memory)
-    this.memory = undefined
-  }
-}
-
-/** What the peeked bytes add to the request. */
-function factsOf(peek: PeekResult): Partial<EgressRequest> {
-  return peek.tls ? { payload: 'tls', tls: peek.tls } : { payload: 'other' }
-}
-
-/** Ends a socket's writing side unless it has ended or is gone (end() again only makes an error). */
-function endOnce(socket: net.Socket): void {
-  if (!socket.destroyed && !socket.writableEnded) socket.end()
-}
-
-/**
- * Joins client and upstream until both are closed. Client to upstream is a pipe;
- * upstream to client goes through the relay. Idle tunnels are found by the
- * context's sweeper, which compares the bytes read with its last sweep.
- */
-function splice(
-  ctx: ProxyContext,
-  relay: Relay,
-  client: net.Socket,
-  upstream: net.Socket,
-  onClose: (error?: string) => void,
-): void {
-  let closed = 0
-  let error: string | undefined
-  const idleMs = ctx.timeouts.idleMs
-  let seen = -1
-  let lastActive = 0
-  const idle: Sweepable = {
-    sweep: (now) => {
-      const read = client.bytesRead + upstream.bytesRead
-      if (read !== seen) {
-        seen = read
-        lastActive = now
-      } else if (now - lastActive >= idleMs) {
-        error ??= 'idle timeout'
-        client.destroy()
-        upstream.destroy()
-      }
-    },
-  }
-  ctx.sweeper.add(idle)
-  const done = (): void => {
-    if (++closed === 2) {
-      ctx.sweeper.delete(idle)
-      relay.release()
-      onClose(error)
-    }
-  }
-  const fail = (which: string) => (err: NodeJS.ErrnoException) => {
-    error ??= `${which}: ${err.code ?? err.message}`
-    client.destroy()
-    upstream.destroy()
-  }
-  client.on('error', fail('client'))
-  upstream.on('error', fail('upstream'))
-  // When one side is fully gone, let the other flush what it has and finish. The survivor is
-  // unpiped by then; keep reading (and dropping) what it still sends, or it never reads its
-  // peer's FIN: a client's TLS close_notify after the server closed held the tunnel, and its
-  // log line, until the idle timeout.
-  client.once('close', () => {
-    endOnce(upstream)
-    if (!upstream.destroyed) upstream.resume()
-    done()
-  })
-  upstream.once('close', () => {
-    endOnce(client)
-    if (!client.destroyed) client.resume()
-    done()
-  })
-  upstream.once('end', () => endOnce(client))
-  client.pipe(upstream)
-  relay.start(client)
-  client.resume()
-}
-
-/** Sends a last message (if any), then closes once it is flushed. */
-export function endAndClose(socket: net.Socket, last?: string | Buffer): void {
-  socket.on('error', () => socket.destroy())
-  if (last === undefined) socket.end(() => socket.destroy())
-  else socket.end(last, () => socket.destroy())
-  // A client that stops reading must not hold the socket open.
-  setTimeout(() => socket.destroy(), 5000).unref()
-}
-
-/** What a tunnel's log line says about what was seen. */
-interface Seen {
-  readonly sni?: string | null
-}
-
-export async function runTunnel(ctx: ProxyContext, t: TunnelRequest): Promise<void> {
-  const startedAt = performance.now()
-  const policy: Policy = ctx.policy.current
-  const client = clientAddress(t.client)
-  const base: EgressRequest = { protocol: t.protocol, host: t.host, port: t.port }
-  const log = (
-    decision: Decision,
-    seen?: Seen,
-    end?: { address?: string; error?: string; bytesUp?: number; bytesDown?: number },
-  ): void =>
-    record(ctx, {
-      policy,
-      protocol: t.protocol,
-      decision,
-      client,
-      startedAt,
-      sni: seen?.sni,
-      address: end?.address,
-      error: end?.error,
-      bytesUp: end?.bytesUp,
-      bytesDown: end?.bytesDown,
-    })
-  const refuse = (decision: Decision): void => {
-    log(decision)
-    t.refuse?.({ kind: 'policy', decision, profile: policy.name })
-  }
-
-  // 1. A named target is decided and resolved before the client hears "go ahead".
-  let addresses: string[] | undefined
+/** What a tunnel knows as it passes the stages. */
+interface Tunnel {
+  readonly ctx: ProxyContext
+  readonly client: net.Socket
+  readonly target: TunnelTarget
+  readonly exchange: Exchange
+  /** The target host: as named, or (transparent TLS) from the SNI once peeked. */
+  host: string
+  readonly port: number
+  /** Checked addresses; undefined before resolving, or when the parent proxy resolves the name. */
+  addresses: string[] | undefined
   /** A tcp: rule covers the target: unread bytes may travel, and the server may speak first. */
-  let raw = false
-  if (t.accept) {
-    addresses = resolveLocally(ctx, t.host)
-    if (!addresses) {
-      // A lookup tells a DNS server the name: only for a name the policy allows.
-      const byName = decide(base, policy)
-      if (byName.action === 'deny') return refuse(byName)
-      try {
-        addresses = await resolveTarget(ctx, t.host)
-      } catch (err) {
-        const error = err instanceof UpstreamError ? err : new UpstreamError(String(err), 'resolve')
-        log(byName, undefined, { error: error.message })
-        t.refuse?.({ kind: 'upstream', error })
-        return
-      }
-    }
-    const resolved: EgressRequest = addresses ? { ...base, resolved: addresses } : base
-    // One question answers two when the answer is yes: the addresses may be dialled, and the
-    // server may speak first (a tcp: rule covers this port: SSH, SMTP, databases), so dial at
-    // once. Whatever else may be refused is refused as well without payload 'server-first'.
-    raw = decide({ ...resolved, payload: 'server-first' }, policy).action === 'allow'
-    if (!raw) {
-      const byAddress = decide(resolved, policy)
-      if (byAddress.action === 'deny') return refuse(byAddress)
-    }
-    t.accept()
-  }
+  raw: boolean
+  readonly relay: Relay
+  /** An upstream dialled before the peek, where the server may speak first. */
+  early: Promise<Upstream> | undefined
+}
 
-  // 2. Peek. When the server may speak first, dial now and race its first bytes against the client's.
-  const relay = new Relay()
-  const early = raw ? dial(ctx, t.host, t.port, addresses, relay) : undefined
-  early?.catch(() => undefined) // handled below
-  // An early upstream that fails (the dial, or the socket before it spoke) ends the wait too;
-  // otherwise a client waiting for a banner hung until the idle timeout with nothing logged.
-  // The failure is logged and the client closed below, where the upstream is awaited.
-  const spoke = early?.then(
-    () => relay.spoke(),
-    () => undefined,
+/**
+ * A decision stage's answer: at once when it needed no lookup (the usual case: a
+ * cached or static address), later when it did. Awaited only then, so that a
+ * tunnel costs no promise for what needs no I/O.
+ */
+type Soon<T> = T | Promise<T>
+
+/** What the peek saw, for the second decision. */
+interface Seen {
+  /** The client's own bytes said what they are (not silence, a hang-up or the server speaking). */
+  readonly fromClient: boolean
+  readonly facts: Pick<EgressRequest, 'payload' | 'tls'>
+  /** Every client byte read so far: it goes upstream first if the tunnel is allowed. */
+  readonly buffered: Buffer
+  readonly sni: string | undefined
+}
+
+export async function runTunnel(ctx: ProxyContext, ingress: TunnelIngress): Promise<void> {
+  const { target } = ingress
+  const t: Tunnel = {
+    ctx,
+    client: ingress.client,
+    target,
+    exchange: ingress.exchange,
+    host: target.kind === 'named' ? target.host : '',
+    port: target.port,
+    addresses: undefined,
+    raw: false,
+    relay: new Relay(),
+    early: undefined,
+  }
+  if (target.kind === 'named') {
+    t.exchange.target = { host: target.host, port: target.port }
+    const admitted = decideNamedTarget(t, target)
+    if (!(admitted instanceof Promise ? await admitted : admitted)) return
+    target.accept()
+  }
+  const outcome = await peekFirstBytes(t, ingress.initial)
+  t.relay.stopWatching()
+  const seen = seenIn(outcome)
+  if (!seen) {
+    closeEarlyUpstream(t)
+    t.client.destroy()
+    return // the client hung up without a byte: nothing was asked, nothing to log
+  }
+  if (seen.fromClient && seen.facts.payload === 'other' && target.kind === 'named' && !t.raw) {
+    closeEarlyUpstream(t)
+    return serveAsHttp(t, seen)
+  }
+  const deciding = decideWhatWasSeen(t, seen)
+  const decision = deciding instanceof Promise ? await deciding : deciding
+  if (!decision) return
+  if (decision.action === 'deny') return refuseWhatWasSeen(t, seen, decision)
+  // TLS interception will branch here: a ClientHello for a host that must be read is
+  // answered with a leaf of the sandbox CA and served request by request, as plain HTTP is.
+  const upstream = await dialAllowedTarget(t)
+  if (upstream) relayUntilClosed(t, upstream, seen.buffered)
+}
+
+/**
+ * Decides a named target: by name first (a lookup tells a DNS server the name, so
+ * only allowed names are looked up), then by the addresses it resolves to.
+ * Refuses in the client's protocol; false then.
+ */
+function decideNamedTarget(
+  t: Tunnel,
+  target: Extract<TunnelTarget, { kind: 'named' }>,
+): Soon<boolean> {
+  const { exchange } = t
+  t.addresses = addressesWithoutLookup(t.ctx, t.host)
+  if (t.addresses) return decideNamedAddresses(t, target)
+  const byName = exchange.decide({ protocol: exchange.protocol, host: t.host, port: t.port })
+  if (byName.action === 'deny') return refuseNamed(t, target, byName)
+  return resolveUpstream(t.ctx, t.host).then(
+    (found) => {
+      t.addresses = found
+      return decideNamedAddresses(t, target)
+    },
+    (err: unknown) => {
+      if (!(err instanceof UpstreamError)) throw err
+      exchange.fail(err.message)
+      exchange.end()
+      target.refuse({ kind: 'upstream', error: err })
+      return false
+    },
   )
-  const outcome = await peekClient(
-    t.client,
-    t.initial,
-    raw ? ctx.timeouts.idleMs : ctx.timeouts.firstBytesMs,
-    spoke,
-    ctx.timeouts.handshakeMs,
-  )
-  relay.stopWatching()
-  const closeEarly = (): void => {
-    void early?.then(
-      ({ socket }) => socket.destroy(),
+}
+
+/**
+ * Decides the addresses of a named target (undefined: the parent proxy resolves
+ * the name), and whether a tcp: rule covers it.
+ */
+function decideNamedAddresses(
+  t: Tunnel,
+  target: Extract<TunnelTarget, { kind: 'named' }>,
+): boolean {
+  const { exchange } = t
+  const base: EgressRequest = { protocol: exchange.protocol, host: t.host, port: t.port }
+  const resolved: EgressRequest = t.addresses ? { ...base, resolved: t.addresses } : base
+  // One question answers two when the answer is yes: the addresses may be dialled, and the
+  // server may speak first (a tcp: rule covers this port: SSH, SMTP, databases), so dial at
+  // once. Whatever else may be refused is refused as well without payload 'server-first'.
+  // Without tcp: rules the answer is no, and the question is not asked.
+  t.raw =
+    exchange.policy.raw.size > 0 &&
+    exchange.decide({ ...resolved, payload: 'server-first' }).action === 'allow'
+  if (t.raw) return true
+  const byAddress = exchange.decide(resolved)
+  return byAddress.action === 'allow' || refuseNamed(t, target, byAddress)
+}
+
+function refuseNamed(
+  t: Tunnel,
+  target: Extract<TunnelTarget, { kind: 'named' }>,
+  decision: Decision,
+): false {
+  t.exchange.end()
+  target.refuse({ kind: 'policy', decision, profile: t.exchange.policy.name })
+  return false
+}
+
+/**
+ * Reads the client's first bytes. Where the server may speak first, the upstream is
+ * dialled now and its first bytes race the client's (they are held, not relayed).
+ */
+function peekFirstBytes(t: Tunnel, initial: Buffer): Promise<PeekOutcome> {
+  const { ctx } = t
+  let spoke: Promise<void> | undefined
+  if (t.raw) {
+    t.early = dialUpstreamFor(t)
+    // A failed early dial ends the wait too (a client waiting for a banner would hang until
+    // the idle timeout); the failure is logged once the upstream is awaited.
+    spoke = t.early.then(
+      () => t.relay.spoke(),
       () => undefined,
     )
   }
+  return peekClient(
+    t.client,
+    initial,
+    t.raw ? ctx.timeouts.idleMs : ctx.timeouts.firstBytesMs,
+    spoke,
+    ctx.timeouts.handshakeMs,
+  )
+}
 
-  if (outcome.kind === 'closed' && outcome.buffered.length === 0) {
-    closeEarly()
-    t.client.destroy()
-    return // nothing was sent, nothing to decide
+/** What the peek saw; undefined when the client hung up without sending a byte. */
+function seenIn(outcome: PeekOutcome): Seen | undefined {
+  if (outcome.kind === 'client') {
+    const { result } = outcome
+    const facts = result.tls
+      ? { payload: result.payload, tls: result.tls }
+      : { payload: result.payload }
+    const sni = result.tls?.kind === 'client-hello' ? (result.tls.sni ?? undefined) : undefined
+    return { fromClient: true, facts, buffered: result.buffered, sni }
   }
-  const peeked = outcome.kind === 'client' ? outcome.result : undefined
-  // Not TLS in a named tunnel without a tcp: rule: HTTP, or nothing that may pass. The proxy's
-  // HTTP server reads it (as leniently as Node's parser, which refuses what it cannot read),
-  // and every request on it is decided on its own and written again by the forwarder.
-  if (peeked?.payload === 'other' && t.accept && t.protocol !== 'tls' && !raw) {
-    closeEarly()
-    ctx.serveHttpInTunnel(t.client, peeked.buffered, {
-      protocol: t.protocol,
-      host: t.host,
-      port: t.port,
-    })
-    return
-  }
-  const facts: Partial<EgressRequest> = peeked
-    ? factsOf(peeked)
-    : // Silence and a server that spoke first are the same to decide(); bytes and a hang-up are not.
-      { payload: outcome.kind === 'closed' ? 'other' : 'server-first' }
-  const sni = facts.tls?.kind === 'client-hello' ? facts.tls.sni : undefined
-  // Transparent TLS learns its target from the SNI.
-  const host = t.accept ? t.host : (sni ?? '')
-  const seen: Seen = { sni }
-  const request: EgressRequest = { ...base, ...facts, host }
+  if (outcome.kind === 'closed' && outcome.buffered.length === 0) return undefined
+  // Silence and a server that spoke first are the same to decide(); bytes and a hang-up are not.
+  const payload = outcome.kind === 'closed' ? 'other' : 'server-first'
+  return { fromClient: false, facts: { payload }, buffered: outcome.buffered, sni: undefined }
+}
 
-  let decision: Decision
-  if (t.accept) {
-    decision = decide(addresses ? { ...request, resolved: addresses } : request, policy)
-  } else {
-    addresses = resolveLocally(ctx, host)
-    if (addresses) {
-      decision = decide({ ...request, resolved: addresses }, policy)
-    } else {
-      decision = decide(request, policy)
-      if (decision.action === 'allow') {
-        try {
-          addresses = await resolveTarget(ctx, host)
-        } catch (err) {
-          log(decision, seen, { error: (err as Error).message })
-          t.client.destroy()
-          return
-        }
-        decision = decide(addresses ? { ...request, resolved: addresses } : request, policy)
-      }
-    }
-  }
-  if (decision.action === 'deny') {
-    closeEarly()
-    log(decision, seen)
-    // Tell the client in its own protocol why the tunnel closes.
-    if (request.payload === 'tls') endAndClose(t.client, TLS_ACCESS_DENIED_ALERT)
-    // Plain text for a person who pointed an HTTP client at the TLS port.
-    else if (request.payload === 'other')
-      endAndClose(t.client, refusalResponse(decision, policy.name))
-    else endAndClose(t.client)
-    return
-  }
+/**
+ * Plain HTTP (or anything else that is not TLS) in a named tunnel without a tcp:
+ * rule: the proxy's HTTP server reads it (as leniently as Node's parser, which
+ * refuses what it cannot read), and every request is decided on its own.
+ */
+function serveAsHttp(t: Tunnel, seen: Seen): void {
+  const protocol = t.exchange.protocol === 'socks' ? 'socks' : 'connect'
+  t.ctx.serveHttpInTunnel(t.client, seen.buffered, { protocol, host: t.host, port: t.port })
+}
 
-  // 3. Dial (unless already dialled), send what was peeked, splice.
+/**
+ * Decides again with what the peek saw. Transparent TLS learns its target here,
+ * from the SNI. Undefined when an allowed name did not resolve (logged, and the
+ * client closed).
+ */
+function decideWhatWasSeen(t: Tunnel, seen: Seen): Soon<Decision | undefined> {
+  const { exchange } = t
+  exchange.sni = seen.sni
+  if (t.target.kind === 'transparent') {
+    t.host = seen.sni ?? ''
+    exchange.target = { host: t.host, port: t.port }
+    t.addresses = addressesWithoutLookup(t.ctx, t.host)
+  }
+  const request: EgressRequest = {
+    protocol: exchange.protocol,
+    host: t.host,
+    port: t.port,
+    ...seen.facts,
+  }
+  if (t.target.kind === 'named' || t.addresses)
+    return exchange.decide(t.addresses ? { ...request, resolved: t.addresses } : request)
+  return resolveThenDecide(t, request)
+}
+
+/** A name learnt from the SNI: decided by name, then resolved and decided with its addresses. */
+function resolveThenDecide(t: Tunnel, request: EgressRequest): Soon<Decision | undefined> {
+  const { exchange } = t
+  const byName = exchange.decide(request)
+  if (byName.action === 'deny') return byName
+  return resolveUpstream(t.ctx, t.host).then(
+    (found) => {
+      t.addresses = found
+      return exchange.decide(found ? { ...request, resolved: found } : request)
+    },
+    // Nothing to tell a transparent client but a closed connection.
+    (err: unknown) => giveUp(t, err),
+  )
+}
+
+/** Ends an allowed tunnel whose upstream could not be reached: logged with why, the client closed. */
+function giveUp(t: Tunnel, err: unknown): undefined {
+  if (!(err instanceof UpstreamError)) throw err
+  t.exchange.fail(err.message)
+  t.exchange.end()
+  t.client.destroy()
+  return undefined
+}
+
+/** Refuses after the peek, in the client's own protocol, and logs. */
+function refuseWhatWasSeen(t: Tunnel, seen: Seen, decision: Decision): void {
+  closeEarlyUpstream(t)
+  t.exchange.end()
+  if (seen.facts.payload === 'tls') closeGracefully(t.client, TLS_ACCESS_DENIED_ALERT)
+  // Plain text for a person who pointed an HTTP client at the TLS port.
+  else if (seen.facts.payload === 'other')
+    closeGracefully(t.client, refusalResponse(decision, t.exchange.policy.name))
+  else closeGracefully(t.client)
+}
+
+function dialUpstreamFor(t: Tunnel): Promise<Upstream> {
+  return dialUpstream(t.ctx, t.host, t.port, t.addresses, t.relay.onread).then((upstream) => {
+    // Through a parent proxy the socket is read as a stream (it was, to read the parent's answer).
+    t.relay.attach(upstream.socket, !t.ctx.parentProxy)
+    return upstream
+  })
+}
+
+/** Closes an upstream dialled before the peek that will not be used. */
+function closeEarlyUpstream(t: Tunnel): void {
+  void t.early?.then(
+    ({ socket }) => socket.destroy(),
+    () => undefined,
+  )
+}
+
+/** Dials the checked target (or takes the one dialled before the peek); undefined if it failed, logged. */
+async function dialAllowedTarget(t: Tunnel): Promise<Upstream | undefined> {
+  const { exchange } = t
   let upstream: Upstream
   try {
-    upstream = await (early ?? dial(ctx, host, t.port, addresses, relay))
-    if (upstream.socket.destroyed) {
+    upstream = await (t.early ?? dialUpstreamFor(t))
+    if (upstream.socket.destroyed)
       throw new UpstreamError(
         `${upstream.address}:${t.port} closed before the tunnel opened`,
         'connect',
       )
-    }
   } catch (err) {
-    log(decision, seen, { error: (err as Error).message })
-    t.client.destroy()
-    return
+    return giveUp(t, err)
   }
+  exchange.address = upstream.address
   if (t.client.destroyed) {
     upstream.socket.destroy()
-    log(decision, seen, {
-      address: upstream.address,
-      error: 'client closed before the upstream answered',
-    })
-    return
+    exchange.fail('client closed before the upstream answered')
+    exchange.end()
+    return undefined
   }
-  const buffered = outcome.kind === 'client' ? outcome.result.buffered : outcome.buffered
-  const before = upstream.socket.bytesWritten
-  if (buffered.length > 0) upstream.socket.write(buffered)
-  splice(ctx, relay, t.client, upstream.socket, (error) => {
-    log(decision, seen, {
-      address: upstream.address,
-      error,
-      bytesUp: upstream.socket.bytesWritten - before,
-      bytesDown: upstream.socket.bytesRead - upstream.overhead,
-    })
+  return upstream
+}
+
+/** Sends what was peeked, then splices until both sides have closed; the line is written then. */
+function relayUntilClosed(t: Tunnel, upstream: Upstream, buffered: Buffer): void {
+  const socket = upstream.socket
+  const before = socket.bytesWritten
+  t.exchange.countBytesWith(() => ({
+    up: socket.bytesWritten - before,
+    down: socket.bytesRead - upstream.overhead,
+  }))
+  if (buffered.length > 0) socket.write(buffered)
+  splice(t.ctx, t.relay, t.client, socket, (error) => {
+    if (error !== undefined) t.exchange.fail(error)
+    t.exchange.end()
   })
 }

@@ -1,87 +1,100 @@
-// Resolving and dialling upstreams. The proxy resolves a name itself, asks
-// decide() about every address it got, then dials exactly those addresses: no
-// second lookup happens between the check and the connect, so DNS rebinding
-// cannot swap in an address that was never checked.
+// Reaching upstreams, for tunnels and for forwarded HTTP alike: the addresses
+// of an allowed target, and a connection to exactly the addresses decide()
+// checked (directly, or through the parent proxy). No second lookup happens
+// between the check and the connect, so DNS rebinding cannot swap in an
+// address that was never checked.
 
-import { lookup } from 'node:dns/promises'
 import net from 'node:net'
-import { canonicalHost, type CanonicalHost } from '../policy/index.js'
+import { canonicalHost, hostText, joinAuthority, tryCanonicalHost } from '../policy/index.js'
+import type { ProxyContext } from './context.js'
+import { headText, readHttpHead, responseStatus } from './wire.js'
 
+/** Why an allowed connection could not reach its upstream. */
 export class UpstreamError extends Error {
   constructor(
     message: string,
-    /** For the log and for a 502/504 body. */
+    /** For the log and for a 502/504 body or a SOCKS reply code. */
     readonly kind: 'resolve' | 'connect' | 'timeout' | 'parent',
   ) {
     super(message)
   }
 }
 
-/** Static name → addresses overrides (`--resolve name=ip`), consulted before the system resolver. */
-export type ResolveOverrides = ReadonlyMap<string, readonly string[]>
-
-export function parseResolveOverride(text: string): [string, string] {
-  const eq = text.indexOf('=')
-  if (eq <= 0 || eq === text.length - 1)
-    throw new Error(`--resolve "${text}": write name=address, e.g. pypi.org=127.0.0.1`)
-  const name = canonicalHost(text.slice(0, eq))
-  const address = canonicalHost(text.slice(eq + 1))
-  if (name.kind !== 'name')
-    throw new Error(`--resolve "${text}": the left side must be a host name`)
-  if (address.kind !== 'ip')
-    throw new Error(`--resolve "${text}": the right side must be an IP address`)
-  return [name.name, address.text]
+/**
+ * Addresses for a host known without asking a DNS server (an IP literal, an
+ * override, a fresh cache entry); undefined when it needs a lookup, or is not a host.
+ */
+export function addressesWithoutLookup(ctx: ProxyContext, host: string): string[] | undefined {
+  const canonical = tryCanonicalHost(host)
+  return canonical ? ctx.resolver.resolveLocal(canonical) : undefined
 }
 
-export class Resolver {
-  constructor(
-    private readonly overrides: ResolveOverrides = new Map(),
-    private readonly timeoutMs = 5000,
-  ) {}
-
-  /**
-   * Addresses known without asking a DNS server: an IP literal's own, or a name's
-   * overrides. Undefined when resolving would need a lookup.
-   */
-  resolveLocal(host: CanonicalHost): string[] | undefined {
-    if (host.kind === 'ip') return [host.text]
-    const override = this.overrides.get(host.name)
-    return override ? [...override] : undefined
+/**
+ * Addresses to check and dial for an allowed host. With a parent proxy, a name this
+ * proxy cannot resolve goes to the parent as a name: undefined. Rejects with an
+ * UpstreamError when the name does not resolve (anything else is a bug).
+ */
+export async function resolveUpstream(
+  ctx: ProxyContext,
+  host: string,
+): Promise<string[] | undefined> {
+  try {
+    return await ctx.resolver.resolve(canonicalHost(host))
+  } catch (err) {
+    if (ctx.parentProxy && err instanceof UpstreamError && err.kind === 'resolve') return undefined
+    throw err
   }
+}
 
-  /**
-   * Addresses for a canonical host: an IP literal is its own address; a name comes
-   * from the overrides or the system resolver (so /etc/hosts and Docker's
-   * extra_hosts and embedded DNS work).
-   */
-  async resolve(host: CanonicalHost): Promise<string[]> {
-    if (host.kind === 'ip') return [host.text]
-    const override = this.overrides.get(host.name)
-    if (override) return [...override]
-    let timer: NodeJS.Timeout | undefined
-    try {
-      const answers = await Promise.race([
-        lookup(host.name, { all: true, verbatim: true }),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () => reject(new UpstreamError(`resolving ${host.name} timed out`, 'timeout')),
-            this.timeoutMs,
-          )
-        }),
-      ])
-      if (answers.length === 0) throw new UpstreamError(`${host.name} has no addresses`, 'resolve')
-      // IPv4 first: sandboxes and most egress networks have no IPv6 route.
-      return answers.sort((a, b) => a.family - b.family).map((a) => a.address)
-    } catch (err) {
-      if (err instanceof UpstreamError) throw err
-      throw new UpstreamError(
-        `cannot resolve ${host.name}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
-        'resolve',
-      )
-    } finally {
-      if (timer) clearTimeout(timer)
-    }
-  }
+export interface Upstream {
+  readonly socket: net.Socket
+  /** What the log says was dialled: the address, or the parent proxy and the address it was sent. */
+  readonly address: string
+  /** Bytes read that were not the target's (a parent proxy's answer to CONNECT). */
+  readonly overhead: number
+}
+
+/**
+ * Connects to a checked target: the first of `addresses` that answers, or through
+ * the parent proxy, which gets the checked address (so it cannot resolve the name
+ * to another one), or the name when this proxy could not resolve it. `onread` is
+ * used on a direct connection only.
+ */
+export function dialUpstream(
+  ctx: ProxyContext,
+  host: string,
+  port: number,
+  addresses: readonly string[] | undefined,
+  onread?: OnRead,
+): Promise<Upstream> {
+  const parent = ctx.parentProxy
+  if (!parent) return connectToAny(addresses ?? [], port, ctx.timeouts.connectMs, onread)
+  return dialViaParent(ctx, parent, host, port, addresses?.[0])
+}
+
+async function dialViaParent(
+  ctx: ProxyContext,
+  parent: URL,
+  host: string,
+  port: number,
+  checked: string | undefined,
+): Promise<Upstream> {
+  const socket = await connectViaParent(
+    parent,
+    checked ?? hostText(canonicalHost(host)),
+    port,
+    ctx.timeouts.connectMs,
+  )
+  // What the parent sent past its answer was put back: it is the target's.
+  const overhead = socket.bytesRead - socket.readableLength
+  return { socket, address: describeUpstream(ctx, checked), overhead }
+}
+
+/** What the log says was dialled for a checked address: it, or the parent proxy and what it was sent. */
+export function describeUpstream(ctx: ProxyContext, checked: string | undefined): string {
+  const parent = ctx.parentProxy
+  if (!parent) return checked ?? ''
+  return `via ${parent.host}${checked ? ` to ${checked}` : ''}`
 }
 
 /** net's `onread`: the socket reads into memory the caller supplies, and emits no 'data'. */
@@ -123,22 +136,27 @@ export function connectTo(
   })
 }
 
-/** Tries each checked address in order; returns the socket and the address that answered. */
-export async function connectToAny(
+/**
+ * Tries each checked address in order, from `from`; the upstream that answered, or
+ * the error of the last try.
+ */
+export function connectToAny(
   addresses: readonly string[],
   port: number,
   timeoutMs: number,
   onread?: OnRead,
-): Promise<{ socket: net.Socket; address: string }> {
-  let last: unknown
-  for (const address of addresses) {
-    try {
-      return { socket: await connectTo(address, port, timeoutMs, onread), address }
-    } catch (err) {
-      last = err
-    }
-  }
-  throw last instanceof Error ? last : new UpstreamError('no address to connect to', 'connect')
+  from = 0,
+): Promise<Upstream> {
+  const address = addresses[from]
+  if (address === undefined)
+    return Promise.reject(new UpstreamError('no address to connect to', 'connect'))
+  const attempt = connectTo(address, port, timeoutMs, onread).then((socket): Upstream => ({
+    socket,
+    address,
+    overhead: 0,
+  }))
+  if (from + 1 === addresses.length) return attempt
+  return attempt.catch(() => connectToAny(addresses, port, timeoutMs, onread, from + 1))
 }
 
 /**
@@ -155,57 +173,37 @@ export async function connectViaParent(
   const parentPort = Number(parent.port || (parent.protocol === 'https:' ? 443 : 80))
   const parentHost = parent.hostname.replace(/^\[|\]$/g, '')
   const socket = await connectTo(parentHost, parentPort, timeoutMs)
-  const authority = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
-  const auth =
-    parent.username !== ''
-      ? `Proxy-Authorization: Basic ${Buffer.from(`${decodeURIComponent(parent.username)}:${decodeURIComponent(parent.password)}`).toString('base64')}\r\n`
-      : ''
-  socket.write(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n${auth}\r\n`)
-  return new Promise((resolve, reject) => {
-    let head = Buffer.alloc(0)
-    const timer = setTimeout(
-      () =>
-        fail(
-          new UpstreamError(
-            `parent proxy did not answer CONNECT within ${timeoutMs} ms`,
-            'timeout',
-          ),
-        ),
-      timeoutMs,
+  const authority = joinAuthority(host, port)
+  const headers: [string, string][] = [['Host', authority]]
+  const credentials = parentCredentials(parent)
+  if (credentials) headers.push(['Proxy-Authorization', credentials])
+  socket.write(headText(`CONNECT ${authority} HTTP/1.1`, headers))
+  socket.on('error', () => socket.destroy())
+  const answer = await readHttpHead(socket, timeoutMs)
+  if ('error' in answer) {
+    socket.destroy()
+    throw new UpstreamError(
+      `parent proxy gave no answer to CONNECT ${authority}: ${answer.error}`,
+      answer.timedOut ? 'timeout' : 'parent',
     )
-    const fail = (err: Error): void => {
-      clearTimeout(timer)
-      socket.destroy()
-      reject(err)
-    }
-    const onData = (chunk: Buffer): void => {
-      head = Buffer.concat([head, chunk])
-      const end = head.indexOf('\r\n\r\n')
-      if (end < 0) {
-        if (head.length > 16 * 1024)
-          fail(new UpstreamError('parent proxy sent an oversized CONNECT response', 'parent'))
-        return
-      }
-      socket.off('data', onData)
-      socket.off('error', fail)
-      clearTimeout(timer)
-      const status = /^HTTP\/1\.[01] (\d{3})/.exec(head.subarray(0, end).toString('latin1'))?.[1]
-      if (status !== '200') {
-        socket.destroy()
-        reject(
-          new UpstreamError(
-            `parent proxy refused CONNECT ${authority}: status ${status ?? 'unreadable'}`,
-            'parent',
-          ),
-        )
-        return
-      }
-      socket.pause()
-      const rest = head.subarray(end + 4)
-      if (rest.length > 0) socket.unshift(rest)
-      resolve(socket)
-    }
-    socket.on('data', onData)
-    socket.once('error', fail)
-  })
+  }
+  const status = responseStatus(answer.head)
+  if (status !== 200) {
+    socket.destroy()
+    throw new UpstreamError(
+      `parent proxy refused CONNECT ${authority}: status ${status ?? 'unreadable'}`,
+      'parent',
+    )
+  }
+  socket.removeAllListeners('error')
+  // What the parent sent past its answer is the target's.
+  if (answer.rest.length > 0) socket.unshift(answer.rest)
+  return socket
+}
+
+/** `Proxy-Authorization` for a parent proxy URL with credentials, or undefined. */
+export function parentCredentials(parent: URL): string | undefined {
+  if (parent.username === '') return undefined
+  const pair = `${decodeURIComponent(parent.username)}:${decodeURIComponent(parent.password)}`
+  return `Basic ${Buffer.from(pair).toString('base64')}`
 }

@@ -13,6 +13,8 @@ import {
   sendError,
   sendJson,
 } from '../lib/http-json.js'
+import { approvalRoutes } from './approval-routes.js'
+import type { ApprovalBroker } from './approvals-broker.js'
 import type { RunnerConfig } from './config.js'
 import { fileRoutes } from './file-routes.js'
 import { processRoutes } from './process-routes.js'
@@ -20,12 +22,14 @@ import { ProcessTable } from './processes.js'
 import { ID, type Route } from './route.js'
 import { SandboxError, type ManagerLogger, type SandboxManager } from './sandboxes.js'
 import { parseCreateRequest, parseUpdateNetwork } from './validate.js'
+import { EVENT_ACTIONS, type EventAction } from '../proxy/decision-log.js'
 
 export function createApiServer(
   config: RunnerConfig,
   catalogue: ProfileCatalogue,
   sandboxes: SandboxManager,
   log: ManagerLogger = { info: () => undefined, warn: (obj, msg) => console.warn(msg, obj) },
+  broker?: ApprovalBroker,
 ): http.Server {
   const routes: Route[] = [
     {
@@ -96,9 +100,9 @@ export function createApiServer(
       pattern: new RegExp(`^/v1/sandboxes/${ID}/network-events$`),
       handler: async (req, res, [id]) => {
         const params = queryParams(req)
-        const action = params.get('action')
-        if (action !== null && action !== 'allow' && action !== 'deny')
-          throw new HttpError(400, 'invalid-action', 'action must be allow or deny')
+        const action = params.get('action') as EventAction | null
+        if (action !== null && !EVENT_ACTIONS.includes(action))
+          throw new HttpError(400, 'invalid-action', `action must be ${EVENT_ACTIONS.join(', ')}`)
         const since = params.get('since')
         const events = await sandboxes.networkEvents(id as string, {
           ...(action ? { action } : {}),
@@ -119,6 +123,7 @@ export function createApiServer(
         ),
     },
     ...processRoutes(sandboxes, new ProcessTable(log)),
+    ...(broker ? approvalRoutes(broker, sandboxes, catalogue) : []),
     ...fileRoutes(sandboxes, config.maxFileBytes),
   ]
 

@@ -2,6 +2,7 @@
 // operator table). Every value is checked here, at start, with a message that
 // names the variable.
 
+import type { WebhookConfig } from './approval-webhook.js'
 import { randomBytes } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { homedir } from 'node:os'
@@ -38,6 +39,8 @@ export interface RunnerConfig {
   /** `name:ip` entries added to every proxy's /etc/hosts. */
   readonly proxyExtraHosts: readonly string[]
   readonly logAllowed: boolean
+  /** How long the proxies keep the addresses they look up: a floor and a ceiling on the TTL, seconds. */
+  readonly proxyDnsTtl: { readonly minSeconds: number; readonly maxSeconds: number }
   /** The profile of a sandbox created without networkProfile or network. */
   readonly defaultProfile: string
   readonly defaults: SandboxDefaults
@@ -57,6 +60,8 @@ export interface RunnerConfig {
   readonly secrets: readonly OperatorSecret[]
   /** ISORUN_UPSTREAM_CA: PEM text of CAs the proxies trust upstream besides the system roots. */
   readonly upstreamCa: string | undefined
+  /** ISORUN_APPROVAL_WEBHOOK_URL and _SECRET: where pending approvals are POSTed, signed. */
+  readonly approvalWebhook?: WebhookConfig
 }
 
 export class ConfigError extends Error {}
@@ -203,6 +208,24 @@ function upstreamCa(env: NodeJS.ProcessEnv): string | undefined {
   return text
 }
 
+/** The approval webhook: a URL, a secret of at least 16 characters, and the runner's public URL. */
+function approvalWebhook(
+  env: NodeJS.ProcessEnv,
+  listen: { host: string; port: number },
+): WebhookConfig | undefined {
+  const url = env.ISORUN_APPROVAL_WEBHOOK_URL
+  if (!url) return undefined
+  if (!/^https?:\/\/[^\s]+$/.test(url))
+    throw new ConfigError(`ISORUN_APPROVAL_WEBHOOK_URL="${url}" must be an http:// or https:// URL`)
+  const secret = env.ISORUN_APPROVAL_WEBHOOK_SECRET ?? ''
+  if (secret.length < 16)
+    throw new ConfigError(
+      'ISORUN_APPROVAL_WEBHOOK_SECRET must be set, at least 16 characters (e.g. openssl rand -hex 32): the webhook is signed with it',
+    )
+  const publicUrl = env.ISORUN_PUBLIC_URL || `http://${listen.host}:${listen.port}`
+  return { url, secret, publicUrl }
+}
+
 export function loadRunnerConfig(env: NodeJS.ProcessEnv = process.env): RunnerConfig {
   const allowPrivate = list(env, 'ISORUN_ALLOW_PRIVATE')
   try {
@@ -220,8 +243,16 @@ export function loadRunnerConfig(env: NodeJS.ProcessEnv = process.env): RunnerCo
   if (!/^\d+\.\d+\.\d+\.\d+\/\d+$/.test(subnetPool))
     throw new ConfigError(`ISORUN_SUBNET_POOL="${subnetPool}" must be an IPv4 CIDR block`)
   const defaultTimeout = int(env, 'ISORUN_DEFAULT_TIMEOUT_MS', 60 * 60_000, 0, 7 * 24 * 3600_000)
+  const listen = parseListen(env.ISORUN_LISTEN || '127.0.0.1:8080')
+  const webhook = approvalWebhook(env, listen)
+  const proxyDnsTtl = {
+    minSeconds: int(env, 'ISORUN_PROXY_DNS_TTL_MIN', 5, 0, 86_400),
+    maxSeconds: int(env, 'ISORUN_PROXY_DNS_TTL_MAX', 300, 0, 86_400),
+  }
+  if (proxyDnsTtl.minSeconds > proxyDnsTtl.maxSeconds)
+    throw new ConfigError('ISORUN_PROXY_DNS_TTL_MIN must not be above ISORUN_PROXY_DNS_TTL_MAX')
   return {
-    listen: parseListen(env.ISORUN_LISTEN || '127.0.0.1:8080'),
+    listen,
     ...apiKey(env),
     profileDirs: (env.ISORUN_PROFILES_DIR ?? '').split(delimiter).filter((d) => d !== ''),
     proxyImage: env.ISORUN_PROXY_IMAGE || 'isorun:local',
@@ -231,6 +262,7 @@ export function loadRunnerConfig(env: NodeJS.ProcessEnv = process.env): RunnerCo
     allowPrivate,
     proxyExtraHosts,
     logAllowed: bool(env, 'ISORUN_LOG_ALLOWED', true),
+    proxyDnsTtl,
     defaultProfile: env.ISORUN_DEFAULT_PROFILE || 'locked-down',
     defaults: {
       memoryMb: int(env, 'ISORUN_DEFAULT_MEMORY_MB', 1024, 16, 1024 * 1024),
@@ -245,5 +277,6 @@ export function loadRunnerConfig(env: NodeJS.ProcessEnv = process.env): RunnerCo
     stateDir: stateDir(env),
     secrets: secrets(env),
     upstreamCa: upstreamCa(env),
+    ...(webhook ? { approvalWebhook: webhook } : {}),
   }
 }

@@ -122,6 +122,8 @@ export interface ProxySettings {
   readonly allowPrivate: readonly string[]
   /** CIDR blocks the proxy never reaches: isorun's own networks. */
   readonly blocked: readonly string[]
+  /** The floor and ceiling of the proxy's DNS cache (ISORUN_PROXY_DNS_TTL_MIN/_MAX). */
+  readonly dnsTtl: { readonly minSeconds: number; readonly maxSeconds: number }
 }
 
 /** Where a sidecar's listeners are, as `host:port` flag values. */
@@ -150,6 +152,10 @@ export function proxyArguments(settings: ProxySettings, listen: ProxyListenFlags
     '--admin',
     listen.admin,
     settings.logAllowed ? '--log-allowed' : '--no-log-allowed',
+    '--dns-ttl-min',
+    String(settings.dnsTtl.minSeconds),
+    '--dns-ttl-max',
+    String(settings.dnsTtl.maxSeconds),
     ...(settings.allowPrivate.length > 0
       ? ['--allow-private', settings.allowPrivate.join(',')]
       : []),

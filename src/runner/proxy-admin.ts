@@ -2,9 +2,26 @@
 
 import type { PolicySpec } from '../policy/index.js'
 import type { InterceptionSettings, InterceptionSummary } from '../proxy/interception.js'
-import type { NetworkEvent, NetworkEventsQuery } from 'isorun'
+import type {
+  ApprovalDecisionRequest,
+  ApprovalResult,
+  NetworkEvent,
+  NetworkEventsQuery,
+  SandboxBudgets,
+} from 'isorun'
+import type { LiveRule, PendingApprovalView } from '../proxy/approvals.js'
+import type { HostSeen } from '../proxy/hosts-seen.js'
 
-export class ProxyAdminError extends Error {}
+export class ProxyAdminError extends Error {
+  constructor(
+    message: string,
+    /** The admin API's HTTP status and error code, when it answered. */
+    readonly status?: number,
+    readonly code?: string,
+  ) {
+    super(message)
+  }
+}
 
 export class ProxyAdmin {
   constructor(
@@ -17,6 +34,7 @@ export class ProxyAdmin {
     path: string,
     body?: unknown,
     timeoutMs = 5000,
+    signal?: AbortSignal,
   ): Promise<T> {
     let res: Response
     try {
@@ -27,7 +45,9 @@ export class ProxyAdmin {
           ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}),
         },
         ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-        signal: AbortSignal.timeout(timeoutMs),
+        signal: signal
+          ? AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)])
+          : AbortSignal.timeout(timeoutMs),
       })
     } catch (err) {
       const e = err as Error & { cause?: { code?: string } }
@@ -37,10 +57,14 @@ export class ProxyAdmin {
     }
     const text = await res.text()
     const parsed = text
-      ? (JSON.parse(text) as T & { error?: { message?: string } })
-      : ({} as T & { error?: { message?: string } })
+      ? (JSON.parse(text) as T & { error?: { message?: string; code?: string } })
+      : ({} as T & { error?: { message?: string; code?: string } })
     if (!res.ok)
-      throw new ProxyAdminError(parsed.error?.message ?? `proxy admin API answered ${res.status}`)
+      throw new ProxyAdminError(
+        parsed.error?.message ?? `proxy admin API answered ${res.status}`,
+        res.status,
+        parsed.error?.code,
+      )
     return parsed
   }
 
@@ -90,5 +114,35 @@ export class ProxyAdmin {
       `/events?${params.toString()}`,
     )
     return result.events
+  }
+
+  /** Long poll: pending approvals once they differ from version `after`, or after `waitMs`. */
+  approvals(
+    after: number,
+    waitMs: number,
+    signal?: AbortSignal,
+  ): Promise<{ version: number; pending: PendingApprovalView[]; liveRules: LiveRule[] }> {
+    return this.call(
+      'GET',
+      `/approvals?after=${after}&wait=${waitMs}`,
+      undefined,
+      waitMs + 5000,
+      signal,
+    )
+  }
+
+  answerApproval(
+    id: string,
+    answer: ApprovalDecisionRequest & { by: string },
+  ): Promise<ApprovalResult> {
+    return this.call('POST', `/approvals/${encodeURIComponent(id)}`, answer)
+  }
+
+  hostsSeen(): Promise<{ hosts: HostSeen[]; dropped: number }> {
+    return this.call('GET', '/hosts-seen')
+  }
+
+  budgets(): Promise<SandboxBudgets> {
+    return this.call('GET', '/budgets')
   }
 }

@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net'
 import pino from 'pino'
 import { ProfileCatalogue } from '../profiles/index.js'
 import { createApiServer } from './api.js'
+import { ApprovalBroker } from './approvals-broker.js'
 import type { RunnerConfig } from './config.js'
 import { Docker, dockerMessage } from './docker.js'
 import { SandboxManager } from './sandboxes.js'
@@ -57,8 +58,14 @@ export async function startRunner(
   })
   sandboxes.startSweeper()
   sandboxes.watchDocker()
+  const broker = new ApprovalBroker({
+    proxies: () => sandboxes.proxies(),
+    log: logger,
+    ...(config.approvalWebhook ? { webhook: config.approvalWebhook } : {}),
+  })
+  broker.start()
 
-  const server = createApiServer(config, catalogue, sandboxes, logger)
+  const server = createApiServer(config, catalogue, sandboxes, logger, broker)
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(config.listen.port, config.listen.host, () => resolve())
@@ -77,6 +84,7 @@ export async function startRunner(
     sandboxes,
     catalogue,
     close: async () => {
+      broker.stop()
       sandboxes.stop()
       catalogue.close()
       // Stop listening and drop idle keep-alive connections at once. Requests in flight (a

@@ -398,6 +398,7 @@ export class SandboxManager {
         allowPrivate: this.config.allowPrivate,
         blocked: this.blocked,
         extraHosts: this.config.proxyExtraHosts,
+        dnsTtl: this.config.proxyDnsTtl,
       }),
     )
     try {
@@ -535,6 +536,16 @@ export class SandboxManager {
   /** The sandbox's container, for commands and files; 404 for an unknown sandbox. */
   container(id: string): Docker.Container {
     return this.docker.getContainer(sandboxName(this.require(id).id))
+  }
+
+  /** Every sandbox's proxy admin client, for the approval broker. */
+  proxies(): { id: string; admin: ProxyAdmin }[] {
+    return [...this.records.values()].map((r) => ({ id: r.id, admin: r.admin }))
+  }
+
+  /** A sandbox's proxy admin client; 404 for an unknown sandbox. */
+  adminOf(id: string): ProxyAdmin {
+    return this.require(id).admin
   }
 
   async networkEvents(id: string, query: NetworkEventsQuery): Promise<NetworkEvent[]> {

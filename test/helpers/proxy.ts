@@ -17,6 +17,7 @@ import {
   type EndpointSet,
   type Mode,
   type OperatorSettings,
+  type PolicySpec,
 } from '../../src/policy/index.js'
 import type { DecisionEvent } from '../../src/proxy/decision-log.js'
 import type { ProxyTimeouts } from '../../src/proxy/context.js'
@@ -119,6 +120,8 @@ export interface TestProxyOptions {
   readonly deny?: readonly string[]
   /** Endpoint rules (method and path per host). */
   readonly endpoints?: readonly EndpointSet[]
+  /** Other policy fields: `onUnknown`, `approvalTimeoutMs`, `limits`. */
+  readonly policy?: Pick<PolicySpec, 'onUnknown' | 'approvalTimeoutMs' | 'limits'>
   /** `operator.allowSpecial = ['loopback']`; true unless set to false. */
   readonly loopback?: boolean
   readonly operator?: OperatorSettings
@@ -169,6 +172,7 @@ export async function startTestProxy(options: TestProxyOptions = {}): Promise<Te
       allow: allow.map((rule) => ({ rule, from: options.name ?? 'test' })),
       deny: (options.deny ?? []).map((rule) => ({ rule, from: options.name ?? 'test' })),
       ...(options.endpoints ? { endpoints: options.endpoints } : {}),
+      ...options.policy,
     },
     operator,
   )

@@ -219,3 +219,31 @@ export async function startBannerServer(): Promise<Upstream> {
   const port = await listen(server)
   return { port, connections: count, close: closer(server, sockets) }
 }
+
+/** The loopback upstreams the proxy tests dial, started and closed together. */
+export interface Upstreams {
+  /** HTTPS echo with the test certificate (its SNI seen is in the echo). */
+  readonly tls: Upstream
+  /** HTTP echo, also a WebSocket echo. */
+  readonly http: HttpEcho
+  /** A server that speaks first, like SSH. */
+  readonly banner: Upstream
+  close(): Promise<void>
+}
+
+/** Starts the TLS echo, the HTTP echo and the banner server on 127.0.0.1. */
+export async function startUpstreams(): Promise<Upstreams> {
+  const [tlsEcho, httpEcho, banner] = await Promise.all([
+    startTlsEcho(),
+    startHttpEcho(),
+    startBannerServer(),
+  ])
+  return {
+    tls: tlsEcho,
+    http: httpEcho,
+    banner,
+    close: async () => {
+      await Promise.all([tlsEcho.close(), httpEcho.close(), banner.close()])
+    },
+  }
+}

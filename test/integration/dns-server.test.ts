@@ -331,7 +331,7 @@ describe('Node dns.promises.Resolver', () => {
     ])
     for (const e of got) expect(e.client).toMatch(/^127\.0\.0\.1:\d+$/)
     // decide saw each question once, TXT too (which is refused whatever it says).
-    expect(decide.mock.calls).toEqual([
+    expect(decide.mock.calls.map(([name, type]) => [name, type])).toEqual([
       ['allowed.test', 'A'],
       ['files.pypi.test', 'A'],
       ['denied.test', 'A'],
@@ -521,7 +521,9 @@ describe('policy surface', () => {
       expect(r.qdcount).toBe(1)
       expect(r.packet.questions?.[0]?.name).toBe(name)
     }
-    expect(decide.mock.calls).toEqual(cases.map(([name, , type]) => [name, type]))
+    expect(decide.mock.calls.map(([name, type]) => [name, type])).toEqual(
+      cases.map(([name, , type]) => [name, type]),
+    )
     expect(takeEvents().map((e) => [e.name, e.type, e.outcome, e.decision])).toEqual(
       cases.map(([name, , type]) => [name, type, 'refused', { allow: name === 'allowed.test' }]),
     )
@@ -532,7 +534,7 @@ describe('policy surface', () => {
     expect(r.rcode).toBe(0)
     expect(r.packet.questions).toEqual([{ name: 'ALLOWED.Test', type: 'A', class: 'IN' }])
     expect(r.packet.answers?.[0]).toMatchObject({ name: 'ALLOWED.Test', data: ANSWER, ttl: 30 })
-    expect(decide.mock.calls).toEqual([['ALLOWED.Test', 'A']])
+    expect(decide.mock.calls.map(([name, type]) => [name, type])).toEqual([['ALLOWED.Test', 'A']])
     expect(takeEvents().map((e) => e.name)).toEqual(['ALLOWED.Test'])
   })
 

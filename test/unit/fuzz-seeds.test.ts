@@ -10,12 +10,14 @@ import * as addressSpellings from '../../fuzz/targets/address-spellings.js'
 import * as clientHello from '../../fuzz/targets/client-hello.js'
 import * as connectHead from '../../fuzz/targets/connect-head.js'
 import * as host from '../../fuzz/targets/host.js'
+import * as httpHead from '../../fuzz/targets/http-head.js'
 import * as profile from '../../fuzz/targets/profile.js'
 import * as rule from '../../fuzz/targets/rule.js'
 
 const TARGETS: Record<string, (data: Buffer) => void> = {
   'client-hello': clientHello.fuzz,
   'connect-head': connectHead.fuzz,
+  'http-head': httpHead.fuzz,
   host: host.fuzz,
   'address-spellings': addressSpellings.fuzz,
   rule: rule.fuzz,

@@ -47,6 +47,17 @@ class AgainstTheRunner(unittest.TestCase):
         self.assertEqual(blocked[0].port, 443)
         self.assertEqual(blocked[0].profile, "claude-code")
 
+    def test_suggest_profile_names_what_the_base_lacks(self) -> None:
+        # The proxy refuses random-site.com before resolving it; the refusal is what is learned.
+        self.sbx.exec("curl -sS -m 5 https://random-site.com")
+        learned = self.sbx.suggest_profile(base="claude-code", name="learned-py")
+        self.assertEqual(learned.name, "learned-py")
+        self.assertIn("claude-code", learned.include)
+        self.assertIn("random-site.com", [r["rule"] for r in learned.allow])
+        self.assertIn("random-site.com", learned.yaml)
+        assert learned.diff is not None
+        self.assertIn("random-site.com", learned.diff["added"])
+
     def test_an_explicit_network_and_the_context_manager(self) -> None:
         with self.isorun.create(image=IMAGE, network={"allow": ["pypi.org"]}) as sbx:  # type: ignore[arg-type]
             self.assertEqual(sbx.info.network_profile, "custom")

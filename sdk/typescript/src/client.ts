@@ -3,11 +3,24 @@
 // their network decisions and destroys them. HTTP only (Node's built-in
 // fetch); no dependencies, no server-side code.
 
+import {
+  answerApproval,
+  handleApprovals,
+  streamApprovals,
+  type Approval,
+  type ApprovalHandler,
+  type ApprovalSubscription,
+} from './approvals.js'
 import { IsorunApiError, IsorunConnectionError, IsorunError, IsorunUsageError } from './errors.js'
 import { SandboxFiles } from './files.js'
 import { collectOutput, SandboxProcess } from './process.js'
 import type {
   ApiErrorBody,
+  ApprovalDecisionRequest,
+  ApprovalResult,
+  SandboxBudgets,
+  PendingApproval,
+  SuggestedProfile,
   CreateSandboxRequest,
   ExecResult,
   NetworkEvent,
@@ -133,6 +146,30 @@ export class Isorun {
   async list(): Promise<Sandbox[]> {
     const infos = await this.request<SandboxInfo[]>('GET', '/v1/sandboxes')
     return infos.map((info) => new Sandbox(this, info))
+  }
+
+  /**
+   * Requests held for an approval (`onUnknown: 'ask'`), across sandboxes or for
+   * one, as they come: those already pending first. Answer each with
+   * `allowOnce()`, `allowForSandbox({ ttlMs })` or `deny()`. Ends when `signal`
+   * aborts or the loop breaks.
+   */
+  approvals(options: { sandbox?: string; signal?: AbortSignal } = {}): AsyncGenerator<Approval> {
+    return streamApprovals(this, options)
+  }
+
+  /** The approvals pending now. */
+  async pendingApprovals(options: { sandbox?: string } = {}): Promise<PendingApproval[]> {
+    const query = options.sandbox ? `?sandbox=${encodeURIComponent(options.sandbox)}` : ''
+    return (await this.request<{ approvals: PendingApproval[] }>('GET', `/v1/approvals${query}`))
+      .approvals
+  }
+
+  /** Answers an approval by id (as `isorun approve` does). */
+  answerApproval(id: string, request: ApprovalDecisionRequest): Promise<ApprovalResult> {
+    if (!['once', 'sandbox', 'deny'].includes(request?.answer))
+      throw new IsorunUsageError('answerApproval: answer must be once, sandbox or deny')
+    return answerApproval(this, id, request)
   }
 
   /** @internal Sends one API request and parses its JSON answer; errors become IsorunError subclasses. */
@@ -342,6 +379,38 @@ export class Sandbox {
       `/v1/sandboxes/${encodeURIComponent(this.id)}/network-events${suffix}`,
     )
     return result.events
+  }
+
+  /**
+   * A profile learned from what this sandbox used (run it in report mode, or
+   * with a strict profile and read its refusals): YAML ready to save as
+   * NAME.yaml, with `diff` against `base` when given.
+   */
+  suggestProfile(options: { base?: string; name?: string } = {}): Promise<SuggestedProfile> {
+    const params = new URLSearchParams()
+    if (options.base) params.set('base', options.base)
+    if (options.name) params.set('name', options.name)
+    const suffix = params.size > 0 ? `?${params.toString()}` : ''
+    return this.client.request<SuggestedProfile>(
+      'GET',
+      `/v1/sandboxes/${encodeURIComponent(this.id)}/suggested-profile${suffix}`,
+    )
+  }
+
+  /** Usage of each budget (`limits`) of the sandbox's policy, and per destination. */
+  budgets(): Promise<SandboxBudgets> {
+    return this.client.request('GET', `/v1/sandboxes/${encodeURIComponent(this.id)}/budgets`)
+  }
+
+  /**
+   * Answers this sandbox's held requests with `handler`: return `'once'`,
+   * `'sandbox'`, `'deny'` or `{ answer, ttlMs }`, or nothing to leave one
+   * pending. `stop()` ends it.
+   */
+  onApproval(handler: ApprovalHandler): ApprovalSubscription {
+    if (typeof handler !== 'function')
+      throw new IsorunUsageError('onApproval: handler must be a function')
+    return handleApprovals(this.client, this.id, handler)
   }
 
   /** Replaces the sandbox's network policy live: new connections follow it. */

@@ -39,7 +39,7 @@ export class SandboxProcess {
     sandboxId: string,
     response: Response,
   ): Promise<SandboxProcess> {
-    const events = readEvents(response)
+    const events = readNdjson<ProcessStreamEvent>(response)
     let first: IteratorResult<ProcessStreamEvent>
     try {
       first = await events.next()
@@ -138,7 +138,7 @@ export class SandboxProcess {
 }
 
 /** The NDJSON lines of a response body, parsed. */
-async function* readEvents(response: Response): AsyncGenerator<ProcessStreamEvent> {
+export async function* readNdjson<T>(response: Response): AsyncGenerator<T> {
   if (!response.body) return
   const decoder = new TextDecoder()
   let pending = ''
@@ -148,7 +148,7 @@ async function* readEvents(response: Response): AsyncGenerator<ProcessStreamEven
     while ((newline = pending.indexOf('\n')) >= 0) {
       const line = pending.slice(0, newline)
       pending = pending.slice(newline + 1)
-      if (line.trim() !== '') yield JSON.parse(line) as ProcessStreamEvent
+      if (line.trim() !== '') yield JSON.parse(line) as T
     }
   }
 }

@@ -2,7 +2,23 @@
 // imports these too, so the two cannot drift apart; nothing here may import
 // server-side code.
 
-export type NetworkMode = 'allow-all' | 'deny-all' | 'allow-list'
+/**
+ * `report` allows what `allow-all` allows and records, for each decision, what
+ * the rules (read as an allow list) would have decided: `wouldDeny` on events.
+ */
+export type NetworkMode = 'allow-all' | 'deny-all' | 'allow-list' | 'report'
+
+/** A budget for the destinations a rule pattern covers, over the sandbox's lifetime or a rolling window. */
+export interface LimitInput {
+  /** Bytes sent: a number or a size such as `'10MB'`, `'512KiB'`. */
+  upload?: number | string
+  /** Bytes received. */
+  download?: number | string
+  /** Requests (HTTP requests the proxy read, otherwise connections). */
+  requests?: number
+  /** A rolling window such as `'1h'`, `'10m'`; `'lifetime'` (the default) for the sandbox's lifetime. */
+  window?: string
+}
 
 /** An explicit network policy, instead of a named profile. */
 export interface NetworkPolicy {
@@ -16,6 +32,12 @@ export interface NetworkPolicy {
   endpoints?: Record<string, EndpointRuleInput[]>
   /** Intercept TLS to the hosts `allow` allows, so every request is decided and logged. */
   inspect?: boolean
+  /** `ask` (allow-list mode only): hold a request that no rule allows and ask for an approval. */
+  onUnknown?: 'deny' | 'ask'
+  /** How long a held request waits for an answer; default 30 000. A timeout is a deny. */
+  approvalTimeoutMs?: number
+  /** Budgets per rule pattern: `{ 'api.example.com': { upload: '10MB', window: '1h' } }`. */
+  limits?: Record<string, LimitInput>
 }
 
 /** An endpoint rule as written: no methods means any method, no path means `/**`. */
@@ -164,6 +186,12 @@ export interface NetworkEvent {
   rule: string | null
   reason: string
   detail?: string
+  /** Report mode: allowed, but the rules would have refused it for this reason. */
+  wouldDeny?: { reason: string; rule: string | null; detail?: string }
+  /** Set when the request was held for an approval: the answer and who gave it. */
+  approval?: { id: string; answer: ApprovalAnswer; by: string }
+  /** The budget this destination counts against, with its usage after this decision. */
+  budget?: BudgetUsage
   client?: string
   address?: string
   error?: string
@@ -172,8 +200,95 @@ export interface NetworkEvent {
   durationMs: number
 }
 
+/** Usage of one budget (a `limits` pattern) and its limits. */
+export interface BudgetUsage {
+  /** The limit's pattern, canonical. */
+  pattern: string
+  up: number
+  down: number
+  requests: number
+  limits: { upload?: number; download?: number; requests?: number; windowMs?: number }
+  exceeded: boolean
+}
+
+/** `GET /v1/sandboxes/:id/budgets`: each budget's usage, and lifetime usage per destination. */
+export interface SandboxBudgets {
+  budgets: BudgetUsage[]
+  destinations: {
+    destination: string
+    pattern: string
+    up: number
+    down: number
+    requests: number
+  }[]
+}
+
+/** `'once'`: this connection; `'sandbox'`: a rule added live (with a TTL if given); `'deny'`; `'timeout'` counts as deny. */
+export type ApprovalAnswer = 'once' | 'sandbox' | 'deny' | 'timeout'
+
+/** A request held by a sandbox's proxy until someone answers it. */
+export interface PendingApproval {
+  /** Unique across the runner: answer with `POST /v1/approvals/:id`. */
+  id: string
+  sandbox: string
+  protocol: 'http' | 'connect' | 'socks' | 'tls' | 'dns'
+  host: string
+  /** 0 for a DNS question. */
+  port: number
+  method?: string
+  path?: string
+  /** The rule an approval for the sandbox would add, e.g. `api.example.com` or `db.example.com:5432`. */
+  rule: string
+  /** How many held requests wait on this one answer (identical requests share it). */
+  waiting: number
+  createdAt: string
+  expiresAt: string
+}
+
+/** `POST /v1/approvals/:id`. */
+export interface ApprovalDecisionRequest {
+  answer: 'once' | 'sandbox' | 'deny'
+  /** For `sandbox`: the live rule expires after this many milliseconds. */
+  ttlMs?: number
+  /** Who answers, for the log; the runner adds how (`api`, `webhook`, `cli`). */
+  by?: string
+}
+
+/** What answering an approval did. */
+export interface ApprovalResult {
+  id: string
+  answer: 'once' | 'sandbox' | 'deny'
+  by: string
+  /** The live rule added for a `sandbox` answer. */
+  rule?: string
+  expiresAt?: string | null
+}
+
+/** `GET /v1/sandboxes/:id/suggested-profile`: a profile learned from the sandbox's decisions. */
+export interface SuggestedProfile {
+  name: string
+  /** The profile as commented YAML, ready to save as NAME.yaml. */
+  yaml: string
+  include: string[]
+  allow: SuggestedRule[]
+  /** Against `base`: rules the learned profile adds and base rules it does not need. */
+  diff?: { base: string; added: string[]; unused: string[] }
+}
+
+export interface SuggestedRule {
+  rule: string
+  /** Why: the hosts it covers, how often they were used and when first. */
+  hosts: string[]
+  count: number
+  firstSeen: string
+}
+
 export interface NetworkEventsQuery {
-  action?: 'allow' | 'deny'
+  /**
+   * `would-deny`: report-mode decisions that the rules would have refused;
+   * `blocked`: those and the refusals together, in order.
+   */
+  action?: 'allow' | 'deny' | 'would-deny' | 'blocked'
   limit?: number
   /** Only events after this ISO time. */
   since?: string

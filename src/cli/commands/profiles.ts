@@ -1,15 +1,19 @@
-// `isorun profiles [--json]` and `isorun profiles show NAME [--json]`.
+// `isorun profiles [--json]`, `isorun profiles show NAME [--json]` and
+// `isorun profiles learn SANDBOX_ID [--name NAME] [--base PROFILE] [--json]`.
 
 import { describeEndpointRule, parseRule } from '../../policy/index.js'
 import { parseArgs, PROFILES_DIR_OPTION, withUsage } from '../args.js'
 import { openCatalogue, unknownProfile } from '../catalogue.js'
+import { call, clientFrom, CLIENT_OPTIONS } from '../client.js'
 import { UsageError } from '../errors.js'
 import { formatTable, printJson, printTable } from '../output.js'
 
 const USAGE =
-  'usage: isorun profiles [--json] | isorun profiles show NAME [--json]   [--profiles-dir DIR]'
+  'usage: isorun profiles [--json] | isorun profiles show NAME [--json]   [--profiles-dir DIR]\n' +
+  '       isorun profiles learn SANDBOX_ID [--name NAME] [--base PROFILE] [--json] [--url URL] [--api-key KEY]'
 
-export function profilesCommand(argv: string[]): number {
+export function profilesCommand(argv: string[]): number | Promise<number> {
+  if (argv[0] === 'learn') return learnCommand(argv.slice(1))
   const { values, positionals } = withUsage(USAGE, () =>
     parseArgs({
       args: argv,
@@ -93,4 +97,46 @@ function indent(text: string): string {
     .split('\n')
     .map((l) => `  ${l}`)
     .join('\n')
+}
+
+/**
+ * Prints the profile the runner learned from a sandbox's decisions: the YAML
+ * on stdout (ready for `> NAME.yaml`), the difference from --base on stderr.
+ */
+async function learnCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = withUsage(USAGE, () =>
+    parseArgs({
+      args: argv,
+      options: {
+        name: { type: 'string' },
+        base: { type: 'string' },
+        json: { type: 'boolean' },
+        ...CLIENT_OPTIONS,
+      },
+      allowPositionals: true,
+    }),
+  )
+  if (positionals.length !== 1) throw new UsageError('expected one sandbox id', USAGE)
+  const isorun = clientFrom(values)
+  const sandbox = await call(() => isorun.get(positionals[0] as string))
+  const learned = await call(() =>
+    sandbox.suggestProfile({
+      ...(values.base ? { base: values.base } : {}),
+      ...(values.name ? { name: values.name } : {}),
+    }),
+  )
+  if (values.json) {
+    printJson(learned)
+    return 0
+  }
+  process.stdout.write(learned.yaml)
+  if (learned.diff) {
+    const lines = [`compared with ${learned.diff.base}:`]
+    for (const added of learned.diff.added) lines.push(`  + ${added}`)
+    for (const unused of learned.diff.unused) lines.push(`  - ${unused} (not used)`)
+    if (lines.length === 1)
+      lines.push('  (nothing to add: the base allows everything the run used)')
+    process.stderr.write(`${lines.join('\n')}\n`)
+  }
+  return 0
 }

@@ -4,7 +4,7 @@
 
 import { randomBytes } from 'node:crypto'
 import { networkInterfaces } from 'node:os'
-import { compilePolicy, PolicyError, type PolicySpec } from '../../policy/index.js'
+import { compilePolicy, joinAuthority, PolicyError, type PolicySpec } from '../../policy/index.js'
 import type { ProfileCatalogue } from '../../profiles/index.js'
 import { followProfile } from '../../proxy/policy-source.js'
 import { startProxy, type ProxyListeners } from '../../proxy/proxy.js'
@@ -114,6 +114,7 @@ export async function proxyCommand(argv: string[]): Promise<number> {
           })
         }),
       resolveOverrides: flags.resolveOverrides,
+      dns: flags.dns,
       ...(flags.parentProxy ? { parentProxy: flags.parentProxy } : {}),
       ...(flags.sandboxId ? { sandboxId: flags.sandboxId } : {}),
       logAllowed: flags.logAllowed,
@@ -144,7 +145,7 @@ export async function proxyCommand(argv: string[]): Promise<number> {
   }
 
   const shown = Object.entries(proxy.addresses).map(
-    ([k, a]) => `${k} ${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`,
+    ([k, a]) => `${k} ${joinAuthority(a.address, a.port)}`,
   )
   process.stderr.write(
     `isorun proxy: policy ${policy.name} (${policy.mode}); listening: ${shown.join(', ')}\n`,

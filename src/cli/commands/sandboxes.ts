@@ -56,7 +56,8 @@ export async function logsCommand(argv: string[]): Promise<number> {
     throw new UsageError('--limit must be a positive integer', usage)
   const isorun = clientFrom(values)
   const sandbox = await call(() => isorun.get(positionals[0] as string))
-  const action = values.blocked ? ('deny' as const) : undefined
+  // --blocked: refusals and report mode's would-deny decisions, in order.
+  const action = values.blocked ? ('blocked' as const) : undefined
   let since: string | undefined
   const show = async (): Promise<void> => {
     const events = await call(() =>

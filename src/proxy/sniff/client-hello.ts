@@ -145,10 +145,13 @@ export function parseClientHello(data: Buffer): ClientHelloResult {
 
 /**
  * Joins the payloads of the (already validated) records in data[0, end) into
- * the handshake message and returns its body, without the 4-byte header.
+ * the handshake message and returns its body, without the 4-byte header. A
+ * message in one record (what clients send) is read where it is, without a copy.
  */
 function gatherBody(data: Buffer, end: number, messageLength: number): Buffer {
-  const message = Buffer.alloc(messageLength)
+  if (end === RECORD_HEADER_BYTES + messageLength)
+    return data.subarray(RECORD_HEADER_BYTES + HANDSHAKE_HEADER_BYTES, end)
+  const message = Buffer.allocUnsafe(messageLength)
   let written = 0
   for (let offset = 0; offset < end;) {
     const payloadStart = offset + RECORD_HEADER_BYTES
@@ -185,42 +188,68 @@ function checkHandshakeHeader(header: readonly number[]): string | null {
 /** Thrown by Reader and always caught by parseBody. */
 class Malformed extends Error {}
 
-/** Bounds-checked big-endian cursor over one TLS structure. */
+/**
+ * Bounds-checked big-endian cursor over one TLS structure: a range of a buffer,
+ * read in place (a vector is a cursor over its own range, not a copy).
+ */
 class Reader {
-  private pos = 0
+  private pos: number
 
   constructor(
     private readonly buf: Buffer,
     private readonly what: string,
-  ) {}
-
-  get remaining(): number {
-    return this.buf.length - this.pos
+    start = 0,
+    private readonly limit = buf.length,
+  ) {
+    this.pos = start
   }
 
-  private take(n: number, field: string): Buffer {
+  get remaining(): number {
+    return this.limit - this.pos
+  }
+
+  /** Moves past `n` bytes; where they started. */
+  private advance(n: number, field: string): number {
     if (n > this.remaining) throw new Malformed(`${field} overruns the ${this.what}`)
-    const out = this.buf.subarray(this.pos, this.pos + n)
+    const at = this.pos
     this.pos += n
-    return out
+    return at
   }
 
   u8(field: string): number {
-    return this.take(1, field)[0]!
+    return this.buf[this.advance(1, field)] as number
   }
 
   u16(field: string): number {
-    return this.take(2, field).readUInt16BE(0)
+    return this.buf.readUInt16BE(this.advance(2, field))
   }
 
-  bytes(n: number, field: string): Buffer {
-    return this.take(n, field)
+  skip(n: number, field: string): void {
+    this.advance(n, field)
   }
 
-  /** A length-prefixed vector (TLS `opaque x<..2^8-1>` or `<..2^16-1>`). */
-  vector(lengthBytes: 1 | 2, field: string): Buffer {
+  /** A length-prefixed vector (TLS `opaque x<..2^8-1>` or `<..2^16-1>`), as a cursor over it. */
+  vector(lengthBytes: 1 | 2, field: string): Reader {
     const length = lengthBytes === 1 ? this.u8(field) : this.u16(field)
-    return this.take(length, field)
+    const start = this.advance(length, field)
+    return new Reader(this.buf, field, start, start + length)
+  }
+
+  /** Moves past a length-prefixed vector; its length. */
+  skipVector(lengthBytes: 1 | 2, field: string): number {
+    const length = lengthBytes === 1 ? this.u8(field) : this.u16(field)
+    this.advance(length, field)
+    return length
+  }
+
+  /** The unread bytes as latin1 text. */
+  text(): string {
+    return this.buf.toString('latin1', this.pos, this.limit)
+  }
+
+  /** The unread bytes, in place. */
+  rest(): Buffer {
+    return this.buf.subarray(this.pos, this.limit)
   }
 
   end(field: string): void {
@@ -235,13 +264,13 @@ function parseBody(body: Buffer, consumed: number): ClientHelloResult {
     if (legacyVersion < MIN_RECORD_VERSION || legacyVersion > MAX_RECORD_VERSION) {
       return invalid('unsupported ClientHello legacy_version')
     }
-    r.bytes(32, 'random')
-    if (r.vector(1, 'legacy_session_id').length > 32) {
+    r.skip(32, 'random')
+    if (r.skipVector(1, 'legacy_session_id') > 32) {
       return invalid('legacy_session_id longer than 32 bytes')
     }
-    const ciphers = r.vector(2, 'cipher_suites')
-    if (ciphers.length < 2 || ciphers.length % 2 !== 0) return invalid('cipher_suites malformed')
-    if (r.vector(1, 'legacy_compression_methods').length < 1) {
+    const ciphers = r.skipVector(2, 'cipher_suites')
+    if (ciphers < 2 || ciphers % 2 !== 0) return invalid('cipher_suites malformed')
+    if (r.skipVector(1, 'legacy_compression_methods') < 1) {
       return invalid('legacy_compression_methods empty')
     }
 
@@ -250,26 +279,30 @@ function parseBody(body: Buffer, consumed: number): ClientHelloResult {
     let alpn: string[] = []
     // Extensions are optional before TLS 1.3: a hello may end after compression.
     if (r.remaining > 0) {
-      const list = new Reader(r.vector(2, 'extensions'), 'extensions')
+      const list = r.vector(2, 'extensions')
       r.end('extensions')
-      const seen = new Set<number>()
+      // A few dozen types at most: a list is cheaper than a set.
+      const seen: number[] = []
       while (list.remaining > 0) {
         const type = list.u16('extension type')
-        const extData = list.vector(2, 'extension data')
         // RFC 8446 §4.2: at most one extension of each type. Two SNIs could be
         // read differently by us and by the upstream server.
-        if (seen.has(type)) return invalid(`duplicate extension 0x${hex4(type)}`)
-        seen.add(type)
+        if (seen.includes(type)) return invalid(`duplicate extension 0x${hex4(type)}`)
+        seen.push(type)
+        if (type !== EXT_SERVER_NAME && type !== EXT_ALPN) {
+          list.skipVector(2, 'extension data')
+          if (ECH_EXTENSIONS.has(type)) ech = true
+          continue
+        }
+        const extData = list.vector(2, 'extension data').rest()
         if (type === EXT_SERVER_NAME) {
           const parsed = parseServerName(extData)
           if (typeof parsed !== 'string') return parsed
           sni = parsed
-        } else if (type === EXT_ALPN) {
+        } else {
           const parsed = parseAlpn(extData)
           if (!Array.isArray(parsed)) return parsed
           alpn = parsed
-        } else if (ECH_EXTENSIONS.has(type)) {
-          ech = true
         }
       }
     }
@@ -287,14 +320,13 @@ function parseServerName(extData: Buffer): string | ClientHelloResult {
   const bad = (why: string): ClientHelloResult => invalid(`SNI extension malformed: ${why}`)
   const outer = new Reader(extData, 'SNI extension')
   if (outer.remaining < 2) return bad('too short')
-  const listBytes = outer.vector(2, 'server_name_list')
+  const list = outer.vector(2, 'server_name_list')
   if (outer.remaining !== 0) return bad('trailing bytes')
-  const list = new Reader(listBytes, 'server_name_list')
   if (list.remaining === 0) return bad('no host_name')
   // Name types other than host_name have no defined encoding, so nothing after
   // one can be parsed reliably; refuse rather than guess.
   if (list.u8('name_type') !== SNI_HOST_NAME) return bad('unknown name_type')
-  const name = list.vector(2, 'host_name')
+  const name = list.vector(2, 'host_name').rest()
   if (list.remaining !== 0) return bad('more than one name')
   if (name.length === 0) return bad('empty host_name')
   for (const byte of name) {
@@ -310,15 +342,14 @@ function parseAlpn(extData: Buffer): string[] | ClientHelloResult {
   const bad = (why: string): ClientHelloResult => invalid(`ALPN extension malformed: ${why}`)
   const outer = new Reader(extData, 'ALPN extension')
   if (outer.remaining < 2) return bad('too short')
-  const listBytes = outer.vector(2, 'protocol_name_list')
+  const list = outer.vector(2, 'protocol_name_list')
   if (outer.remaining !== 0) return bad('trailing bytes')
-  if (listBytes.length < 2) return bad('empty protocol_name_list')
-  const list = new Reader(listBytes, 'protocol_name_list')
+  if (list.remaining < 2) return bad('empty protocol_name_list')
   const names: string[] = []
   while (list.remaining > 0) {
     const name = list.vector(1, 'protocol name')
-    if (name.length === 0) return bad('empty protocol name')
-    names.push(name.toString('latin1'))
+    if (name.remaining === 0) return bad('empty protocol name')
+    names.push(name.text())
   }
   return names
 }

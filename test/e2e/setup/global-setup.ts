@@ -15,7 +15,8 @@ import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { TestProject } from 'vitest/node'
 import { makeCertificates } from '../../helpers/certs.js'
-import { docker, dockerOk, run, runVisible } from './sh.js'
+import { buildImage, docker, dockerOk, run, runVisible } from './sh.js'
+import { buildGitRepo, buildNpmTarball, DEMO_NPM, STANDIN_NAMES } from './registry-fixtures.js'
 import { buildDemoWheel, DEMO_PACKAGE } from './wheel.js'
 
 export interface E2EContext {
@@ -95,10 +96,8 @@ async function waitHealthy(container: string, timeoutMs: number): Promise<void> 
 }
 
 async function buildSandboxImage(caCert: string): Promise<void> {
-  const ctx = await mkdtemp(join(tmpdir(), 'isorun-e2e-sandbox-'))
-  await copyFile(caCert, join(ctx, 'isorun-e2e-ca.crt'))
-  await writeFile(
-    join(ctx, 'Dockerfile'),
+  await buildImage(
+    SANDBOX_IMAGE,
     [
       'FROM isorun-ci/sandbox:bookworm',
       '# The sandbox trusts the test CA that signed the stand-in index, as a company image trusts its internal CA.',
@@ -106,13 +105,9 @@ async function buildSandboxImage(caCert: string): Promise<void> {
       'RUN update-ca-certificates >/dev/null',
       '# pip as in the python:3.12 images the documented examples name (Debian marks its Python as managed, PEP 668).',
       'ENV PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1',
-      '',
-    ].join('\n'),
+    ],
+    { 'isorun-e2e-ca.crt': caCert },
   )
-  await run('docker', ['build', '-q', '-t', SANDBOX_IMAGE, ctx], {
-    env: { ...process.env, DOCKER_BUILDKIT: '0' },
-  })
-  await rm(ctx, { recursive: true, force: true })
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
@@ -137,7 +132,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   )
   await runVisible(join(ROOT, 'scripts/ci/build-product-image.sh'), [], 'product image')
 
-  const certs = await makeCertificates(['pypi.org', 'files.pythonhosted.org'])
+  const certs = await makeCertificates([...STANDIN_NAMES])
   await buildSandboxImage(certs.caFile)
   const standinDir = await mkdtemp(join(tmpdir(), 'isorun-e2e-standin-'))
   await copyFile(
@@ -147,7 +142,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
   await writeFile(join(standinDir, 'server.crt'), certs.cert)
   await writeFile(join(standinDir, 'server.key'), certs.key)
   const wheel = await buildDemoWheel(standinDir)
-  await chmod(standinDir, 0o755)
+  const npmTarball = await buildNpmTarball(standinDir)
+  await buildGitRepo(standinDir)
+  await run('chmod', ['-R', 'a+rX', standinDir])
   const profilesDir = await mkdtemp(join(tmpdir(), 'isorun-e2e-profiles-'))
   await chmod(profilesDir, 0o755)
   // The operator's secrets (a value in a file) and the stand-in's CA as an extra upstream CA.
@@ -215,6 +212,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
     '/standin',
     wheel,
     DEMO_PACKAGE.name,
+    npmTarball,
+    DEMO_NPM.name,
+    DEMO_NPM.version,
   )
   const standinIp = await docker(
     'inspect',
@@ -226,7 +226,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     ...baseEnv,
     // Only the stand-in's own address is opened, not the egress network (where the runner lives).
     ISORUN_ALLOW_PRIVATE: `${standinIp}/32`,
-    ISORUN_PROXY_EXTRA_HOSTS: `pypi.org:${standinIp},files.pythonhosted.org:${standinIp}`,
+    ISORUN_PROXY_EXTRA_HOSTS: STANDIN_NAMES.map((n) => `${n}:${standinIp}`).join(','),
     ISORUN_DEFAULT_TIMEOUT_MS: String(20 * 60_000),
     // Room for the 50 MB file test, small enough to test the limit.
     ISORUN_MAX_FILE_BYTES: String(E2E_MAX_FILE_BYTES),

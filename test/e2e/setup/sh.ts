@@ -88,3 +88,27 @@ export function runVisible(
     )
   })
 }
+
+/**
+ * Builds an image from Dockerfile lines, with files copied into the context
+ * (context name → host path). The classic builder: it needs no BuildKit.
+ */
+export async function buildImage(
+  tag: string,
+  dockerfile: readonly string[],
+  files: Readonly<Record<string, string>> = {},
+): Promise<void> {
+  const { copyFile, mkdtemp, rm, writeFile } = await import('node:fs/promises')
+  const { tmpdir } = await import('node:os')
+  const { join } = await import('node:path')
+  const ctx = await mkdtemp(join(tmpdir(), 'isorun-e2e-image-'))
+  try {
+    for (const [name, from] of Object.entries(files)) await copyFile(from, join(ctx, name))
+    await writeFile(join(ctx, 'Dockerfile'), `${dockerfile.join('\n')}\n`)
+    await run('docker', ['build', '-q', '-t', tag, ctx], {
+      env: { ...process.env, DOCKER_BUILDKIT: '0' },
+    })
+  } finally {
+    await rm(ctx, { recursive: true, force: true })
+  }
+}

@@ -457,6 +457,9 @@ describe('isorun proxy interception flags', () => {
     [['--ca-cert', '/etc/hostname'], /--ca-cert and --ca-key go together/],
     [['--ca-cert', '/etc/hostname', '--ca-key', '/etc/hostname'], /not a PEM certificate/],
     [['--upstream-ca', '/etc/hostname'], /holds no PEM certificate/],
+    [['--dns-ttl-min', 'soon'], /--dns-ttl-min "soon": write whole seconds/],
+    [['--dns-ttl-min', '60', '--dns-ttl-max', '10'], /--dns-ttl-min \(60\) is above --dns-ttl-max/],
+    [['--upstream-dns', 'dns.example'], /--upstream-dns "dns.example": write an IP address/],
   ])('refuses %j with a usage error', async (args, message) => {
     const r = await run(process.execPath, [
       CLI,

@@ -13,15 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type TestCerts, testCerts } from '../../helpers/certs.js'
 import { parseResponses, RawClient, tlsGet, tunnelResponses } from '../../helpers/clients.js'
 import { loopbackNames, startTestProxy, type TestProxy } from '../../helpers/proxy.js'
-import {
-  BANNER,
-  startBannerServer,
-  startHttpEcho,
-  startTlsEcho,
-  type EchoBody,
-  type HttpEcho,
-  type Upstream,
-} from '../../helpers/upstreams.js'
+import { BANNER, type EchoBody, startUpstreams, type Upstreams } from '../../helpers/upstreams.js'
 
 const BULK = randomBytes(16 * 1024 * 1024)
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex')
@@ -204,9 +196,7 @@ async function writeBytewise(client: RawClient, text: string): Promise<void> {
 const IDLE_MS = 1000
 
 let certs: TestCerts
-let tlsEcho: Upstream
-let httpEcho: HttpEcho
-let banner: Upstream
+let up: Upstreams
 let bulkAfter: { port: number; close(): void }
 let bulkFirst: { port: number; close(): void }
 let parent: Awaited<ReturnType<typeof startParentProxy>>
@@ -219,13 +209,11 @@ let P: number
 
 beforeAll(async () => {
   certs = await testCerts()
-  tlsEcho = await startTlsEcho()
-  httpEcho = await startHttpEcho()
-  banner = await startBannerServer()
+  up = await startUpstreams()
   bulkAfter = await startBulkServer(false)
   bulkFirst = await startBulkServer(true)
-  T = tlsEcho.port
-  H = httpEcho.port
+  T = up.tls.port
+  H = up.http.port
   proxy = await startTestProxy({
     allow: [
       `allowed.test:${T}`,
@@ -238,14 +226,14 @@ beforeAll(async () => {
   })
   P = proxy.port('http')
   idleProxy = await startTestProxy({
-    allow: [`tcp:ssh.test:${banner.port}`],
+    allow: [`tcp:ssh.test:${up.banner.port}`],
     resolve: loopbackNames(),
     listeners: ['http'],
     timeouts: { idleMs: IDLE_MS },
   })
   parent = await startParentProxy()
   viaParent = await startTestProxy({
-    allow: [`allowed.test:${T}`, `tcp:ssh.test:${banner.port}`, `tcp:a.test:${bulkAfter.port}`],
+    allow: [`allowed.test:${T}`, `tcp:ssh.test:${up.banner.port}`, `tcp:a.test:${bulkAfter.port}`],
     resolve: loopbackNames(),
     listeners: ['http'],
     extra: { parentProxy: new URL(`http://127.0.0.1:${parent.port}`) },
@@ -255,7 +243,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all([proxy?.close(), idleProxy?.close(), viaParent?.close()])
   parent?.close()
-  await Promise.all([tlsEcho?.close(), httpEcho?.close(), banner?.close()])
+  await up?.close()
   bulkAfter?.close()
   bulkFirst?.close()
 })
@@ -371,7 +359,7 @@ describe('tunnels', () => {
   it('a tunnel with no traffic either way is closed by the idle sweep, and says so', async () => {
     const since = idleProxy.mark()
     const client = await RawClient.connect(idleProxy.port('http'))
-    client.write(`CONNECT ssh.test:${banner.port} HTTP/1.1\r\nHost: ssh.test\r\n\r\n`)
+    client.write(`CONNECT ssh.test:${up.banner.port} HTTP/1.1\r\nHost: ssh.test\r\n\r\n`)
     await client.waitForText(BANNER)
     // Traffic keeps it open past the idle time: pings back to back (each as soon as the one
     // before is echoed, so a gap is a round trip, not a sleep) for twice the idle time…
@@ -406,7 +394,7 @@ describe('tunnels through a parent proxy (--upstream-proxy)', () => {
   it('a server that speaks first, through the parent', async () => {
     const since = viaParent.mark()
     const client = await RawClient.connect(viaParent.port('http'))
-    client.write(`CONNECT ssh.test:${banner.port} HTTP/1.1\r\nHost: ssh.test\r\n\r\n`)
+    client.write(`CONNECT ssh.test:${up.banner.port} HTTP/1.1\r\nHost: ssh.test\r\n\r\n`)
     await client.waitForText(BANNER)
     client.write('hi')
     await client.waitForText('echo:hi')
@@ -418,8 +406,8 @@ describe('tunnels through a parent proxy (--upstream-proxy)', () => {
       address: `via 127.0.0.1:${parent.port} to 127.0.0.1`,
     })
     expect(event.bytesDown).toBe(BANNER.length + 'echo:hi'.length)
-    expect(parent.targets).toContain(`127.0.0.1:${banner.port}`)
-    expect(parent.targets).not.toContain(`ssh.test:${banner.port}`)
+    expect(parent.targets).toContain(`127.0.0.1:${up.banner.port}`)
+    expect(parent.targets).not.toContain(`ssh.test:${up.banner.port}`)
   })
 
   it('16 MiB to a slow reader through the parent', async () => {

@@ -23,20 +23,10 @@ import {
   type TestProxy,
 } from '../../helpers/proxy.js'
 import { curl, pythonRequest } from '../../helpers/run.js'
-import {
-  BANNER,
-  startBannerServer,
-  startHttpEcho,
-  startTlsEcho,
-  type EchoBody,
-  type HttpEcho,
-  type Upstream,
-} from '../../helpers/upstreams.js'
+import { BANNER, type EchoBody, startUpstreams, type Upstreams } from '../../helpers/upstreams.js'
 
 let certs: TestCerts
-let tlsEcho: Upstream
-let httpEcho: HttpEcho
-let banner: Upstream
+let up: Upstreams
 let proxy: TestProxy
 let T: number // TLS echo
 let H: number // HTTP echo
@@ -46,12 +36,10 @@ let DEAD: number // a port nothing listens on
 
 beforeAll(async () => {
   certs = await testCerts()
-  tlsEcho = await startTlsEcho()
-  httpEcho = await startHttpEcho()
-  banner = await startBannerServer()
-  T = tlsEcho.port
-  H = httpEcho.port
-  S = banner.port
+  up = await startUpstreams()
+  T = up.tls.port
+  H = up.http.port
+  S = up.banner.port
   DEAD = await freePort()
   proxy = await startTestProxy({
     allow: [
@@ -73,7 +61,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await proxy?.close()
-  await Promise.all([tlsEcho?.close(), httpEcho?.close(), banner?.close()])
+  await up?.close()
 })
 
 const echoed = (r: { body: string }): EchoBody => JSON.parse(r.body) as EchoBody
@@ -186,13 +174,13 @@ describe('HTTPS through CONNECT', () => {
   })
 
   it('Node: a refused CONNECT gets the 403 with header and body, then the proxy closes', async () => {
-    const before = tlsEcho.connections()
+    const before = up.tls.connections()
     const tunnel = await openTunnel(P, `evil.test:${T}`)
     expect(tunnel.status).toBe(403)
     expect(tunnel.headers['x-isorun-error']).toBe('blocked-by-policy')
     expectRefusalBody(tunnel.body, 'evil.test', T, 'not-in-allow-list')
     expect(tunnel.socket.destroyed || tunnel.socket.readableEnded).toBe(true)
-    expect(tlsEcho.connections()).toBe(before)
+    expect(up.tls.connections()).toBe(before)
   })
 
   it('raw: the refusal is exactly one 403 response and the connection ends', async () => {

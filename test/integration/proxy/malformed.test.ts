@@ -29,17 +29,10 @@ import {
   startTestProxy,
   type TestProxy,
 } from '../../helpers/proxy.js'
-import {
-  startHttpEcho,
-  startTlsEcho,
-  type EchoBody,
-  type HttpEcho,
-  type Upstream,
-} from '../../helpers/upstreams.js'
+import { type EchoBody, startUpstreams, type Upstreams } from '../../helpers/upstreams.js'
 
 let certs: TestCerts
-let tlsEcho: Upstream
-let httpEcho: HttpEcho
+let up: Upstreams
 let proxy: TestProxy
 let T: number
 let H: number
@@ -49,10 +42,9 @@ const TLS_ALERT_ACCESS_DENIED = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02,
 
 beforeAll(async () => {
   certs = await testCerts()
-  tlsEcho = await startTlsEcho()
-  httpEcho = await startHttpEcho()
-  T = tlsEcho.port
-  H = httpEcho.port
+  up = await startUpstreams()
+  T = up.tls.port
+  H = up.http.port
   dnsPort = await freePort()
   proxy = await startTestProxy({
     allow: ['allowed.test', `allowed.test:${T}`, `allowed.test:${H}`],
@@ -67,7 +59,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await proxy?.close()
-  await Promise.all([tlsEcho?.close(), httpEcho?.close()])
+  await up?.close()
 })
 
 const echoed = (body: string): EchoBody => JSON.parse(body) as EchoBody
@@ -149,10 +141,10 @@ describe('HTTP proxy port', () => {
       `GET http://allowed.test:${H}/ HTTP/1.1\r\nHost: allowed.test:${H}\r\nHost: evil.test\r\n\r\n`,
     ],
   ])('%s: refused with a 4xx or closed', async (_name, bytes) => {
-    const before = httpEcho.connections()
+    const before = up.http.connections()
     const answer = await sendAndWaitForClose(proxy.port('http'), bytes)
     if (answer.length > 0) expect(answer.toString('latin1')).toMatch(/^HTTP\/1\.[01] 4\d\d /)
-    expect(httpEcho.connections()).toBe(before)
+    expect(up.http.connections()).toBe(before)
     await everythingStillWorks()
   })
 
@@ -165,13 +157,13 @@ describe('HTTP proxy port', () => {
     'ftp://allowed.test/',
     'http://allowed.test:99999/',
   ])('absolute URI %s: 400, nothing forwarded', async (target) => {
-    const before = httpEcho.connections()
+    const before = up.http.connections()
     const answer = await sendAndWaitForClose(
       proxy.port('http'),
       `GET ${target} HTTP/1.1\r\nHost: allowed.test\r\n\r\n`,
     )
     expect(answer.toString('latin1')).toMatch(/^HTTP\/1\.1 (400|403) /)
-    expect(httpEcho.connections()).toBe(before)
+    expect(up.http.connections()).toBe(before)
   })
 
   it.each([
@@ -308,14 +300,14 @@ describe('SOCKS port', () => {
 describe('transparent listeners', () => {
   it('random bytes to the TLS listener: decided (no target), closed', async () => {
     const since = proxy.mark()
-    const before = tlsEcho.connections()
+    const before = up.tls.connections()
     await sendAndWaitForClose(
       proxy.port('tls'),
       Buffer.concat([Buffer.from('x'), randomBytes(2000)]),
     )
     const event = await proxy.waitForEvent((e) => e.protocol === 'tls', { since })
     expect(event.action).toBe('deny')
-    expect(tlsEcho.connections()).toBe(before)
+    expect(up.tls.connections()).toBe(before)
     await everythingStillWorks()
   })
 

@@ -15,20 +15,10 @@ import {
 } from '../../helpers/clients.js'
 import { dials, loopbackNames, startTestProxy, type TestProxy } from '../../helpers/proxy.js'
 import { curl, CURL_PROXY_ERROR, pythonRequest } from '../../helpers/run.js'
-import {
-  BANNER,
-  startBannerServer,
-  startHttpEcho,
-  startTlsEcho,
-  type EchoBody,
-  type HttpEcho,
-  type Upstream,
-} from '../../helpers/upstreams.js'
+import { BANNER, type EchoBody, startUpstreams, type Upstreams } from '../../helpers/upstreams.js'
 
 let certs: TestCerts
-let tlsEcho: Upstream
-let httpEcho: HttpEcho
-let banner: Upstream
+let up: Upstreams
 let proxy: TestProxy
 let T: number
 let H: number
@@ -37,12 +27,10 @@ let X: number // the proxy's SOCKS port
 
 beforeAll(async () => {
   certs = await testCerts()
-  tlsEcho = await startTlsEcho()
-  httpEcho = await startHttpEcho()
-  banner = await startBannerServer()
-  T = tlsEcho.port
-  H = httpEcho.port
-  S = banner.port
+  up = await startUpstreams()
+  T = up.tls.port
+  H = up.http.port
+  S = up.banner.port
   proxy = await startTestProxy({
     allow: [
       `allowed.test:${H}`,
@@ -60,7 +48,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await proxy?.close()
-  await Promise.all([tlsEcho?.close(), httpEcho?.close(), banner?.close()])
+  await up?.close()
 })
 
 const echoed = (r: { body: string }): EchoBody => JSON.parse(r.body) as EchoBody
@@ -121,7 +109,7 @@ describe('curl --socks5-hostname', () => {
 
   it('refused: exit 97, a deny event, no dial', async () => {
     const since = proxy.mark()
-    const before = httpEcho.connections()
+    const before = up.http.connections()
     const r = await curl(['--socks5-hostname', `127.0.0.1:${X}`, `http://evil.test:${H}/`])
     expect(r.code).toBe(CURL_PROXY_ERROR)
     expect(r.stderr).toMatch(/SOCKS5 connection to evil\.test\. \(2\)/) // reply 0x02
@@ -134,7 +122,7 @@ describe('curl --socks5-hostname', () => {
       rule: null,
     })
     expect(event.address).toBeUndefined()
-    expect(httpEcho.connections()).toBe(before)
+    expect(up.http.connections()).toBe(before)
     expect(proxy.logLines().at(-1)).toMatchObject({ msg: 'blocked', protocol: 'socks' })
   })
 })

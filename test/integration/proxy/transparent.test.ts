@@ -4,7 +4,9 @@
 // decided on its own). `transparentPorts` makes the proxy decide, and dial, the
 // upstreams' real ports instead of 443 and 80.
 
+import { readFileSync } from 'node:fs'
 import net from 'node:net'
+import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type TestCerts, testCerts } from '../../helpers/certs.js'
 import {
@@ -16,17 +18,10 @@ import {
 } from '../../helpers/clients.js'
 import { loopbackNames, startTestProxy, type TestProxy } from '../../helpers/proxy.js'
 import { curl } from '../../helpers/run.js'
-import {
-  startHttpEcho,
-  startTlsEcho,
-  type EchoBody,
-  type HttpEcho,
-  type Upstream,
-} from '../../helpers/upstreams.js'
+import { type EchoBody, startUpstreams, type Upstreams } from '../../helpers/upstreams.js'
 
 let certs: TestCerts
-let tlsEcho: Upstream
-let httpEcho: HttpEcho
+let up: Upstreams
 let proxy: TestProxy
 let T: number
 let H: number
@@ -35,10 +30,9 @@ let PLAIN: number // the proxy's transparent HTTP port
 
 beforeAll(async () => {
   certs = await testCerts()
-  tlsEcho = await startTlsEcho()
-  httpEcho = await startHttpEcho()
-  T = tlsEcho.port
-  H = httpEcho.port
+  up = await startUpstreams()
+  T = up.tls.port
+  H = up.http.port
   proxy = await startTestProxy({
     allow: [`allowed.test:${T}`, `*.allowed.test:${T}`, `allowed.test:${H}`, `*.allowed.test:${H}`],
     deny: ['blocked.allowed.test:*'],
@@ -52,7 +46,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await proxy?.close()
-  await Promise.all([tlsEcho?.close(), httpEcho?.close()])
+  await up?.close()
 })
 
 const echoed = (r: { body: string }): EchoBody => JSON.parse(r.body) as EchoBody
@@ -114,7 +108,7 @@ describe('transparent TLS: the SNI names the target', () => {
 
   it('a refused SNI gets the access_denied alert and no upstream connection', async () => {
     const since = proxy.mark()
-    const before = tlsEcho.connections()
+    const before = up.tls.connections()
     await expectTlsRefused(
       tlsGet(await connectTls(), {
         ca: certs.ca,
@@ -131,7 +125,7 @@ describe('transparent TLS: the SNI names the target', () => {
       reason: 'not-in-allow-list',
     })
     expect(event.address).toBeUndefined()
-    expect(tlsEcho.connections()).toBe(before)
+    expect(up.tls.connections()).toBe(before)
   })
 
   it('a deny rule wins over the wildcard', async () => {
@@ -148,11 +142,11 @@ describe('transparent TLS: the SNI names the target', () => {
 
   it('no SNI: no target, refused', async () => {
     const since = proxy.mark()
-    const before = tlsEcho.connections()
+    const before = up.tls.connections()
     await expectTlsRefused(tlsGet(await connectTls(), { ca: certs.ca, hostHeader: 'allowed.test' }))
     const event = await proxy.waitForEvent((e) => e.protocol === 'tls', { since })
     expect(event).toMatchObject({ host: '', action: 'deny', reason: 'no-sni' })
-    expect(tlsEcho.connections()).toBe(before)
+    expect(up.tls.connections()).toBe(before)
   })
 
   it('a ClientHello in 1-byte writes: allowed works, refused is refused', async () => {
@@ -170,6 +164,21 @@ describe('transparent TLS: the SNI names the target', () => {
         hostHeader: 'evil.test',
       }),
     )
+  })
+
+  it('a client that half-closes right after its ClientHello gets the answer, then a close', async () => {
+    // Found by the listeners fuzz target: the client's end came before the splice listened.
+    const hello = readFileSync(
+      join(import.meta.dirname, '../../../fuzz/corpus/client-hello/curl-default'),
+    )
+    const since = proxy.mark()
+    const client = await RawClient.connect(TLS)
+    client.write(hello)
+    client.socket.end()
+    await client.waitForClose()
+    expect(client.data[0]).toBe(0x16) // the server's handshake came through
+    const event = await proxy.waitForEvent((e) => e.sni === 'allowed.test', { since })
+    expect(event).toMatchObject({ action: 'allow', protocol: 'tls' })
   })
 })
 
@@ -224,7 +233,7 @@ describe('transparent HTTP: the Host header names the target', () => {
       'www.allowed.test allow',
     ])
     // Two hosts, two upstream sockets: none carried both.
-    for (const hosts of httpEcho.hostsBySocket().values()) expect(hosts.size).toBe(1)
+    for (const hosts of up.http.hostsBySocket().values()) expect(hosts.size).toBe(1)
   })
 
   it('a Host naming another port is refused (the target port is fixed)', async () => {
@@ -238,7 +247,7 @@ describe('transparent HTTP: the Host header names the target', () => {
   })
 
   it('no Host header: refused, never forwarded', async () => {
-    const before = httpEcho.connections()
+    const before = up.http.connections()
     const client = await RawClient.connect(PLAIN)
     client.write('GET / HTTP/1.0\r\n\r\n')
     await client.waitFor((d) => parseResponses(d).length > 0)
@@ -246,7 +255,7 @@ describe('transparent HTTP: the Host header names the target', () => {
     const [res] = parseResponses(client.data)
     expect(res?.status).toBe(403)
     expect(res?.body).toContain('reason: invalid-host')
-    expect(httpEcho.connections()).toBe(before)
+    expect(up.http.connections()).toBe(before)
   })
 
   it('CONNECT is not served here', async () => {

@@ -167,6 +167,33 @@ describe('the other options', () => {
     ).toBe('--upstream-proxy must be an http:// proxy URL')
   })
 
+  it('the DNS cache: TTL floor and ceiling, and the servers the proxy asks', () => {
+    expect(flags(['--wait-for-policy']).dns).toEqual({ minTtlSeconds: 5, maxTtlSeconds: 300 })
+    expect(
+      flags([
+        '--wait-for-policy',
+        '--dns-ttl-min',
+        '0',
+        '--dns-ttl-max',
+        '60',
+        '--upstream-dns',
+        '10.0.0.2',
+        '--upstream-dns',
+        '[fd00::53]:5353',
+      ]).dns,
+    ).toEqual({ minTtlSeconds: 0, maxTtlSeconds: 60, servers: ['10.0.0.2', '[fd00::53]:5353'] })
+    expect(usageError(['--wait-for-policy', '--dns-ttl-min', 'soon']).message).toBe(
+      '--dns-ttl-min "soon": write whole seconds from 0 to 86400',
+    )
+    expect(usageError(['--wait-for-policy', '--dns-ttl-max', '86401']).message).toMatch(/86400/)
+    expect(
+      usageError(['--wait-for-policy', '--dns-ttl-min', '60', '--dns-ttl-max', '10']).message,
+    ).toBe('--dns-ttl-min (60) is above --dns-ttl-max (10)')
+    expect(usageError(['--wait-for-policy', '--upstream-dns', 'dns.example']).message).toBe(
+      '--upstream-dns "dns.example": write an IP address, with :port if not 53',
+    )
+  })
+
   it('the admin token comes from --admin-token, else ISORUN_ADMIN_TOKEN', () => {
     const env = { ISORUN_ADMIN_TOKEN: 'from-env' }
     expect(flags(['--wait-for-policy'], env).adminToken).toBe('from-env')

@@ -39,6 +39,7 @@ function proxyInput(overrides: Partial<ProxySpecInput> = {}): ProxySpecInput {
     allowPrivate: [],
     blocked: [],
     extraHosts: [],
+    dnsTtl: { minSeconds: 5, maxSeconds: 300 },
     ...overrides,
   }
 }
@@ -189,6 +190,13 @@ describe('the proxy sidecar', () => {
   it('logs allowed decisions as the operator says', () => {
     expect(spec.Cmd).toContain('--log-allowed')
     expect(proxyContainerSpec(proxyInput({ logAllowed: false })).Cmd).toContain('--no-log-allowed')
+  })
+  it("keeps DNS answers within the operator's TTL floor and ceiling", () => {
+    expect(flag(spec.Cmd, '--dns-ttl-min')).toBe('5')
+    expect(flag(spec.Cmd, '--dns-ttl-max')).toBe('300')
+    const tuned = proxyContainerSpec(proxyInput({ dnsTtl: { minSeconds: 0, maxSeconds: 60 } }))
+    expect(flag(tuned.Cmd, '--dns-ttl-min')).toBe('0')
+    expect(flag(tuned.Cmd, '--dns-ttl-max')).toBe('60')
   })
   it("passes the operator's host entries and nothing else", () => {
     expect(host.ExtraHosts).toEqual([])

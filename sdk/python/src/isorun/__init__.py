@@ -19,6 +19,7 @@ from .models import (
     NetworkProfileSummary,
     ProcessResult,
     SandboxInfo,
+    SuggestedProfile,
     TransferResult,
 )
 
@@ -42,5 +43,6 @@ __all__ = [
     "SandboxFiles",
     "SandboxInfo",
     "SandboxProcess",
+    "SuggestedProfile",
     "TransferResult",
 ]

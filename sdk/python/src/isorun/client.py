@@ -18,6 +18,7 @@ from .models import (
     NetworkProfileDetail,
     NetworkProfileSummary,
     SandboxInfo,
+    SuggestedProfile,
 )
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -220,7 +221,8 @@ class Sandbox:
         self, action: Optional[str] = None, limit: Optional[int] = None, since: Optional[str] = None
     ) -> List[NetworkEvent]:
         """Recent decisions of this sandbox's egress proxy, oldest first; ``action`` is
-        ``'allow'`` or ``'deny'``, ``since`` an ISO time."""
+        ``'allow'``, ``'deny'``, ``'would-deny'`` (report mode) or ``'blocked'`` (both),
+        ``since`` an ISO time."""
         query = {
             k: v
             for k, v in (("action", action), ("limit", limit), ("since", since))
@@ -229,6 +231,16 @@ class Sandbox:
         suffix = f"?{urlencode(query)}" if query else ""
         result = self._transport.request("GET", self._path(f"/network-events{suffix}"))
         return [NetworkEvent.from_json(e) for e in result["events"]]
+
+    def suggest_profile(
+        self, base: Optional[str] = None, name: Optional[str] = None
+    ) -> SuggestedProfile:
+        """A profile learned from what this sandbox used (run it in report mode, or read
+        its refusals): minimal rules, commented YAML, and the diff against ``base``."""
+        query = {k: v for k, v in (("base", base), ("name", name)) if v is not None}
+        suffix = f"?{urlencode(query)}" if query else ""
+        result = self._transport.request("GET", self._path(f"/suggested-profile{suffix}"))
+        return SuggestedProfile.from_json(result)
 
     def update_network(
         self, network_profile: Optional[str] = None, network: Optional[Dict[str, Any]] = None

@@ -101,6 +101,12 @@ class NetworkEvent:
     bytes_up: int = 0
     bytes_down: int = 0
     duration_ms: float = 0
+    #: report mode: allowed, but the rules would refuse it ({"reason", "rule", "detail"?})
+    would_deny: Optional[Dict[str, Any]] = None
+    #: a request held for an approval: {"id", "answer", "by"}
+    approval: Optional[Dict[str, Any]] = None
+    #: the budget (limits pattern) the destination counts against, with its usage
+    budget: Optional[Dict[str, Any]] = None
 
     @classmethod
     def from_json(cls, data: Dict[str, Any]) -> "NetworkEvent":
@@ -125,6 +131,32 @@ class NetworkEvent:
             bytes_up=_get(data, "bytesUp", 0),
             bytes_down=_get(data, "bytesDown", 0),
             duration_ms=_get(data, "durationMs", 0),
+            would_deny=data.get("wouldDeny"),
+            approval=data.get("approval"),
+            budget=data.get("budget"),
+        )
+
+
+@dataclass(frozen=True)
+class SuggestedProfile:
+    """A profile learned from what a sandbox used: ``yaml`` is ready to save as NAME.yaml."""
+
+    name: str
+    yaml: str
+    include: List[str]
+    #: the rules added, each {"rule", "hosts", "count", "firstSeen"}
+    allow: List[Dict[str, Any]]
+    #: against the base profile: {"base", "added", "unused"}
+    diff: Optional[Dict[str, Any]] = None
+
+    @classmethod
+    def from_json(cls, data: Dict[str, Any]) -> "SuggestedProfile":
+        return cls(
+            name=data["name"],
+            yaml=data["yaml"],
+            include=list(data.get("include", [])),
+            allow=list(data.get("allow", [])),
+            diff=data.get("diff"),
         )
 
 

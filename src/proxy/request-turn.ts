@@ -1,0 +1,88 @@
+// One plain HTTP request's turn on its client connection. The client may
+// leave at any point: while the request is decided, before undici has started
+// it (a pooled connection may be busy), or mid-response. Whenever it does, the
+// upstream request is not sent, or aborted as soon as undici starts it, so no
+// pooled connection is left holding a response nobody reads. A queued response
+// of a pipelined request never closes when the connection does: the socket's
+// close counts too. A refusal ends its connection (Connection: close): the
+// requests pipelined behind it are neither decided nor sent.
+
+import type http from 'node:http'
+import type net from 'node:net'
+import type { Dispatcher } from 'undici'
+import type { Exchange } from './exchange.js'
+
+/** What the requests of one client connection share. */
+interface ConnectionState {
+  /** Requests seen so far. */
+  count: number
+  /** The number of the request that was refused, if one was. */
+  refusedAt: number | undefined
+}
+
+const connections = new WeakMap<net.Socket, ConnectionState>()
+
+export class RequestTurn {
+  private readonly connection: ConnectionState
+  /** This request's number on its connection, from 1. */
+  private readonly n: number
+  private gone = false
+  /** The request was approved and is being forwarded: its line is written when it ends. */
+  private forwarding = false
+  private controller: Dispatcher.DispatchController | undefined
+
+  constructor(
+    readonly req: http.IncomingMessage,
+    readonly res: http.ServerResponse,
+    readonly exchange: Exchange,
+  ) {
+    const socket = req.socket
+    let connection = connections.get(socket)
+    if (!connection) {
+      connection = { count: 0, refusedAt: undefined }
+      connections.set(socket, connection)
+    }
+    this.connection = connection
+    this.n = ++connection.count
+    res.once('close', this.finished)
+    socket.once('close', this.finished)
+  }
+
+  /** A request before this one on its connection was refused. */
+  behindRefusal(): boolean {
+    const refused = this.connection.refusedAt
+    return refused !== undefined && this.n > refused
+  }
+
+  /** This request is refused: its connection ends after the answer. */
+  refused(): void {
+    this.connection.refusedAt ??= this.n
+  }
+
+  /** The client is gone (a destroyed socket emits 'close' only once its handle has closed). */
+  left(): boolean {
+    return this.gone || this.req.socket.destroyed || this.res.destroyed
+  }
+
+  /** The request is being forwarded: from now on, its end writes the exchange's line. */
+  forward(): void {
+    this.forwarding = true
+  }
+
+  /** undici started the request upstream; aborted at once if the client left while it waited. */
+  started(controller: Dispatcher.DispatchController): void {
+    this.controller = controller
+    if (this.left()) controller.abort(new Error('the client closed the connection'))
+  }
+
+  private readonly finished = (): void => {
+    this.res.off('close', this.finished)
+    this.req.socket.off('close', this.finished)
+    if (!this.res.writableFinished) {
+      this.gone = true
+      this.controller?.abort(new Error('the client closed the connection'))
+      if (this.forwarding) this.exchange.fail('connection closed before the response completed')
+    }
+    if (this.forwarding) this.exchange.end()
+  }
+}
