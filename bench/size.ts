@@ -15,20 +15,22 @@
 // Then a short load through it (bench/lib/load.js in a child process, to a
 // local upstream: loopback only): small requests over 8 keep-alive
 // connections, and CONNECT + TLS tunnels at concurrency 16, with the proxy's
-// CPU per request or tunnel. Ratios are against the `bundle` row (the flags the
-// sidecar had before this measurement, on the bundle), measured in the same
-// rounds. Memory is the median of the rounds, throughput the best round.
+// CPU per request or tunnel, and its peak RSS (VmHWM) after both. Each ratio
+// compares a variant with the `bundle` row (the bundle with the flags the
+// sidecar had before this benchmark) measured in the same round, and is the
+// median over the rounds; memory is the median of the rounds, the rates shown
+// the best round. A variant whose proxy dies or fails requests shows FAILS and why.
 //
 // Variants: `node alone` (an idle timer: the floor of any Node program on this
 // machine), `tsc` (the CLI as tsc compiles it: the sidecar before the bundle),
-// the bundle (dist/isorun-proxy.mjs) as built, not minified, and split into
-// lazily loaded chunks (both built here for the comparison), the bundle with
-// one more Node/V8 flag or variable each, and `sidecar`: exactly what the
-// runner starts (SIDECAR_NODE_FLAGS, SIDECAR_ENV).
+// the bundle (dist/isorun-proxy.mjs) as built and not minified (built here for
+// the comparison), the bundle without or with one more Node/V8 flag or
+// variable each, and `sidecar`: exactly what the runner starts
+// (SIDECAR_NODE_FLAGS, SIDECAR_ENV).
 //
 // Options:
 //   --rounds N       rounds, each measuring every variant once (default 2)
-//   --duration MS    load per throughput figure (default 3000)
+//   --duration MS    load per throughput figure (default 2000)
 //   --no-load        memory only
 //   --only NAMES     comma-separated variant names (the bundle row is always measured)
 //   --json           one JSON object instead of tables
@@ -52,7 +54,7 @@ import { makeCertificates } from './lib/certs.js'
 import { BUILT_CLI, REPO_ROOT } from './lib/host-runner.js'
 import type { LoadResult, LoadSpec } from './lib/load.js'
 import { freePort, waitForPort } from './lib/net.js'
-import { cpuSeconds } from './lib/procstat.js'
+import { cpuSeconds, memory } from './lib/procstat.js'
 import { memoryDetail, type MemoryDetail } from './lib/smaps.js'
 import { startUpstreamProcess, type Upstreams } from './lib/upstream-process.js'
 
@@ -63,7 +65,9 @@ const SCRATCH = join(REPO_ROOT, 'dist/bench-size') // inside the repo: bundles f
 const LOAD = join(REPO_ROOT, 'dist/bench/lib/load.js')
 const UPSTREAM = join(REPO_ROOT, 'dist/bench/lib/upstream.js')
 /** How long a proxy sits idle after its policy and CA before its memory is read. */
-const SETTLE_MS = 3000
+const SETTLE_MS = 2000
+/** Load before each measured one, so that every variant is measured warm. */
+const WARMUP_MS = 500
 /** The flags the sidecar had before this benchmark (in NODE_OPTIONS). */
 const BEFORE_FLAGS = ['--max-semi-space-size=1']
 
@@ -77,7 +81,7 @@ function option(name: string): string | undefined {
 }
 const has = (name: string): boolean => process.argv.slice(2).includes(name)
 const ROUNDS = Math.max(1, Number(option('--rounds') ?? 2))
-const DURATION_MS = Number(option('--duration') ?? 3000)
+const DURATION_MS = Number(option('--duration') ?? 2000)
 const LOADS = !has('--no-load')
 const ONLY = option('--only')?.split(',').filter(Boolean)
 const JSON_OUT = has('--json')
@@ -105,15 +109,12 @@ function variants(): Variant[] {
     { name: 'node alone', nodeFlags: [] },
     { name: 'tsc', program: BUILT_CLI, nodeFlags: BEFORE_FLAGS },
     bundle(BASELINE, []),
-    { ...bundle('bundle, not minified', []), program: join(SCRATCH, 'plain.mjs') },
-    { ...bundle('bundle, split in chunks', []), program: join(SCRATCH, 'split/isorun-proxy.js') },
-    { ...bundle('bundle, default semi-space', []), nodeFlags: [] },
+    { ...bundle('bundle (not minified)', []), program: join(SCRATCH, 'plain.mjs') },
+    { ...bundle('bundle (default semi-space)', []), nodeFlags: [] },
     bundle('+ --max-old-space-size=64', ['--max-old-space-size=64']),
-    bundle('+ --lite-mode', ['--lite-mode']),
     bundle('+ --jitless', ['--jitless']),
     bundle('+ --single-threaded', ['--single-threaded']),
     bundle('+ --v8-pool-size=1', ['--v8-pool-size=1']),
-    bundle('+ --no-expose-wasm', ['--no-expose-wasm']),
     bundle('+ UV_THREADPOOL_SIZE=1', [], { UV_THREADPOOL_SIZE: '1' }),
     bundle('+ MALLOC_ARENA_MAX=2', [], { MALLOC_ARENA_MAX: '2' }),
     { name: 'sidecar', program: BUNDLE, nodeFlags: SIDECAR_NODE_FLAGS, env: SIDECAR_ENV },
@@ -121,21 +122,15 @@ function variants(): Variant[] {
   return ONLY ? all.filter((v) => v.name === BASELINE || ONLY.includes(v.name)) : all
 }
 
-/** Builds the bundles only this benchmark runs (the product one comes from npm run build). */
+/** Builds the bundle only this benchmark runs (the product one comes from npm run build). */
 async function buildComparisonBundles(): Promise<void> {
   rmSync(SCRATCH, { recursive: true, force: true })
   mkdirSync(SCRATCH, { recursive: true })
   const script = pathToFileURL(join(REPO_ROOT, 'scripts/bundle-proxy.mjs')).href
   const { bundleProxy } = (await import(script)) as {
-    bundleProxy(options: {
-      outfile?: string
-      outdir?: string
-      minify?: boolean
-      splitting?: boolean
-    }): Promise<void>
+    bundleProxy(options: { outfile?: string; minify?: boolean }): Promise<void>
   }
   await bundleProxy({ outfile: join(SCRATCH, 'plain.mjs'), minify: false })
-  await bundleProxy({ outdir: join(SCRATCH, 'split'), splitting: true })
 }
 
 // ---------------------------------------------------------------- one proxy
@@ -143,6 +138,8 @@ async function buildComparisonBundles(): Promise<void> {
 interface Started {
   readonly child: ChildProcess
   readonly httpPort: number
+  /** What the process wrote on stderr so far. */
+  stderr(): string
   stop(): Promise<void>
 }
 
@@ -173,7 +170,7 @@ async function startVariant(variant: Variant, spec: PolicySpec): Promise<Started
       env: childEnv(),
     })
     await new Promise((r) => setTimeout(r, SETTLE_MS))
-    return { child, httpPort: 0, stop: () => stopChild(child) }
+    return { child, httpPort: 0, stderr: () => '', stop: () => stopChild(child) }
   }
   const ports = await Promise.all(
     ['http', 'socks', 'dns', 'tls', 'plain', 'admin'].map(async (k) => [k, await freePort()]),
@@ -206,7 +203,9 @@ async function startVariant(variant: Variant, spec: PolicySpec): Promise<Started
   let stderr = ''
   child.stderr?.on('data', (c: Buffer) => (stderr += c.toString()))
   await waitForPort(port.admin, 30_000, () =>
-    child.exitCode !== null ? `${variant.name} exited with ${child.exitCode}: ${stderr}` : undefined,
+    child.exitCode !== null
+      ? `${variant.name} exited with ${child.exitCode}: ${stderr}`
+      : undefined,
   )
   const admin = new ProxyAdmin(`http://${LOOPBACK}:${port.admin}`, token)
   await admin.waitUntilHealthy(30_000)
@@ -215,7 +214,7 @@ async function startVariant(variant: Variant, spec: PolicySpec): Promise<Started
     ca: await createCertificateAuthority({ commonName: 'isorun bench:size' }),
   })
   await new Promise((r) => setTimeout(r, SETTLE_MS))
-  return { child, httpPort: port.http, stop: () => stopChild(child) }
+  return { child, httpPort: port.http, stderr: () => stderr, stop: () => stopChild(child) }
 }
 
 // ---------------------------------------------------------------- load
@@ -244,24 +243,31 @@ interface Rate {
   /** Proxy CPU µs per operation. */
   readonly cpuUs: number
   readonly errors: number
+  /** What went wrong first, when something did (a variant that breaks the proxy shows here). */
+  readonly firstError?: string
 }
 
-async function measureLoad(
-  pid: number,
-  spec: LoadSpec,
-  warmup: Partial<LoadSpec>,
-): Promise<Rate> {
+async function measureLoad(pid: number, spec: LoadSpec, warmup: Partial<LoadSpec>): Promise<Rate> {
   await runLoad({ ...spec, ...warmup })
   const before = cpuSeconds(pid)
   const r = await runLoad(spec)
   const cpu = cpuSeconds(pid) - before
-  return { rate: r.ops / r.seconds, cpuUs: (cpu / Math.max(1, r.ops)) * 1e6, errors: r.errors }
+  return {
+    rate: r.ops / r.seconds,
+    cpuUs: (cpu / Math.max(1, r.ops)) * 1e6,
+    errors: r.errors,
+    ...(r.firstError ? { firstError: r.firstError } : {}),
+  }
 }
 
 // ---------------------------------------------------------------- rounds
 
 interface Sample {
   readonly idle: MemoryDetail
+  /** Why the proxy died under load, when it did. */
+  readonly crash?: string
+  /** VmHWM after the loads: the most resident memory the process ever held. */
+  readonly peakKiB?: number
   readonly keepalive?: Rate
   readonly churn?: Rate
 }
@@ -274,12 +280,14 @@ async function measureVariant(
 ): Promise<Sample> {
   const started = await startVariant(variant, spec)
   try {
-    const idle = memoryDetail(started.child.pid!)
+    const pid = started.child.pid!
+    const idle = memoryDetail(pid)
     if (!idle) throw new Error(`${variant.name}: the process is gone`)
     if (!up || !variant.program) return { idle }
     const proxy = { host: LOOPBACK, port: started.httpPort }
+    const warmup = { durationMs: WARMUP_MS }
     const keepalive = await measureLoad(
-      started.child.pid!,
+      pid,
       {
         mode: 'keepalive',
         proxy,
@@ -288,10 +296,10 @@ async function measureVariant(
         concurrency: 8,
         durationMs: DURATION_MS,
       },
-      { durationMs: 1000 },
+      warmup,
     )
     const churn = await measureLoad(
-      started.child.pid!,
+      pid,
       {
         mode: 'churn',
         proxy,
@@ -301,12 +309,21 @@ async function measureVariant(
         durationMs: DURATION_MS,
         caFile,
       },
-      { durationMs: 1000 },
+      warmup,
     )
-    return { idle, keepalive, churn }
+    if (started.child.exitCode !== null || started.child.signalCode !== null)
+      return { idle, keepalive, churn, crash: crashReason(started.stderr()) }
+    const peakKiB = memory(pid)?.hwmKiB
+    return { idle, keepalive, churn, ...(peakKiB ? { peakKiB } : {}) }
   } finally {
     await started.stop()
   }
+}
+
+/** The error line of a dead process's stderr (Node prints the stack after it), or its last line. */
+function crashReason(stderr: string): string {
+  const lines = stderr.split('\n').filter((l) => l.trim() !== '')
+  return lines.find((l) => /^\w*Error\b/.test(l)) ?? lines.at(-1) ?? 'no output'
 }
 
 function median(values: number[]): number {
@@ -315,66 +332,109 @@ function median(values: number[]): number {
   return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
 }
 
-/** The best round's rate, and the lowest CPU per operation of any round. */
-function best(rates: (Rate | undefined)[]): Rate | undefined {
-  const got = rates.filter((r): r is Rate => r !== undefined)
-  if (got.length === 0) return undefined
+/** One load's figures for a variant over all rounds. */
+interface LoadFigures {
+  /** The best round's operations per second. */
+  readonly rate: number
+  /** The lowest proxy CPU per operation of any round, µs. */
+  readonly cpuUs: number
+  /** Rate against the baseline's in the same round, median over the rounds. */
+  readonly rateRatio: number
+  /** CPU per operation against the baseline's in the same round, median over the rounds. */
+  readonly cpuRatio: number
+  readonly errors: number
+  readonly firstError?: string
+}
+
+function loadFigures(
+  rates: (Rate | undefined)[],
+  baseline: (Rate | undefined)[],
+): LoadFigures | undefined {
+  const rounds = rates.flatMap((r, i) => (r ? [{ r, base: baseline[i] }] : []))
+  if (rounds.length === 0) return undefined
+  const against = (f: (r: Rate) => number): number => {
+    const ratios = rounds.flatMap(({ r, base }) => (base && f(base) > 0 ? [f(r) / f(base)] : []))
+    return ratios.length > 0 ? median(ratios) : NaN
+  }
+  const firstError = rounds.find(({ r }) => r.firstError)?.r.firstError
   return {
-    rate: Math.max(...got.map((r) => r.rate)),
-    cpuUs: Math.min(...got.map((r) => r.cpuUs)),
-    errors: got.reduce((n, r) => n + r.errors, 0),
+    rate: Math.max(...rounds.map(({ r }) => r.rate)),
+    cpuUs: Math.min(...rounds.map(({ r }) => r.cpuUs)),
+    rateRatio: against((r) => r.rate),
+    cpuRatio: against((r) => r.cpuUs),
+    errors: rounds.reduce((n, { r }) => n + r.errors, 0),
+    ...(firstError ? { firstError } : {}),
   }
 }
 
 interface Row {
   readonly name: string
+  /** Variables and node flags, as the variant was started. */
   readonly flags: string
+  /** Idle memory, medians of the rounds (MiB). */
   readonly rssMiB: number
   readonly anonMiB: number
   readonly fileMiB: number
   readonly privateMiB: number
-  readonly keepalive?: Rate
-  readonly churn?: Rate
+  /** Peak RSS (VmHWM) after the loads, median of the rounds (MiB). */
+  readonly peakMiB?: number
+  readonly keepalive?: LoadFigures
+  readonly churn?: LoadFigures
+  /** Why the proxy died under load in some round, when it did. */
+  readonly crash?: string
 }
 
-function summarize(variant: Variant, samples: Sample[]): Row {
-  const mib = (f: (m: MemoryDetail) => number): number =>
-    median(samples.map((s) => f(s.idle))) / 1024
-  const keepalive = best(samples.map((s) => s.keepalive))
-  const churn = best(samples.map((s) => s.churn))
+function summarize(variant: Variant, samples: Sample[], baseline: Sample[]): Row {
+  const mib = (values: number[]): number => median(values) / 1024
+  const peaks = samples.flatMap((s) => (s.peakKiB ? [s.peakKiB] : []))
+  const crash = samples.find((s) => s.crash)?.crash
+  const keepalive = loadFigures(
+    samples.map((s) => s.keepalive),
+    baseline.map((s) => s.keepalive),
+  )
+  const churn = loadFigures(
+    samples.map((s) => s.churn),
+    baseline.map((s) => s.churn),
+  )
   return {
     name: variant.name,
     flags: [
       ...Object.entries(variant.env ?? {}).map(([k, v]) => `${k}=${v}`),
       ...variant.nodeFlags,
     ].join(' '),
-    rssMiB: mib((m) => m.rssKiB),
-    anonMiB: mib((m) => m.anonKiB),
-    fileMiB: mib((m) => m.fileKiB),
-    privateMiB: mib((m) => m.privateKiB),
+    rssMiB: mib(samples.map((s) => s.idle.rssKiB)),
+    anonMiB: mib(samples.map((s) => s.idle.anonKiB)),
+    fileMiB: mib(samples.map((s) => s.idle.fileKiB)),
+    privateMiB: mib(samples.map((s) => s.idle.privateKiB)),
+    ...(peaks.length > 0 ? { peakMiB: mib(peaks) } : {}),
     ...(keepalive ? { keepalive } : {}),
     ...(churn ? { churn } : {}),
+    ...(crash ? { crash } : {}),
   }
 }
 
 // ---------------------------------------------------------------- report
 
+function loadCells(figures: LoadFigures | undefined): string[] {
+  if (!figures) return ['', '', '']
+  if (figures.errors > 0) return ['FAILS', '', '']
+  return [figures.rate.toFixed(0), figures.rateRatio.toFixed(2), figures.cpuRatio.toFixed(2)]
+}
+
 function printTable(rows: Row[]): void {
-  const base = rows.find((r) => r.name === BASELINE)
-  const ratio = (value: number | undefined, baseline: number | undefined): string =>
-    value === undefined || !baseline ? '' : `${(value / baseline).toFixed(2)}`
   const header = [
     'variant',
-    'RSS MiB',
+    'RSS',
     'anon',
     'file',
     'private',
+    'peak',
     'req/s',
-    'ratio',
-    'µs CPU/req',
+    '×rate',
+    '×CPU',
     'tunnels/s',
-    'ratio',
-    'µs CPU/tunnel',
+    '×rate',
+    '×CPU',
   ]
   const body = rows.map((r) => [
     r.name,
@@ -382,24 +442,31 @@ function printTable(rows: Row[]): void {
     r.anonMiB.toFixed(1),
     r.fileMiB.toFixed(1),
     r.privateMiB.toFixed(1),
-    r.keepalive ? r.keepalive.rate.toFixed(0) : '',
-    ratio(r.keepalive?.rate, base?.keepalive?.rate),
-    r.keepalive ? r.keepalive.cpuUs.toFixed(0) : '',
-    r.churn ? r.churn.rate.toFixed(0) : '',
-    ratio(r.churn?.rate, base?.churn?.rate),
-    r.churn ? r.churn.cpuUs.toFixed(0) : '',
+    r.peakMiB?.toFixed(1) ?? '',
+    ...loadCells(r.keepalive),
+    ...loadCells(r.churn),
   ])
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)))
   const line = (cells: string[]): string =>
     cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')
   console.log(line(header))
   for (const b of body) console.log(line(b))
-  console.log('')
+  console.log('\nStarted with:')
   for (const r of rows) if (r.flags) console.log(`  ${r.name}: ${r.flags}`)
-  const errors = rows.flatMap((r) =>
-    (r.keepalive?.errors ?? 0) + (r.churn?.errors ?? 0) > 0 ? [r.name] : [],
+  const failures = rows.flatMap((r) =>
+    [
+      ['keep-alive', r.keepalive],
+      ['tunnels', r.churn],
+    ].flatMap(([load, f]) => {
+      const figures = f as LoadFigures | undefined
+      return figures && figures.errors > 0
+        ? [`  ${r.name}, ${load as string}: ${figures.errors} errors, first: ${figures.firstError}`]
+        : []
+    }),
   )
-  if (errors.length > 0) console.log(`\nWARNING: load errors with ${errors.join(', ')}`)
+  const crashes = rows.flatMap((r) => (r.crash ? [`  ${r.name}: the proxy died: ${r.crash}`] : []))
+  if (failures.length > 0)
+    console.log(`\nFailed under load:\n${[...crashes, ...failures].join('\n')}`)
 }
 
 // ---------------------------------------------------------------- main
@@ -437,15 +504,27 @@ async function main(): Promise<void> {
   } finally {
     up?.stop()
   }
-  const rows = list.map((v) => summarize(v, samples.get(v.name) ?? []))
+  const baseline = samples.get(BASELINE) ?? []
+  const rows = list.map((v) => summarize(v, samples.get(v.name) ?? [], baseline))
   if (JSON_OUT) {
-    console.log(JSON.stringify({ rounds: ROUNDS, durationMs: DURATION_MS, rows }, null, 1))
+    const settings = { rounds: ROUNDS, durationMs: DURATION_MS, baseline: BASELINE }
+    console.log(JSON.stringify({ ...settings, rows }, null, 1))
     return
   }
   console.log(
-    `\nSidecar memory, idle after its policy and CA (median of ${ROUNDS} rounds), and throughput` +
-      (LOADS ? ` (best of ${ROUNDS} rounds of ${DURATION_MS} ms; ratio against "${BASELINE}")` : '') +
-      '\n',
+    [
+      '',
+      `Sidecar memory in MiB, idle after its policy and CA (median of ${ROUNDS} rounds):`,
+      '  RSS = anon + file; private = pages no other process maps (what one more sidecar adds)',
+      ...(LOADS
+        ? [
+            `  peak = VmHWM after the loads. Loads: ${DURATION_MS} ms each, best round shown;`,
+            `  ×rate and ×CPU (proxy CPU per operation) against "${BASELINE}" in the same round`,
+            '  (median of the rounds): below 1.00 is slower, or cheaper in CPU.',
+          ]
+        : []),
+      '',
+    ].join('\n'),
   )
   printTable(rows)
 }
