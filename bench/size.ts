@@ -26,7 +26,8 @@
 // the bundle (dist/isorun-proxy.mjs) as built and not minified (built here for
 // the comparison), the bundle without or with one more Node/V8 flag or
 // variable each, and `sidecar`: exactly what the runner starts
-// (SIDECAR_NODE_FLAGS, SIDECAR_ENV).
+// (SIDECAR_NODE_FLAGS), which doubles as a control: with the bundle row's flags,
+// its ratios show the run-to-run noise.
 //
 // Options:
 //   --rounds N       rounds, each measuring every variant once (default 2)
@@ -44,7 +45,6 @@ import { compilePolicy, type PolicySpec } from '../src/policy/index.js'
 import { policySpecOf, ProfileCatalogue } from '../src/profiles/index.js'
 import {
   proxyArguments,
-  SIDECAR_ENV,
   SIDECAR_NODE_FLAGS,
   type ProxyListenFlags,
 } from '../src/runner/container-specs.js'
@@ -53,7 +53,7 @@ import { createCertificateAuthority } from '../src/tls/ca.js'
 import { makeCertificates } from './lib/certs.js'
 import { BUILT_CLI, REPO_ROOT } from './lib/host-runner.js'
 import type { LoadResult, LoadSpec } from './lib/load.js'
-import { freePort, waitForPort } from './lib/net.js'
+import { freePort } from './lib/net.js'
 import { cpuSeconds, memory } from './lib/procstat.js'
 import { memoryDetail, type MemoryDetail } from './lib/smaps.js'
 import { startUpstreamProcess, type Upstreams } from './lib/upstream-process.js'
@@ -117,7 +117,7 @@ function variants(): Variant[] {
     bundle('+ --v8-pool-size=1', ['--v8-pool-size=1']),
     bundle('+ UV_THREADPOOL_SIZE=1', [], { UV_THREADPOOL_SIZE: '1' }),
     bundle('+ MALLOC_ARENA_MAX=2', [], { MALLOC_ARENA_MAX: '2' }),
-    { name: 'sidecar', program: BUNDLE, nodeFlags: SIDECAR_NODE_FLAGS, env: SIDECAR_ENV },
+    { name: 'sidecar', program: BUNDLE, nodeFlags: SIDECAR_NODE_FLAGS },
   ]
   return ONLY ? all.filter((v) => v.name === BASELINE || ONLY.includes(v.name)) : all
 }
@@ -138,6 +138,8 @@ async function buildComparisonBundles(): Promise<void> {
 interface Started {
   readonly child: ChildProcess
   readonly httpPort: number
+  /** From spawn to the proxy's listening line (undefined for `node alone`). */
+  readonly startMs?: number
   /** What the process wrote on stderr so far. */
   stderr(): string
   stop(): Promise<void>
@@ -195,18 +197,31 @@ async function startVariant(variant: Variant, spec: PolicySpec): Promise<Started
     '--resolve',
     `${NAME}=${LOOPBACK}`,
   ]
+  const spawnedAt = performance.now()
   const child = spawn(process.execPath, [...variant.nodeFlags, variant.program, ...args], {
     // The decision log is discarded, as Docker's log driver would take it.
     stdio: ['ignore', 'ignore', 'pipe'],
     env: childEnv({ ISORUN_ADMIN_TOKEN: token, ...variant.env }),
   })
   let stderr = ''
-  child.stderr?.on('data', (c: Buffer) => (stderr += c.toString()))
-  await waitForPort(port.admin, 30_000, () =>
-    child.exitCode !== null
-      ? `${variant.name} exited with ${child.exitCode}: ${stderr}`
-      : undefined,
-  )
+  // Started: the proxy prints its listening line once every listener, the admin API included, is up.
+  const listening = new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`${variant.name}: no listening line in 30 s`)),
+      30_000,
+    )
+    child.stderr?.on('data', (c: Buffer) => {
+      stderr += c.toString()
+      if (!stderr.includes('listening: ')) return
+      clearTimeout(timer)
+      resolve()
+    })
+    child.once('exit', (code) =>
+      reject(new Error(`${variant.name} exited with ${code}: ${stderr}`)),
+    )
+  })
+  await listening
+  const startMs = performance.now() - spawnedAt
   const admin = new ProxyAdmin(`http://${LOOPBACK}:${port.admin}`, token)
   await admin.waitUntilHealthy(30_000)
   await admin.setPolicy(spec, { networkProfile: 'claude-code' })
@@ -214,7 +229,13 @@ async function startVariant(variant: Variant, spec: PolicySpec): Promise<Started
     ca: await createCertificateAuthority({ commonName: 'isorun bench:size' }),
   })
   await new Promise((r) => setTimeout(r, SETTLE_MS))
-  return { child, httpPort: port.http, stderr: () => stderr, stop: () => stopChild(child) }
+  return {
+    child,
+    httpPort: port.http,
+    startMs,
+    stderr: () => stderr,
+    stop: () => stopChild(child),
+  }
 }
 
 // ---------------------------------------------------------------- load
@@ -264,6 +285,7 @@ async function measureLoad(pid: number, spec: LoadSpec, warmup: Partial<LoadSpec
 
 interface Sample {
   readonly idle: MemoryDetail
+  readonly startMs?: number
   /** Why the proxy died under load, when it did. */
   readonly crash?: string
   /** VmHWM after the loads: the most resident memory the process ever held. */
@@ -283,7 +305,8 @@ async function measureVariant(
     const pid = started.child.pid!
     const idle = memoryDetail(pid)
     if (!idle) throw new Error(`${variant.name}: the process is gone`)
-    if (!up || !variant.program) return { idle }
+    const startMs = started.startMs
+    if (!up || startMs === undefined) return { idle, ...(startMs ? { startMs } : {}) }
     const proxy = { host: LOOPBACK, port: started.httpPort }
     const warmup = { durationMs: WARMUP_MS }
     const keepalive = await measureLoad(
@@ -312,9 +335,9 @@ async function measureVariant(
       warmup,
     )
     if (started.child.exitCode !== null || started.child.signalCode !== null)
-      return { idle, keepalive, churn, crash: crashReason(started.stderr()) }
+      return { idle, startMs, keepalive, churn, crash: crashReason(started.stderr()) }
     const peakKiB = memory(pid)?.hwmKiB
-    return { idle, keepalive, churn, ...(peakKiB ? { peakKiB } : {}) }
+    return { idle, startMs, keepalive, churn, ...(peakKiB ? { peakKiB } : {}) }
   } finally {
     await started.stop()
   }
@@ -376,6 +399,8 @@ interface Row {
   readonly anonMiB: number
   readonly fileMiB: number
   readonly privateMiB: number
+  /** From spawn to listening, median of the rounds (ms). */
+  readonly startMs?: number
   /** Peak RSS (VmHWM) after the loads, median of the rounds (MiB). */
   readonly peakMiB?: number
   readonly keepalive?: LoadFigures
@@ -387,6 +412,7 @@ interface Row {
 function summarize(variant: Variant, samples: Sample[], baseline: Sample[]): Row {
   const mib = (values: number[]): number => median(values) / 1024
   const peaks = samples.flatMap((s) => (s.peakKiB ? [s.peakKiB] : []))
+  const starts = samples.flatMap((s) => (s.startMs ? [s.startMs] : []))
   const crash = samples.find((s) => s.crash)?.crash
   const keepalive = loadFigures(
     samples.map((s) => s.keepalive),
@@ -407,6 +433,7 @@ function summarize(variant: Variant, samples: Sample[], baseline: Sample[]): Row
     fileMiB: mib(samples.map((s) => s.idle.fileKiB)),
     privateMiB: mib(samples.map((s) => s.idle.privateKiB)),
     ...(peaks.length > 0 ? { peakMiB: mib(peaks) } : {}),
+    ...(starts.length > 0 ? { startMs: median(starts) } : {}),
     ...(keepalive ? { keepalive } : {}),
     ...(churn ? { churn } : {}),
     ...(crash ? { crash } : {}),
@@ -429,6 +456,7 @@ function printTable(rows: Row[]): void {
     'file',
     'private',
     'peak',
+    'start ms',
     'req/s',
     '×rate',
     '×CPU',
@@ -443,6 +471,7 @@ function printTable(rows: Row[]): void {
     r.fileMiB.toFixed(1),
     r.privateMiB.toFixed(1),
     r.peakMiB?.toFixed(1) ?? '',
+    r.startMs?.toFixed(0) ?? '',
     ...loadCells(r.keepalive),
     ...loadCells(r.churn),
   ])
@@ -489,13 +518,23 @@ async function main(): Promise<void> {
   if (LOADS) {
     const certs = makeCertificates(SCRATCH, NAME)
     up = await startUpstreamProcess(UPSTREAM, certs.cert, certs.key)
+    // Direct loads first: the upstream's warm-up is not paid by the first variant measured.
+    const direct = { name: NAME, durationMs: WARMUP_MS * 2 }
+    await runLoad({ ...direct, mode: 'keepalive', upstream: { host: LOOPBACK, port: up.httpPort } })
+    await runLoad({
+      ...direct,
+      mode: 'churn',
+      upstream: { host: LOOPBACK, port: up.tlsPort },
+      caFile,
+    })
   }
   const samples = new Map<string, Sample[]>()
   try {
     for (let round = 0; round < ROUNDS; round++) {
-      // A rotating order, so that a busy machine's drift favours no variant.
-      for (let i = 0; i < list.length; i++) {
-        const variant = list[(i + round) % list.length]!
+      // Forward, then backward (and so on): a busy machine's drift over a round evens out
+      // over two, instead of always favouring the variants measured first.
+      const order = round % 2 === 0 ? list : [...list].reverse()
+      for (const variant of order) {
         process.stderr.write(`bench:size: round ${round + 1}/${ROUNDS}: ${variant.name}\n`)
         const sample = await measureVariant(variant, spec, up, caFile)
         samples.set(variant.name, [...(samples.get(variant.name) ?? []), sample])
@@ -521,6 +560,11 @@ async function main(): Promise<void> {
             `  peak = VmHWM after the loads. Loads: ${DURATION_MS} ms each, best round shown;`,
             `  ×rate and ×CPU (proxy CPU per operation) against "${BASELINE}" in the same round`,
             '  (median of the rounds): below 1.00 is slower, or cheaper in CPU.',
+            ...(SIDECAR_NODE_FLAGS.join(' ') === BEFORE_FLAGS.join(' ')
+              ? [
+                  `  "sidecar" runs with the flags of "${BASELINE}": its ratios are this run's noise.`,
+                ]
+              : []),
           ]
         : []),
       '',

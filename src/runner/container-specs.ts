@@ -79,16 +79,18 @@ export const SIDECAR_PROGRAM = '/app/dist/isorun-proxy.mjs'
 
 /**
  * Node and V8 flags for the sidecar, each kept because `npm run bench:size` showed it pays
- * (the figures are in the README's benchmarks):
+ * (docs/benchmarks.md, "Sidecar size"):
  *   --max-semi-space-size=1  the young generation's semi-spaces capped at 1 MiB (default: grows
- *                            to 16): the proxy's garbage is short-lived and small; bench:proxy
- *                            measured its peak RSS under load 7-37 MiB lower, at no CPU cost
- *                            beyond the run-to-run noise.
+ *                            to 16): the proxy's garbage is short-lived and small. Peak RSS after
+ *                            bench:size's loads 100-110 MiB against 111-126 without (two runs),
+ *                            idle memory within 0.6 MiB, CPU per request and tunnel within the
+ *                            run-to-run noise.
+ * No other flag or variable paid: --max-old-space-size=64, --single-threaded, --v8-pool-size=1,
+ * UV_THREADPOOL_SIZE=1 and MALLOC_ARENA_MAX=2 left idle memory unchanged; --jitless (and
+ * --lite-mode, --no-expose-wasm) saves 1.5 MiB of shared file pages and kills the proxy on its
+ * first HTTP request: undici needs WebAssembly.
  */
 export const SIDECAR_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1']
-
-/** Environment variables for the sidecar's memory, chosen the same way (none so far). */
-export const SIDECAR_ENV: Readonly<Record<string, string>> = {}
 
 /** Bounded container logs: a chatty sandbox or proxy cannot fill the engine's disk. */
 const LOG_CONFIG = { Type: 'json-file', Config: { 'max-size': '10m', 'max-file': '3' } }
@@ -190,11 +192,7 @@ export function proxyContainerSpec(input: ProxySpecInput): Docker.ContainerCreat
     Cmd: proxyArguments(input, { ...listen, admin: `egress:${PROXY_PORTS.admin}` }),
     // The bundle, not the full CLI: see SIDECAR_PROGRAM.
     Entrypoint: ['node', ...SIDECAR_NODE_FLAGS, SIDECAR_PROGRAM],
-    Env: [
-      `ISORUN_ADMIN_TOKEN=${input.token}`,
-      'NODE_ENV=production',
-      ...Object.entries(SIDECAR_ENV).map(([k, v]) => `${k}=${v}`),
-    ],
+    Env: [`ISORUN_ADMIN_TOKEN=${input.token}`, 'NODE_ENV=production'],
     Labels: {
       ...input.labels,
       [LABEL.role]: 'proxy',
