@@ -60,6 +60,7 @@ import {
 import type { LoadResult, LoadSpec } from './lib/load.js'
 import { formatNumber } from './lib/measure.js'
 import { makeCertificates } from './lib/certs.js'
+import { runChildJson } from './lib/child-json.js'
 import { startUpstreamProcess, type Upstreams } from './lib/upstream-process.js'
 import { allowOnLoopback, startIsorunProxy, type RunningProxy } from './lib/isorun-proxy.js'
 import { freePort } from './lib/net.js'
@@ -362,26 +363,6 @@ async function measureLatency(
 
 /** DNS questions per cold request, on average over the contenders (shows "cold" really asked). */
 let latencyQuestions = 0
-
-/** Runs `node script '<json arg>'` and parses the last line of its stdout. */
-function runChildJson<T>(script: string, arg: unknown): Promise<T> {
-  return new Promise((resolveResult, reject) => {
-    const child = spawn(process.execPath, [script, JSON.stringify(arg)], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    })
-    let out = ''
-    child.stdout.on('data', (c: Buffer) => (out += c.toString()))
-    child.once('error', reject)
-    child.once('exit', (code) => {
-      const line = out.trim().split('\n').pop() ?? ''
-      try {
-        resolveResult(JSON.parse(line) as T)
-      } catch {
-        reject(new Error(`${script} exited with ${code}: ${out}`))
-      }
-    })
-  })
-}
 
 // ---------------------------------------------------------------- report
 

@@ -51,6 +51,7 @@ import {
 import { ProxyAdmin } from '../src/runner/proxy-admin.js'
 import { createCertificateAuthority } from '../src/tls/ca.js'
 import { makeCertificates } from './lib/certs.js'
+import { runChildJson } from './lib/child-json.js'
 import { BUILT_CLI, REPO_ROOT } from './lib/host-runner.js'
 import type { LoadResult, LoadSpec } from './lib/load.js'
 import { freePort } from './lib/net.js'
@@ -241,21 +242,17 @@ async function startVariant(variant: Variant, spec: PolicySpec): Promise<Started
 // ---------------------------------------------------------------- load
 
 function runLoad(spec: LoadSpec): Promise<LoadResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [LOAD, JSON.stringify(spec)], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    })
-    let out = ''
-    child.stdout.on('data', (c: Buffer) => (out += c.toString()))
-    child.once('error', reject)
-    child.once('exit', (code) => {
-      try {
-        resolve(JSON.parse(out.trim().split('\n').pop() ?? '') as LoadResult)
-      } catch {
-        reject(new Error(`load generator exited with ${code}: ${out}`))
-      }
-    })
-  })
+  return runChildJson<LoadResult>(LOAD, spec)
+}
+
+/** The two loads, straight to the upstream (the measured ones add the proxy). */
+function loads(up: Upstreams, caFile: string): { keepalive: LoadSpec; churn: LoadSpec } {
+  const upstream = (port: number): LoadSpec['upstream'] => ({ host: LOOPBACK, port })
+  const common = { name: NAME, durationMs: DURATION_MS }
+  return {
+    keepalive: { ...common, mode: 'keepalive', upstream: upstream(up.httpPort), concurrency: 8 },
+    churn: { ...common, mode: 'churn', upstream: upstream(up.tlsPort), concurrency: 16, caFile },
+  }
 }
 
 interface Rate {
@@ -309,31 +306,9 @@ async function measureVariant(
     if (!up || startMs === undefined) return { idle, ...(startMs ? { startMs } : {}) }
     const proxy = { host: LOOPBACK, port: started.httpPort }
     const warmup = { durationMs: WARMUP_MS }
-    const keepalive = await measureLoad(
-      pid,
-      {
-        mode: 'keepalive',
-        proxy,
-        upstream: { host: LOOPBACK, port: up.httpPort },
-        name: NAME,
-        concurrency: 8,
-        durationMs: DURATION_MS,
-      },
-      warmup,
-    )
-    const churn = await measureLoad(
-      pid,
-      {
-        mode: 'churn',
-        proxy,
-        upstream: { host: LOOPBACK, port: up.tlsPort },
-        name: NAME,
-        concurrency: 16,
-        durationMs: DURATION_MS,
-        caFile,
-      },
-      warmup,
-    )
+    const direct = loads(up, caFile)
+    const keepalive = await measureLoad(pid, { ...direct.keepalive, proxy }, warmup)
+    const churn = await measureLoad(pid, { ...direct.churn, proxy }, warmup)
     if (started.child.exitCode !== null || started.child.signalCode !== null)
       return { idle, startMs, keepalive, churn, crash: crashReason(started.stderr()) }
     const peakKiB = memory(pid)?.hwmKiB
@@ -519,14 +494,8 @@ async function main(): Promise<void> {
     const certs = makeCertificates(SCRATCH, NAME)
     up = await startUpstreamProcess(UPSTREAM, certs.cert, certs.key)
     // Direct loads first: the upstream's warm-up is not paid by the first variant measured.
-    const direct = { name: NAME, durationMs: WARMUP_MS * 2 }
-    await runLoad({ ...direct, mode: 'keepalive', upstream: { host: LOOPBACK, port: up.httpPort } })
-    await runLoad({
-      ...direct,
-      mode: 'churn',
-      upstream: { host: LOOPBACK, port: up.tlsPort },
-      caFile,
-    })
+    for (const spec of Object.values(loads(up, caFile)))
+      await runLoad({ ...spec, durationMs: WARMUP_MS * 2 })
   }
   const samples = new Map<string, Sample[]>()
   try {
