@@ -15,6 +15,7 @@ const PROXY_SOURCES = [
   'src/cli',
   'src/tls',
   'src/secrets',
+  'src/lib',
 ]
 
 /**
