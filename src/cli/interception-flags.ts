@@ -24,7 +24,7 @@ export interface InterceptionFlags {
 export const INTERCEPTION_USAGE = `interception (TLS to hosts with endpoint rules, bound secrets or inspect: true):
   --ca-cert FILE --ca-key FILE   the CA that signs the leaf certificates clients are shown
   --ca-dir DIR             the CA in DIR/ca.pem and DIR/ca.key, made there (key mode 0600) if missing
-  --secrets FILE           secrets file (format in the README); each placeholder is printed
+  --secrets FILE           secrets file (format in secrets.d/README.md); each placeholder is printed
   --upstream-ca FILE       PEM CAs upstream servers may present besides the system roots`
 
 export const INTERCEPTION_OPTIONS = {

@@ -169,7 +169,8 @@ export class HttpForwarder {
     exchange: Exchange,
   ): Promise<void> {
     const turn = new RequestTurn(req, res, exchange)
-    if (turn.behindRefusal()) return
+    // Behind a refusal, or on a connection closed for flooding: neither decided nor sent.
+    if (turn.behindRefusal() || turn.left()) return
     const approving = this.approve(req, mode, exchange)
     const approval = approving instanceof Promise ? await approving : approving
     if (approval.kind !== 'approved') return this.answerUnapproved(turn, approval)
@@ -184,8 +185,11 @@ export class HttpForwarder {
     }))
     const pooled = this.poolFor(approval)
     const pool = pooled instanceof Promise ? await pooled : pooled
+    const turnComes = turn.turnComes()
+    if (turnComes) await turnComes
     if (turn.left() || turn.behindRefusal()) {
-      // Left, or refused a later request, while this one was decided: nothing is sent.
+      // Left, or refused a request before this one, while this one was decided or waited
+      // for its turn: nothing is sent.
       exchange.fail('the client closed the connection before the request was sent')
       return exchange.end()
     }

@@ -184,7 +184,11 @@ function relayOneAnswer(socket: net.Socket, upstream: net.Socket, answer: Upgrad
   const pass = (chunk: Buffer): void => {
     const part = chunk.length > remaining ? chunk.subarray(0, remaining) : chunk
     remaining -= part.length
-    socket.write(part)
+    // A client that does not read stops the upstream: the answer is never held in memory.
+    if (!socket.write(part)) {
+      upstream.pause()
+      socket.once('drain', () => upstream.resume())
+    }
     if (remaining <= 0) done()
   }
   if (answer.rest.length > 0) pass(answer.rest)

@@ -6,11 +6,25 @@
 // of a pipelined request never closes when the connection does: the socket's
 // close counts too. A refusal ends its connection (Connection: close): the
 // requests pipelined behind it are neither decided nor sent.
+//
+// Pipelined requests go upstream one at a time, each once the answer to the one
+// before has been written (HTTP/1.1 answers them in order anyway), and a
+// connection on which too many requests wait is closed. Otherwise a client that
+// pipelines to a slow origin and never reads makes the proxy hold every request
+// it wrote, and the answers to all of them. (Closed rather than no longer read:
+// Node's HTTP server reads a connection itself, and would go on parsing.)
 
 import type http from 'node:http'
 import type net from 'node:net'
 import type { Dispatcher } from 'undici'
 import type { Exchange } from './exchange.js'
+
+/**
+ * Requests read on one connection and not yet answered, past which it is closed.
+ * No common client pipelines at all; one that sends this many without reading
+ * the answers is flooding.
+ */
+export const MAX_WAITING_REQUESTS = 32
 
 /** What the requests of one client connection share. */
 interface ConnectionState {
@@ -18,6 +32,10 @@ interface ConnectionState {
   count: number
   /** The number of the request that was refused, if one was. */
   refusedAt: number | undefined
+  /** Requests read and not yet finished. */
+  open: number
+  /** The latest request, until it finishes: the next one goes upstream after it. */
+  latest: RequestTurn | undefined
 }
 
 const connections = new WeakMap<net.Socket, ConnectionState>()
@@ -30,6 +48,14 @@ export class RequestTurn {
   /** The request was approved and is being forwarded: its line is written when it ends. */
   private forwarding = false
   private controller: Dispatcher.DispatchController | undefined
+  /**
+   * The request before this one on its connection, if it was unfinished when this one
+   * came; dropped once this one finishes, so that finished requests form no chain.
+   */
+  private before: RequestTurn | undefined
+  private done = false
+  /** Called once this request has finished (the next one waits for it). */
+  private onDone: (() => void) | undefined
 
   constructor(
     readonly req: http.IncomingMessage,
@@ -39,11 +65,14 @@ export class RequestTurn {
     const socket = req.socket
     let connection = connections.get(socket)
     if (!connection) {
-      connection = { count: 0, refusedAt: undefined }
+      connection = { count: 0, refusedAt: undefined, open: 0, latest: undefined }
       connections.set(socket, connection)
     }
     this.connection = connection
     this.n = ++connection.count
+    this.before = connection.latest
+    connection.latest = this
+    if (++connection.open > MAX_WAITING_REQUESTS) socket.destroy()
     res.once('close', this.finished)
     socket.once('close', this.finished)
   }
@@ -57,6 +86,16 @@ export class RequestTurn {
   /** This request is refused: its connection ends after the answer. */
   refused(): void {
     this.connection.refusedAt ??= this.n
+  }
+
+  /**
+   * Resolves once the request before this one on its connection has finished;
+   * undefined when there is none to wait for (the usual case: no promise).
+   */
+  turnComes(): Promise<void> | undefined {
+    const before = this.before
+    if (!before || before.done) return undefined
+    return new Promise((resolve) => (before.onDone = resolve))
   }
 
   /** The client is gone (a destroyed socket emits 'close' only once its handle has closed). */
@@ -78,6 +117,12 @@ export class RequestTurn {
   private readonly finished = (): void => {
     this.res.off('close', this.finished)
     this.req.socket.off('close', this.finished)
+    this.done = true
+    this.before = undefined
+    this.onDone?.()
+    const connection = this.connection
+    connection.open--
+    if (connection.latest === this) connection.latest = undefined
     if (!this.res.writableFinished) {
       this.gone = true
       this.controller?.abort(new Error('the client closed the connection'))

@@ -7,9 +7,12 @@
 // cached for the answer's TTL (dns-cache.ts). DNS is asked with c-ares, which
 // reports TTLs (getaddrinfo does not), at the servers of /etc/resolv.conf: in a
 // Docker container that is Docker's embedded DNS at 127.0.0.11. The system
-// resolver (getaddrinfo) is the fallback where c-ares cannot answer for it: no
-// servers configured, servers that refuse or fail, and single-label names
-// (which its search domains may complete); its answers are kept for the floor.
+// resolver (getaddrinfo) answers only where c-ares cannot: when no servers are
+// configured, and for single-label names (an operator's internal names, which
+// its search domains complete); its answers are kept for the floor. A name
+// with a dot whose servers refuse or fail is not passed on to it: after a
+// failure getaddrinfo tries the search domains, and would find the address of
+// a name (allowed.test.corp.example) that no decision saw.
 
 import { lookup } from 'node:dns/promises'
 import { Resolver as CaresResolver } from 'node:dns/promises'
@@ -53,6 +56,8 @@ export interface ResolverOptions extends DnsSettings {
   readonly timeoutMs?: number
   /** The clock, in milliseconds (tests move it instead of waiting). */
   readonly now?: () => number
+  /** The system resolver; getaddrinfo by default (tests see what reaches it). */
+  readonly systemLookup?: (name: string) => Promise<DnsAnswer>
 }
 
 /** c-ares errors that say the name has no addresses, as opposed to a server that failed. */
@@ -64,9 +69,11 @@ export class Resolver {
   private readonly cache: DnsCache
   private readonly dns: CaresResolver | undefined
   private readonly timeoutMs: number
+  private readonly systemLookup: (name: string) => Promise<DnsAnswer>
 
   constructor(options: ResolverOptions = {}) {
     this.overrides = options.overrides ?? new Map()
+    this.systemLookup = options.systemLookup ?? getaddrinfo
     this.timeoutMs = options.timeoutMs ?? 5000
     this.hosts = new HostsFile(options.hostsFile ?? '/etc/hosts', options.now)
     // Two tries, the second after twice the wait: within timeoutMs in all.
@@ -117,7 +124,7 @@ export class Resolver {
 
   private async ask(name: string): Promise<DnsAnswer> {
     // A single label may be completed by the search domains only the system resolver applies.
-    if (!this.dns || !name.includes('.')) return systemLookup(name)
+    if (!this.dns || !name.includes('.')) return this.systemLookup(name)
     const [v4, v6] = await Promise.allSettled([
       this.dns.resolve4(name, { ttl: true }),
       this.dns.resolve6(name, { ttl: true }),
@@ -140,13 +147,15 @@ export class Resolver {
       )
     if (codes.includes('ETIMEOUT'))
       throw new UpstreamError(`resolving ${name} timed out`, 'timeout')
-    // The servers refused or failed: the system resolver may know better.
-    return systemLookup(name)
+    throw new UpstreamError(
+      `cannot resolve ${name}: the DNS servers failed (${[...new Set(codes)].join(', ')})`,
+      'resolve',
+    )
   }
 }
 
 /** getaddrinfo, which reports no TTL: the answer is kept for the floor. */
-async function systemLookup(name: string): Promise<DnsAnswer> {
+async function getaddrinfo(name: string): Promise<DnsAnswer> {
   try {
     const answers = await lookup(name, { all: true, verbatim: true })
     if (answers.length === 0) throw new NameNotFound(`${name} has no addresses`)

@@ -1,4 +1,4 @@
-// Runner settings, from environment variables (documented in the README's
+// Runner settings, from environment variables (documented in docs/runner-api.md's
 // operator table). Every value is checked here, at start, with a message that
 // names the variable.
 

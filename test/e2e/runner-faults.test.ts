@@ -86,7 +86,10 @@ describe.skipIf(skipReason !== undefined)('runner faults', () => {
       const second = await start()
       // Recovery runs before the API listens: the half-made sandbox is already gone.
       expect(await left()).toEqual([])
-      expect(second.output()).toContain('removed an incomplete or abandoned sandbox')
+      // Its log line is on stdout, the listening line on stderr: two pipes, read in any order.
+      await waitFor('the recovery to be logged', async () =>
+        second.output().includes('removed an incomplete or abandoned sandbox') ? true : undefined,
+      )
       // And the restarted runner works.
       const sbx = await new Isorun({ url: second.url, apiKey: second.apiKey }).create({
         image: e2e.sandboxImage,

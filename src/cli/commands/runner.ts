@@ -5,7 +5,7 @@ import { startRunner } from '../../runner/runner.js'
 import { CliError, UsageError } from '../errors.js'
 
 const USAGE =
-  'usage: isorun runner   (configured with ISORUN_* environment variables; see the README)'
+  'usage: isorun runner   (configured with ISORUN_* environment variables; see docs/runner-api.md)'
 
 export async function runnerCommand(argv: string[]): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {

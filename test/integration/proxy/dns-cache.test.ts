@@ -15,16 +15,16 @@ import { Resolver, type ResolverOptions } from '../../../src/proxy/resolver.js'
 import { UpstreamError } from '../../../src/proxy/upstream.js'
 import { type TestCerts, testCerts } from '../../helpers/certs.js'
 import { openTunnel, RawClient, tlsGet } from '../../helpers/clients.js'
-import { startDnsUpstream, type DnsUpstream } from '../../helpers/dns-upstream.js'
+import { startDnsStub, type DnsStub } from '../../../bench/lib/dns-stub.js'
 import { dials, startTestProxy, type TestProxy } from '../../helpers/proxy.js'
 import { startTlsEcho, type Upstream } from '../../helpers/upstreams.js'
 
-let dns: DnsUpstream
+let dns: DnsStub
 let hostsFile: string
 let clock = 0
 
 beforeAll(async () => {
-  dns = await startDnsUpstream()
+  dns = await startDnsStub()
   hostsFile = join(mkdtempSync(join(tmpdir(), 'isorun-hosts-')), 'hosts')
   writeFileSync(hostsFile, '127.0.0.7 hosted.test # a comment\n')
 })
@@ -145,6 +145,32 @@ describe('the DNS cache', () => {
     expect(await resolve(r, 'hosted.test')).toEqual(['127.0.0.9'])
     expect(await resolve(r, 'both.test')).toEqual(['127.0.0.9'])
     expect(dns.questions('both.test')).toEqual([])
+  })
+
+  it('never passes a name with a dot on to the system resolver when the servers fail', async () => {
+    // getaddrinfo would try the search domains after the failure, and could find another
+    // name's address. The system resolver here records what reaches it and answers nothing.
+    const reached: string[] = []
+    const r = resolverWith({
+      systemLookup: (name) => {
+        reached.push(name)
+        return Promise.reject(new Error('the system resolver was asked'))
+      },
+    })
+    for (const rcode of ['SERVFAIL', 'REFUSED'] as const) {
+      const name = `${rcode.toLowerCase()}.test`
+      dns.set(name, { rcode })
+      await expect(resolve(r, name)).rejects.toThrow(
+        new UpstreamError(
+          `cannot resolve ${name}: the DNS servers failed (${rcode === 'SERVFAIL' ? 'ESERVFAIL' : 'EREFUSED'})`,
+          'resolve',
+        ),
+      )
+      expect(dns.questions(name).length).toBeGreaterThan(0)
+    }
+    // A single label is the system resolver's, as are all names when no server is set.
+    await expect(resolve(r, 'mirror')).rejects.toThrow('the system resolver was asked')
+    expect(reached).toEqual(['mirror'])
   })
 
   it('leaves a single-label name to the system resolver, whose search domains may complete it', async () => {
