@@ -7,6 +7,7 @@ import type { Policy } from '../policy/index.js'
 import type { Approvals } from './approvals.js'
 import type { BudgetLedger } from './budgets.js'
 import type { DecisionLog, DecisionRecord } from './decision-log.js'
+import type { HeldAnswer } from './exchange.js'
 import type { InterceptionState } from './interception.js'
 import type { Sweeper } from './sweeper.js'
 import type { Resolver } from './resolver.js'
@@ -78,6 +79,8 @@ export interface TunnelTarget {
   readonly protocol: 'connect' | 'socks'
   readonly host: string
   readonly port: number
+  /** The approval that let the tunnel through: it covers the requests it carries. */
+  readonly approved?: HeldAnswer
 }
 
 export interface ProxyContext {

@@ -4,9 +4,16 @@
 // is always the last decision made. It is the one place bytes are counted
 // from (whatever relayed them says how, with a meter) and the one place its
 // log line is written: once, when it ends or is refused.
+//
+// The hold stage is here too: a decision marked `ask` is held while the runner
+// asks someone (hold()), and the answer then stands for every later decision
+// about the same target on this exchange (the policy it started with still
+// says `ask`): the addresses once resolved, the SNI once peeked.
 
 import type net from 'node:net'
 import { decide, type Decision, type EgressRequest, type Policy } from '../policy/index.js'
+import { approvalRecord, decisionAfterApproval, type ApprovalOutcome } from './approvals.js'
+import type { BudgetUsage } from './budgets.js'
 import { clientAddress, type ProxyContext } from './context.js'
 import type { DecisionRecord } from './decision-log.js'
 
@@ -16,6 +23,13 @@ export type ExchangeProtocol = DecisionRecord['protocol']
 export interface ByteCount {
   readonly up: number
   readonly down: number
+}
+
+/** An approval answer and the target it was given for. */
+export interface HeldAnswer {
+  readonly host: string
+  readonly port: number
+  readonly outcome: ApprovalOutcome
 }
 
 export class Exchange {
@@ -35,6 +49,10 @@ export class Exchange {
   address: string | undefined
   /** Why an allowed exchange still failed; the first reason given counts. */
   error: string | undefined
+  /** The budget the target counts against, with its usage, for the line. */
+  budget: BudgetUsage | undefined
+  /** The answer this exchange was held for (or inherited from its tunnel). */
+  private answered: HeldAnswer | undefined
   private meter: (() => ByteCount) | undefined
   private ended = false
 
@@ -49,9 +67,54 @@ export class Exchange {
 
   /** Decides `request` under this exchange's policy; the log line reports the last decision. */
   decide(request: EgressRequest): Decision {
-    const decision = decide(request, this.policy)
+    let decision = decide(request, this.policy)
+    // Only `ask` is answered: a refusal for any other reason (a special address, an SNI
+    // that names another host) still refuses after an approval.
+    const answered = this.answered
+    if (
+      decision.ask &&
+      answered &&
+      answered.host === decision.host &&
+      answered.port === decision.port
+    )
+      decision = decisionAfterApproval(decision, answered.outcome)
     this.decision = decision
     return decision
+  }
+
+  /**
+   * The hold stage: an `ask` decision waits for an answer (nothing is dialled
+   * meanwhile), and becomes an allow or a deny. `signal` aborts when the client
+   * leaves: the hold ends then as a deny, and the approval stays for others.
+   */
+  async hold(decision: Decision, signal: AbortSignal): Promise<Decision> {
+    const outcome = await this.ctx.approvals.ask(
+      {
+        protocol: this.protocol,
+        host: decision.host,
+        port: decision.port,
+        ...(this.method !== undefined ? { method: this.method } : {}),
+        ...(this.path !== undefined ? { path: this.path } : {}),
+        ...(this.client !== undefined ? { client: this.client } : {}),
+      },
+      { signal },
+    )
+    this.answered = { host: decision.host, port: decision.port, outcome }
+    this.decision = decisionAfterApproval(decision, outcome)
+    return this.decision
+  }
+
+  /** The approval that let this exchange through, for the requests a tunnel carries. */
+  get approved(): HeldAnswer | undefined {
+    const answered = this.answered
+    return answered && answered.outcome.answer !== 'deny' && answered.outcome.answer !== 'timeout'
+      ? answered
+      : undefined
+  }
+
+  /** Takes the approval of the tunnel this exchange is a request in. */
+  inherit(approved: HeldAnswer | undefined): void {
+    this.answered = approved
   }
 
   /** Records why the exchange failed, unless a reason was recorded already. */
@@ -95,6 +158,8 @@ export class Exchange {
         bytesUp: bytes.up,
         bytesDown: bytes.down,
         startedAt: this.startedAt,
+        approval: this.answered && approvalRecord(this.answered.outcome),
+        budget: this.budget,
       },
       this.policy.name,
     )

@@ -4,6 +4,9 @@
 //
 //   target   parsed from the request (http-target.ts)
 //   decide   by name, before any lookup; then resolve and decide its addresses
+//   hold     a decision marked `ask` waits for an approval (nothing is sent meanwhile)
+//   budget   an allowed request whose budget is used up gets a 429; one that runs
+//            past it while it flows is cut (accounting.ts)
 //   dial     a pooled upstream connection per host, port and checked address,
 //            so one is never reused for another host (origin-pools.ts)
 //   relay    the request written again by undici, the response streamed back
@@ -20,8 +23,11 @@ import type net from 'node:net'
 import { Readable } from 'node:stream'
 import type { Dispatcher, Pool } from 'undici'
 import type { Decision, EgressRequest } from '../policy/index.js'
+import { admitWithinBudget, meterFor, type BudgetMeter } from './accounting.js'
+import type { BudgetUsage } from './budgets.js'
 import type { ProxyContext } from './context.js'
 import type { Exchange } from './exchange.js'
+import { holdClient } from './hold.js'
 import { endToEndHeaders, upstreamRequestHeaders } from './http-headers.js'
 import {
   BadProxyRequest,
@@ -32,7 +38,13 @@ import {
 } from './http-target.js'
 import { relayUpgrade, websocketKeyOf } from './http-upgrade.js'
 import { OriginPools } from './origin-pools.js'
-import { badRequestResponse, plainHeaders, refusalHeaders, refusalText } from './refusal.js'
+import {
+  badRequestResponse,
+  budgetRefusalReply,
+  plainHeaders,
+  refusalHeaders,
+  refusalText,
+} from './refusal.js'
 import { RequestTurn } from './request-turn.js'
 import {
   addressesWithoutLookup,
@@ -53,6 +65,8 @@ export type Approval =
     }
   /** decide() refused it: 403. */
   | { readonly kind: 'refused'; readonly decision: Decision }
+  /** Allowed, but its budget is used up (`decision` is the budget-exceeded refusal): 429. */
+  | { readonly kind: 'over-budget'; readonly decision: Decision; readonly budget: BudgetUsage }
   /** The proxy cannot read whom it is for: 400. */
   | { readonly kind: 'bad-request'; readonly message: string }
   /** Allowed, but its name did not resolve: 502, or 504 when the lookup timed out. */
@@ -64,6 +78,9 @@ interface Answer {
   readonly body: string
 }
 
+/** The hold stage of one request: waits for the answer to an `ask` decision. */
+type Hold = (decision: Decision) => Promise<Decision>
+
 /** The response to a request that was not approved; each closes its connection. */
 function answerTo(approval: Exclude<Approval, { kind: 'approved' }>, profile: string): Answer {
   let body: string
@@ -71,6 +88,8 @@ function answerTo(approval: Exclude<Approval, { kind: 'approved' }>, profile: st
     case 'refused':
       body = refusalText(approval.decision, profile)
       return { status: 403, headers: refusalHeaders(body), body }
+    case 'over-budget':
+      return budgetRefusalReply(approval.decision, approval.budget, profile)
     case 'bad-request':
       body = `isorun: bad request: ${approval.message}\n`
       return { status: 400, headers: plainHeaders(body), body }
@@ -98,13 +117,22 @@ function hasBody(req: http.IncomingMessage): boolean {
   return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')
 }
 
-/** The request body as undici reads it, counting bytes for the log. */
+/**
+ * The request body as undici reads it, counting bytes for the log; under a
+ * budget, nothing past it is read on: the request is cut there.
+ */
 async function* countedBody(
   req: http.IncomingMessage,
   count: (n: number) => void,
+  meter: BudgetMeter | undefined,
 ): AsyncGenerator<Buffer> {
   for await (const chunk of req as AsyncIterable<Buffer>) {
-    count(chunk.length)
+    const allowed = meter ? meter.up(chunk.length) : chunk.length
+    count(allowed)
+    if (allowed < chunk.length) {
+      if (allowed > 0) yield chunk.subarray(0, allowed)
+      throw new Error(meter?.exceeded ?? 'budget exceeded')
+    }
     yield chunk
   }
 }
@@ -135,6 +163,7 @@ export class HttpForwarder {
     req: http.IncomingMessage,
     mode: ForwardMode,
     exchange: Exchange,
+    hold: Hold,
     upgrade?: string,
   ): Approval | Promise<Approval> {
     let asked: ReturnType<typeof targetOf>
@@ -149,17 +178,50 @@ export class HttpForwarder {
     exchange.method = request.method
     exchange.path = request.path
     const addresses = addressesWithoutLookup(this.ctx, target.host)
-    if (addresses) return decideAddresses(exchange, request, target, addresses)
+    const checked = { exchange, request, target, hold }
+    if (addresses) return this.decideAddresses(checked, addresses)
     const byName = exchange.decide(request)
+    if (byName.ask) return hold(byName).then((answered) => this.resolveAllowed(checked, answered))
+    return this.resolveAllowed(checked, byName)
+  }
+
+  /** Resolves a target allowed by name (after its hold, if it was held), then decides its addresses. */
+  private resolveAllowed(checked: Checked, byName: Decision): Approval | Promise<Approval> {
+    const { exchange, target } = checked
     if (byName.action === 'deny') return { kind: 'refused', decision: byName }
     return resolveUpstream(this.ctx, target.host).then(
-      (found) => decideAddresses(exchange, request, target, found),
+      (found) => this.decideAddresses(checked, found),
       (err: unknown) => {
         if (!(err instanceof UpstreamError)) throw err
         exchange.fail(err.message)
         return { kind: 'unresolved', error: err }
       },
     )
+  }
+
+  /** The decision on a target's checked addresses (undefined: the parent proxy resolves it). */
+  private decideAddresses(
+    checked: Checked,
+    addresses: string[] | undefined,
+  ): Approval | Promise<Approval> {
+    const { exchange, request, hold } = checked
+    const decision = exchange.decide(addresses ? { ...request, resolved: addresses } : request)
+    if (decision.ask)
+      return hold(decision).then((answered) => this.approvalOf(checked, answered, addresses))
+    return this.approvalOf(checked, decision, addresses)
+  }
+
+  /** An allowed request is approved while its budget has room. */
+  private approvalOf(
+    { exchange, target }: Checked,
+    decision: Decision,
+    addresses: string[] | undefined,
+  ): Approval {
+    if (decision.action !== 'allow') return { kind: 'refused', decision }
+    const over = admitWithinBudget(this.ctx, exchange)
+    if (over)
+      return { kind: 'over-budget', decision: exchange.decision as Decision, budget: over.budget }
+    return { kind: 'approved', target, addresses }
   }
 
   async handleRequest(
@@ -171,17 +233,21 @@ export class HttpForwarder {
     const turn = new RequestTurn(req, res, exchange)
     // Behind a refusal, or on a connection closed for flooding: neither decided nor sent.
     if (turn.behindRefusal() || turn.left()) return
-    const approving = this.approve(req, mode, exchange)
+    const hold: Hold = (decision) => exchange.hold(decision, turn.signal)
+    const approving = this.approve(req, mode, exchange, hold)
     const approval = approving instanceof Promise ? await approving : approving
     if (approval.kind !== 'approved') return this.answerUnapproved(turn, approval)
     turn.forward()
     exchange.address = describeUpstream(this.ctx, approval.addresses?.[0])
     const headBytes = requestHeadBytes(req)
+    const meter = meterFor(this.ctx, exchange)
     let bodyBytes = 0
-    const writtenBefore = req.socket.bytesWritten
+    // Kept: Node lets go of req.socket once the response has finished.
+    const socket = req.socket
+    const writtenBefore = socket.bytesWritten
     exchange.countBytesWith(() => ({
       up: headBytes + bodyBytes,
-      down: req.socket.bytesWritten - writtenBefore,
+      down: socket.bytesWritten - writtenBefore,
     }))
     const pooled = this.poolFor(approval)
     const pool = pooled instanceof Promise ? await pooled : pooled
@@ -193,8 +259,32 @@ export class HttpForwarder {
       exchange.fail('the client closed the connection before the request was sent')
       return exchange.end()
     }
-    const body = hasBody(req) ? Readable.from(countedBody(req, (n) => (bodyBytes += n))) : null
-    this.dispatch(turn, approval, pool, body)
+    if (meter) {
+      meter.request()
+      if (meter.up(headBytes) < headBytes) return this.answerCut(turn, meter)
+    }
+    const body = hasBody(req)
+      ? Readable.from(countedBody(req, (n) => (bodyBytes += n), meter))
+      : null
+    this.dispatch(turn, approval, pool, body, meter)
+  }
+
+  /**
+   * Answers a request its budget cut before the response started: the 429 of a
+   * request refused at its start (the connection closes after it), or, once the
+   * response has started, a cut connection.
+   */
+  private answerCut(turn: RequestTurn, meter: BudgetMeter): void {
+    const { res } = turn
+    const reply = meter.refusalReply()
+    turn.refused()
+    if (!res.headersSent && reply) {
+      res.writeHead(reply.status, reply.headers)
+      return void res.end(reply.body)
+    }
+    // The response up to the limit is flushed, and ends short with its connection.
+    if (res.socket) res.socket.end()
+    else res.destroy()
   }
 
   /** Answers a request that was not approved, and logs it (a 400 names no target: no line). */
@@ -229,6 +319,7 @@ export class HttpForwarder {
     approved: Extract<Approval, { kind: 'approved' }>,
     pool: Pool,
     body: Readable | null,
+    meter: BudgetMeter | undefined,
   ): void {
     const { req, res, exchange } = turn
     const { target, addresses } = approved
@@ -237,6 +328,7 @@ export class HttpForwarder {
     const credentials = parent && parentCredentials(parent)
     if (credentials) headers.push('Proxy-Authorization', credentials)
     const fail = (err: Error & { code?: string }): void => {
+      if (meter?.exceeded !== undefined) return this.answerCut(turn, meter)
       exchange.fail(`upstream: ${err.code ?? err.message}`)
       if (turn.left()) return
       if (res.headersSent) return void res.destroy()
@@ -261,7 +353,7 @@ export class HttpForwarder {
       idempotent: false,
     }
     try {
-      pool.dispatch(request, responseHandler(turn, fail))
+      pool.dispatch(request, responseHandler(turn, fail, meter))
     } catch (err) {
       fail(err as Error)
     }
@@ -294,7 +386,8 @@ export class HttpForwarder {
         badRequestResponse('a WebSocket upgrade needs one Sec-WebSocket-Key'),
       )
     socket.setTimeout(this.ctx.timeouts.idleMs, () => socket.destroy())
-    const approval = await this.approve(req, mode, exchange, req.headers.upgrade ?? '')
+    const hold: Hold = (decision) => holdClient(socket, (signal) => exchange.hold(decision, signal))
+    const approval = await this.approve(req, mode, exchange, hold, req.headers.upgrade ?? '')
     // decide() approves no upgrade but WebSocket, which has its key.
     if (approval.kind === 'approved' && key !== undefined) {
       const { target, addresses } = approval
@@ -325,23 +418,19 @@ export class HttpForwarder {
   }
 }
 
-/** The decision on a target's checked addresses (undefined: the parent proxy resolves it). */
-function decideAddresses(
-  exchange: Exchange,
-  request: EgressRequest,
-  target: ForwardTarget,
-  addresses: string[] | undefined,
-): Approval {
-  const decision = exchange.decide(addresses ? { ...request, resolved: addresses } : request)
-  return decision.action === 'allow'
-    ? { kind: 'approved', target, addresses }
-    : { kind: 'refused', decision }
+/** A request as approve() checks it. */
+interface Checked {
+  readonly exchange: Exchange
+  readonly request: EgressRequest
+  readonly target: ForwardTarget
+  readonly hold: Hold
 }
 
 /** undici's handler for one forwarded request: the response goes to the client as it comes. */
 function responseHandler(
   turn: RequestTurn,
   fail: (err: Error & { code?: string }) => void,
+  meter: BudgetMeter | undefined,
 ): Dispatcher.DispatchHandler {
   const { res, exchange } = turn
   return {
@@ -362,6 +451,13 @@ function responseHandler(
     },
     onResponseData: (controller, chunk) => {
       if (turn.left()) return controller.abort(new Error('the client closed the connection'))
+      if (meter) {
+        const allowed = meter.down(chunk.length)
+        if (allowed < chunk.length) {
+          if (allowed > 0) res.write(chunk.subarray(0, allowed))
+          return controller.abort(new Error(meter.exceeded))
+        }
+      }
       if (!res.write(chunk)) {
         controller.pause()
         // If the client leaves instead of draining, the turn aborts the request.

@@ -16,7 +16,12 @@ import { Exchange } from './exchange.js'
 import { guard } from './guard.js'
 import type { HttpForwarder } from './http-forward.js'
 import type { ForwardMode } from './http-target.js'
-import { badRequestResponse, refusalResponse, upstreamFailureResponse } from './refusal.js'
+import {
+  badRequestResponse,
+  budgetRefusalResponse,
+  refusalResponse,
+  upstreamFailureResponse,
+} from './refusal.js'
 import type { Sweepable } from './sweeper.js'
 import { runTunnel } from './tunnel.js'
 import {
@@ -141,6 +146,11 @@ function connectTunnel(
       refuse: (refusal) => {
         if (refusal.kind === 'policy')
           closeGracefully(socket, refusalResponse(refusal.decision, refusal.profile))
+        else if (refusal.kind === 'budget')
+          closeGracefully(
+            socket,
+            budgetRefusalResponse(refusal.decision, refusal.budget, refusal.profile),
+          )
         else
           closeGracefully(
             socket,
@@ -322,12 +332,14 @@ function forwardRequests(
     const mode = modeOf(req.socket)
     if (!mode) return res.destroy()
     const exchange = new Exchange(ctx, protocolOf(mode), req.socket)
+    if (mode.kind === 'tunnel') exchange.inherit(mode.approved)
     guard(ctx, exchange, () => res.destroy(), forwarder.handleRequest(req, res, mode, exchange))
   })
   server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
     const mode = modeOf(socket)
     if (!mode) return socket.destroy()
     const exchange = new Exchange(ctx, protocolOf(mode), socket)
+    if (mode.kind === 'tunnel') exchange.inherit(mode.approved)
     const upgrade = forwarder.handleUpgrade(req, socket, head, mode, exchange)
     guard(ctx, exchange, () => socket.destroy(), upgrade)
   })

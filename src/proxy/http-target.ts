@@ -13,6 +13,7 @@ import {
   type EgressRequest,
 } from '../policy/index.js'
 import { countHeader } from './http-headers.js'
+import type { HeldAnswer } from './exchange.js'
 
 export interface ForwardTarget {
   readonly host: string
@@ -35,6 +36,8 @@ export type ForwardMode =
       readonly protocol: 'connect' | 'socks'
       readonly host: string
       readonly port: number
+      /** The approval that let the tunnel through: it covers the requests it carries. */
+      readonly approved?: HeldAnswer
     }
 
 /** A request the proxy cannot take (400): the message says what is wrong. */

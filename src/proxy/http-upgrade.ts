@@ -14,6 +14,7 @@ import type { Exchange } from './exchange.js'
 import { countHeader, upstreamRequestHeaders } from './http-headers.js'
 import type { ForwardTarget } from './http-target.js'
 import { upstreamFailureResponse } from './refusal.js'
+import { meterFor } from './accounting.js'
 import { Relay, splice } from './relay.js'
 import { dialUpstream, UpstreamError } from './upstream.js'
 import {
@@ -163,13 +164,14 @@ function spliceWebSocket(
 ): void {
   u.socket.setTimeout(0) // the splice's idle sweep takes over
   if (early.length > 0) u.socket.write(early)
-  if (u.head.length > 0) upstream.write(u.head)
   const relay = new Relay()
   relay.attach(upstream, false)
-  splice(ctx, relay, u.socket, upstream, (error) => {
+  const meter = meterFor(ctx, exchange)
+  const done = (error?: string): void => {
     if (error !== undefined) exchange.fail(error)
     exchange.end()
-  })
+  }
+  splice(ctx, relay, u.socket, upstream, done, { first: u.head, ...(meter ? { meter } : {}) })
 }
 
 /** Not switched: relays the rest of this one answer, then closes both sides. */

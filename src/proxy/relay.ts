@@ -4,9 +4,11 @@
 // Idle tunnels are found by the context's sweeper, not by a timer per socket.
 
 import type net from 'node:net'
+import type { BudgetMeter } from './accounting.js'
 import type { ProxyContext } from './context.js'
 import type { Sweepable } from './sweeper.js'
 import type { OnRead } from './upstream.js'
+import { closeGracefully } from './wire.js'
 
 /** Size of the memory an upstream reads into. */
 const READ_SIZE = 64 * 1024
@@ -33,6 +35,8 @@ export class Relay {
   private client: net.Socket | undefined
   /** Called once when, before the splice, the upstream speaks, fails or closes. */
   private notify: (() => void) | undefined
+  /** Downloads under a budget: what may go, and what to do when the rest may not. */
+  private budget: { readonly meter: BudgetMeter; readonly cut: () => void } | undefined
 
   readonly onread: OnRead = {
     buffer: () => (this.memory ??= pool.pop() ?? Buffer.allocUnsafe(READ_SIZE)),
@@ -74,11 +78,16 @@ export class Relay {
     notify?.()
   }
 
-  /** Starts relaying to the client: what was held first, then everything read. */
-  start(client: net.Socket): void {
+  /**
+   * Starts relaying to the client: what was held first, then everything read. With
+   * a meter, bytes past the budget are not sent, and `cut` ends the tunnel.
+   */
+  start(client: net.Socket, budget?: { meter: BudgetMeter; cut: () => void }): void {
     this.client = client
-    for (const chunk of this.held) client.write(chunk)
+    this.budget = budget
+    const held = this.held
     this.held = []
+    for (const chunk of held) this.deliver(chunk, false)
     this.upstream?.resume()
   }
 
@@ -92,6 +101,13 @@ export class Relay {
     }
     // A client that is gone can take nothing more; read on (and drop) to see the upstream's FIN.
     if (client.destroyed || client.writableEnded) return
+    if (this.budget) {
+      const allowed = this.budget.meter.down(chunk.length)
+      if (allowed < chunk.length) {
+        if (allowed > 0) client.write(Buffer.from(chunk.subarray(0, allowed)))
+        return this.budget.cut()
+      }
+    }
     const flushed = client.write(chunk)
     if (reused && client.writableLength > 0) this.memory = undefined
     if (!flushed) {
@@ -131,8 +147,16 @@ export function splice(
   client: net.Socket,
   upstream: net.Socket,
   onClose: (error?: string) => void,
+  options: SpliceOptions = {},
 ): void {
-  new Splice(ctx, relay, client, upstream, onClose).start()
+  new Splice(ctx, relay, client, upstream, onClose, options.meter).start(options.first)
+}
+
+export interface SpliceOptions {
+  /** Client bytes read before the splice (the peeked ClientHello): they go upstream first. */
+  readonly first?: Buffer
+  /** The budget the tunnel's traffic is charged to; past it, the tunnel is cut. */
+  readonly meter?: BudgetMeter
 }
 
 class Splice implements Sweepable {
@@ -148,17 +172,20 @@ class Splice implements Sweepable {
     private readonly client: net.Socket,
     private readonly upstream: net.Socket,
     private readonly onClose: (error?: string) => void,
+    private readonly meter: BudgetMeter | undefined,
   ) {}
 
-  start(): void {
+  start(first: Buffer | undefined): void {
     const { client, upstream } = this
     this.ctx.sweeper.add(this)
     client.on('error', this.clientFailed)
     upstream.on('error', this.upstreamFailed)
     client.once('close', this.clientClosed)
     upstream.once('close', this.upstreamClosed)
+    this.meter?.request()
+    if (first && first.length > 0) this.fromClient(first)
     client.on('data', this.fromClient)
-    this.relay.start(client)
+    this.relay.start(client, this.meter && { meter: this.meter, cut: this.cut })
     // A side that has ended already (a client that half-closed right after its ClientHello)
     // ends the other now, after what the relay held: its 'end' came before anyone listened.
     if (client.readableEnded) endOnce(upstream)
@@ -185,6 +212,13 @@ class Splice implements Sweepable {
     const upstream = this.upstream
     // An upstream that is gone can take nothing more; read on (and drop) to see the client's FIN.
     if (upstream.destroyed || upstream.writableEnded) return
+    if (this.meter) {
+      const allowed = this.meter.up(chunk.length)
+      if (allowed < chunk.length) {
+        if (allowed > 0) upstream.write(chunk.subarray(0, allowed))
+        return this.cut()
+      }
+    }
     if (!upstream.write(chunk)) {
       this.client.pause()
       upstream.once('drain', this.resumeClient)
@@ -193,6 +227,16 @@ class Splice implements Sweepable {
 
   private readonly resumeClient = (): void => {
     this.client.resume()
+  }
+
+  /**
+   * The budget is used up: what each side was sent up to the limit is flushed, then
+   * both close (what they still send is dropped: each side's writing has ended).
+   */
+  private readonly cut = (): void => {
+    this.error ??= this.meter?.exceeded ?? 'budget exceeded'
+    closeGracefully(this.client)
+    closeGracefully(this.upstream)
   }
 
   private fail(which: string, err: NodeJS.ErrnoException): void {

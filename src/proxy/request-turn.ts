@@ -56,6 +56,10 @@ export class RequestTurn {
   private done = false
   /** Called once this request has finished (the next one waits for it). */
   private onDone: (() => void) | undefined
+  /** The client connection, kept: Node lets go of `req.socket` once a response has finished. */
+  private readonly socket: net.Socket
+  /** Made only for a request that is held for an approval. */
+  private leaving: AbortController | undefined
 
   constructor(
     readonly req: http.IncomingMessage,
@@ -63,6 +67,7 @@ export class RequestTurn {
     readonly exchange: Exchange,
   ) {
     const socket = req.socket
+    this.socket = socket
     let connection = connections.get(socket)
     if (!connection) {
       connection = { count: 0, refusedAt: undefined, open: 0, latest: undefined }
@@ -100,7 +105,14 @@ export class RequestTurn {
 
   /** The client is gone (a destroyed socket emits 'close' only once its handle has closed). */
   left(): boolean {
-    return this.gone || this.req.socket.destroyed || this.res.destroyed
+    return this.gone || this.socket.destroyed || this.res.destroyed
+  }
+
+  /** Aborts when the client leaves: a held request stops waiting then. */
+  get signal(): AbortSignal {
+    this.leaving ??= new AbortController()
+    if (this.left()) this.leaving.abort()
+    return this.leaving.signal
   }
 
   /** The request is being forwarded: from now on, its end writes the exchange's line. */
@@ -116,7 +128,7 @@ export class RequestTurn {
 
   private readonly finished = (): void => {
     this.res.off('close', this.finished)
-    this.req.socket.off('close', this.finished)
+    this.socket.off('close', this.finished)
     this.done = true
     this.before = undefined
     this.onDone?.()
@@ -125,6 +137,7 @@ export class RequestTurn {
     if (connection.latest === this) connection.latest = undefined
     if (!this.res.writableFinished) {
       this.gone = true
+      this.leaving?.abort()
       this.controller?.abort(new Error('the client closed the connection'))
       if (this.forwarding) this.exchange.fail('connection closed before the response completed')
     }

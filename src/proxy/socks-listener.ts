@@ -11,7 +11,7 @@ import { runTunnel, type TunnelRefusal } from './tunnel.js'
 import { closeGracefully } from './wire.js'
 
 function replyCodeFor(refusal: TunnelRefusal): SocksReplyCode {
-  if (refusal.kind === 'policy') return SocksReplyCode.notAllowed
+  if (refusal.kind !== 'upstream') return SocksReplyCode.notAllowed
   switch (refusal.error.kind) {
     case 'resolve':
       return SocksReplyCode.hostUnreachable

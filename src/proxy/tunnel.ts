@@ -6,6 +6,9 @@
 //   decide   a named target by name, before any lookup; then resolve it and
 //            decide its addresses, before the client hears "go ahead", so that
 //            a refusal comes in the client's own protocol (403, SOCKS 0x02)
+//   hold     a decision marked `ask` waits for an approval, before anything is
+//            looked up or dialled (hold.ts; after any decision below as well)
+//   budget   an allowed target whose budget is used up is refused (429, 0x02)
 //   peek     the first bytes: a ClientHello (its SNI), something else, or the
 //            server speaking first (only where a tcp: rule lets raw TCP travel)
 //   relay?   not TLS in a named tunnel without a tcp: rule: the proxy's own HTTP
@@ -14,7 +17,7 @@
 //   decide   again, with everything seen (transparent TLS: the SNI names the
 //            target, decided by name, then resolved and decided again)
 //   dial     exactly the checked addresses (or through the parent proxy)
-//   relay    splice, counting bytes
+//   relay    splice, counting bytes (and charging them to a budget: accounting.ts)
 //   log      the exchange's one line, when both sides have closed or when refused
 //
 // No client byte reaches an upstream before the last decision allowed it, and
@@ -22,8 +25,11 @@
 
 import type net from 'node:net'
 import type { Decision, EgressRequest } from '../policy/index.js'
+import { admitWithinBudget, meterFor } from './accounting.js'
+import type { BudgetUsage } from './budgets.js'
 import type { ProxyContext } from './context.js'
 import type { Exchange } from './exchange.js'
+import { holdClient } from './hold.js'
 import { peekClient, type PeekOutcome } from './peek.js'
 import { refusalResponse, TLS_ACCESS_DENIED_ALERT } from './refusal.js'
 import { Relay, splice } from './relay.js'
@@ -39,6 +45,13 @@ import { closeGracefully } from './wire.js'
 export type TunnelRefusal =
   | { readonly kind: 'policy'; readonly decision: Decision; readonly profile: string }
   | { readonly kind: 'upstream'; readonly error: UpstreamError }
+  /** The target's budget is used up (`decision` is the budget-exceeded refusal). */
+  | {
+      readonly kind: 'budget'
+      readonly decision: Decision
+      readonly budget: BudgetUsage
+      readonly profile: string
+    }
 
 /** Whom a tunnel is for, as its listener learnt it. */
 export type TunnelTarget =
@@ -132,13 +145,26 @@ export async function runTunnel(ctx: ProxyContext, ingress: TunnelIngress): Prom
     return serveAsHttp(t, seen)
   }
   const deciding = decideWhatWasSeen(t, seen)
-  const decision = deciding instanceof Promise ? await deciding : deciding
-  if (!decision) return
+  const seenDecision = deciding instanceof Promise ? await deciding : deciding
+  if (!seenDecision) return
+  const decision = seenDecision.ask ? await held(t, seenDecision) : seenDecision
   if (decision.action === 'deny') return refuseWhatWasSeen(t, seen, decision)
+  if (admitWithinBudget(t.ctx, t.exchange))
+    return refuseWhatWasSeen(t, seen, t.exchange.decision as Decision)
   // TLS interception will branch here: a ClientHello for a host that must be read is
   // answered with a leaf of the sandbox CA and served request by request, as plain HTTP is.
   const upstream = await dialAllowedTarget(t)
   if (upstream) relayUntilClosed(t, upstream, seen.buffered)
+}
+
+/** The hold stage: waits for the answer to an `ask` decision, watching the client meanwhile. */
+function held(t: Tunnel, decision: Decision): Promise<Decision> {
+  return holdClient(t.client, (signal) => t.exchange.hold(decision, signal))
+}
+
+/** The next stage, with the decision as it stands after its hold (at once when it did not ask). */
+function afterHold<T>(t: Tunnel, decision: Decision, next: (d: Decision) => Soon<T>): Soon<T> {
+  return decision.ask ? held(t, decision).then(next) : next(decision)
 }
 
 /**
@@ -154,6 +180,16 @@ function decideNamedTarget(
   t.addresses = addressesWithoutLookup(t.ctx, t.host)
   if (t.addresses) return decideNamedAddresses(t, target)
   const byName = exchange.decide({ protocol: exchange.protocol, host: t.host, port: t.port })
+  return afterHold(t, byName, (answered) => resolveAllowed(t, target, answered))
+}
+
+/** Resolves a named target allowed by name (or refuses it), then decides its addresses. */
+function resolveAllowed(
+  t: Tunnel,
+  target: Extract<TunnelTarget, { kind: 'named' }>,
+  byName: Decision,
+): Soon<boolean> {
+  const { exchange } = t
   if (byName.action === 'deny') return refuseNamed(t, target, byName)
   return resolveUpstream(t.ctx, t.host).then(
     (found) => {
@@ -177,7 +213,7 @@ function decideNamedTarget(
 function decideNamedAddresses(
   t: Tunnel,
   target: Extract<TunnelTarget, { kind: 'named' }>,
-): boolean {
+): Soon<boolean> {
   const { exchange } = t
   const base: EgressRequest = { protocol: exchange.protocol, host: t.host, port: t.port }
   const resolved: EgressRequest = t.addresses ? { ...base, resolved: t.addresses } : base
@@ -188,9 +224,27 @@ function decideNamedAddresses(
   t.raw =
     exchange.policy.raw.size > 0 &&
     exchange.decide({ ...resolved, payload: 'server-first' }).action === 'allow'
-  if (t.raw) return true
-  const byAddress = exchange.decide(resolved)
-  return byAddress.action === 'allow' || refuseNamed(t, target, byAddress)
+  if (t.raw) return withinBudget(t, target)
+  return afterHold(t, exchange.decide(resolved), (answered) => admitNamed(t, target, answered))
+}
+
+function admitNamed(
+  t: Tunnel,
+  target: Extract<TunnelTarget, { kind: 'named' }>,
+  decision: Decision,
+): boolean {
+  return decision.action === 'allow' ? withinBudget(t, target) : refuseNamed(t, target, decision)
+}
+
+/** The accounting stage's admission, before the client hears "go ahead". */
+function withinBudget(t: Tunnel, target: Extract<TunnelTarget, { kind: 'named' }>): boolean {
+  const { exchange } = t
+  const over = admitWithinBudget(t.ctx, exchange)
+  if (!over) return true
+  exchange.end()
+  const decision = exchange.decision as Decision
+  target.refuse({ kind: 'budget', decision, budget: over.budget, profile: exchange.policy.name })
+  return false
 }
 
 function refuseNamed(
@@ -251,7 +305,13 @@ function seenIn(outcome: PeekOutcome): Seen | undefined {
  */
 function serveAsHttp(t: Tunnel, seen: Seen): void {
   const protocol = t.exchange.protocol === 'socks' ? 'socks' : 'connect'
-  t.ctx.serveHttpInTunnel(t.client, seen.buffered, { protocol, host: t.host, port: t.port })
+  const approved = t.exchange.approved
+  t.ctx.serveHttpInTunnel(t.client, seen.buffered, {
+    protocol,
+    host: t.host,
+    port: t.port,
+    ...(approved ? { approved } : {}),
+  })
 }
 
 /**
@@ -275,13 +335,19 @@ function decideWhatWasSeen(t: Tunnel, seen: Seen): Soon<Decision | undefined> {
   }
   if (t.target.kind === 'named' || t.addresses)
     return exchange.decide(t.addresses ? { ...request, resolved: t.addresses } : request)
-  return resolveThenDecide(t, request)
+  return afterHold(t, exchange.decide(request), (byName) => resolveThenDecide(t, request, byName))
 }
 
-/** A name learnt from the SNI: decided by name, then resolved and decided with its addresses. */
-function resolveThenDecide(t: Tunnel, request: EgressRequest): Soon<Decision | undefined> {
+/**
+ * A name learnt from the SNI and allowed by name (after its hold, if it was held):
+ * resolved and decided with its addresses.
+ */
+function resolveThenDecide(
+  t: Tunnel,
+  request: EgressRequest,
+  byName: Decision,
+): Soon<Decision | undefined> {
   const { exchange } = t
-  const byName = exchange.decide(request)
   if (byName.action === 'deny') return byName
   return resolveUpstream(t.ctx, t.host).then(
     (found) => {
@@ -361,9 +427,10 @@ function relayUntilClosed(t: Tunnel, upstream: Upstream, buffered: Buffer): void
     up: socket.bytesWritten - before,
     down: socket.bytesRead - upstream.overhead,
   }))
-  if (buffered.length > 0) socket.write(buffered)
-  splice(t.ctx, t.relay, t.client, socket, (error) => {
+  const meter = meterFor(t.ctx, t.exchange)
+  const done = (error?: string): void => {
     if (error !== undefined) t.exchange.fail(error)
     t.exchange.end()
-  })
+  }
+  splice(t.ctx, t.relay, t.client, socket, done, { first: buffered, ...(meter ? { meter } : {}) })
 }

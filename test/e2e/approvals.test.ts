@@ -7,20 +7,9 @@
 // follows (curl through the proxy too); deny refuses; and a DNS query whose
 // wait runs out gets REFUSED rather than hanging.
 
-import { resolve } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import type { Approval, Sandbox } from 'isorun'
-import { client, e2e, skipReason, withSandbox } from './helpers.js'
-import { run } from './setup/sh.js'
-
-const CLI = resolve(import.meta.dirname, '../../dist/src/cli/main.js')
-
-function isorun(...args: string[]) {
-  return run('node', [CLI, ...args], {
-    check: false,
-    env: { ...process.env, ISORUN_URL: e2e.url, ISORUN_API_KEY: e2e.apiKey },
-  })
-}
+import type { Sandbox } from 'isorun'
+import { client, isorunCli, nextApproval, skipReason, withSandbox } from './helpers.js'
 
 /** A DNS question from inside the sandbox (its resolver is the proxy): the answer, or the status. */
 async function lookup(sbx: Sandbox, name: string): Promise<string> {
@@ -29,13 +18,6 @@ async function lookup(sbx: Sandbox, name: string): Promise<string> {
   const answer = /^[^;\s]\S*\s+\d+\s+IN\s+A\s+(\S+)$/m.exec(r.stdout)?.[1]
   const status = /status: (\w+)/.exec(r.stdout)?.[1]
   return answer ?? status ?? `no answer: ${r.stdout}${r.stderr}`
-}
-
-/** The next approval of a running iterator. */
-async function next(approvals: AsyncGenerator<Approval>): Promise<Approval> {
-  const { value, done } = await approvals.next()
-  if (done) throw new Error('the approvals stream ended')
-  return value
 }
 
 describe.skipIf(skipReason !== undefined)('approvals on Docker', () => {
@@ -49,7 +31,7 @@ describe.skipIf(skipReason !== undefined)('approvals on Docker', () => {
         try {
           // Once: that query is answered; the next one asks again.
           const first = lookup(sbx, 'api.stripe.com')
-          const a1 = await next(approvals)
+          const a1 = await nextApproval(approvals)
           expect(a1).toMatchObject({
             sandbox: sbx.id,
             protocol: 'dns',
@@ -61,18 +43,18 @@ describe.skipIf(skipReason !== undefined)('approvals on Docker', () => {
 
           // Deny through the CLI, found with `isorun approvals --json`.
           const second = lookup(sbx, 'api.stripe.com')
-          const a2 = await next(approvals)
+          const a2 = await nextApproval(approvals)
           expect(a2.id).not.toBe(a1.id)
-          const listed = await isorun('approvals', '--json', '--sandbox', sbx.id)
+          const listed = await isorunCli('approvals', '--json', '--sandbox', sbx.id)
           expect(JSON.parse(listed.stdout)).toContainEqual(expect.objectContaining({ id: a2.id }))
-          const denied = await isorun('deny', a2.id, '--by', 'e2e-cli')
+          const denied = await isorunCli('deny', a2.id, '--by', 'e2e-cli')
           expect(denied.code, denied.stderr).toBe(0)
           expect(await second).toBe('REFUSED')
 
           // For the sandbox, with a TTL, from the CLI: a live rule every path follows.
           const third = lookup(sbx, 'api.stripe.com')
-          const a3 = await next(approvals)
-          const approved = await isorun('approve', a3.id, '--ttl', '10m')
+          const a3 = await nextApproval(approvals)
+          const approved = await isorunCli('approve', a3.id, '--ttl', '10m')
           expect(approved.code, approved.stderr).toBe(0)
           expect(approved.stdout).toMatch(/allowed for the sandbox: api\.stripe\.com until /)
           expect(await third).toBe(proxy)
@@ -82,7 +64,7 @@ describe.skipIf(skipReason !== undefined)('approvals on Docker', () => {
 
           // A DNS wait (3 s) shorter than the approval: REFUSED, not a hang; the approval stays.
           expect(await lookup(sbx, 'api.openweathermap.org')).toBe('REFUSED')
-          const pending = await next(approvals)
+          const pending = await nextApproval(approvals)
           expect(pending).toMatchObject({ host: 'api.openweathermap.org' })
           await pending.allowForSandbox({ by: 'e2e-late' })
           expect(await lookup(sbx, 'api.openweathermap.org')).toBe(proxy)

@@ -1,8 +1,9 @@
 // Shared pieces of the end-to-end tests: the stack's coordinates from the
 // global set-up, an SDK client, and sandboxes that are always destroyed.
 
+import { resolve } from 'node:path'
 import { inject } from 'vitest'
-import { Isorun, type CreateOptions, type Sandbox } from 'isorun'
+import { Isorun, type Approval, type CreateOptions, type Sandbox } from 'isorun'
 import { docker, run } from './setup/sh.js'
 
 export const e2e = inject('e2e')
@@ -11,6 +12,23 @@ export const skipReason = e2e.skip
 
 export function client(): Isorun {
   return new Isorun({ url: e2e.url, apiKey: e2e.apiKey })
+}
+
+const CLI = resolve(import.meta.dirname, '../../dist/src/cli/main.js')
+
+/** The built `isorun` CLI against the stack; never throws on a non-zero exit. */
+export function isorunCli(...args: string[]) {
+  return run('node', [CLI, ...args], {
+    check: false,
+    env: { ...process.env, ISORUN_URL: e2e.url, ISORUN_API_KEY: e2e.apiKey },
+  })
+}
+
+/** The next approval of a running `approvals()` iterator. */
+export async function nextApproval(approvals: AsyncGenerator<Approval>): Promise<Approval> {
+  const { value, done } = await approvals.next()
+  if (done) throw new Error('the approvals stream ended')
+  return value
 }
 
 /** Creates a sandbox, runs `fn`, and destroys the sandbox whatever happens. */

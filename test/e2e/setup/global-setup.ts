@@ -45,6 +45,8 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..')
 const PROJECT = 'isorun-e2e'
 const STANDIN = 'isorun-e2e-standin'
 const SANDBOX_IMAGE = 'isorun-e2e/sandbox:latest'
+/** Signs the runner's approval webhook to the stand-in. */
+const WEBHOOK_SECRET = randomBytes(24).toString('hex')
 /** The runner's file size limit in the end-to-end stack. */
 export const E2E_MAX_FILE_BYTES = 64 * 1024 * 1024
 
@@ -204,6 +206,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
     'isorun-e2e=standin',
     '--network',
     'isorun-egress',
+    '-e',
+    `ISORUN_E2E_WEBHOOK_SECRET=${WEBHOOK_SECRET}`,
     '-v',
     `${standinDir}:/standin:ro`,
     'isorun-ci/node:20',
@@ -230,6 +234,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
     ISORUN_DEFAULT_TIMEOUT_MS: String(20 * 60_000),
     // Room for the 50 MB file test, small enough to test the limit.
     ISORUN_MAX_FILE_BYTES: String(E2E_MAX_FILE_BYTES),
+    // The stand-in is the approval webhook's receiver too (it answers only some approvals).
+    ISORUN_APPROVAL_WEBHOOK_URL: `http://${standinIp}/approval-webhook`,
+    ISORUN_APPROVAL_WEBHOOK_SECRET: WEBHOOK_SECRET,
   }
   log(`starting the runner (stand-in at ${standinIp})…`)
   await composeRun(['up', '-d'], composeEnv)

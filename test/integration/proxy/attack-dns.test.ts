@@ -218,7 +218,8 @@ describe('with onUnknown: ask, a name no rule allows', () => {
   beforeAll(async () => {
     dnsPort = await freePort()
     proxy = await startTestProxy({
-      policy: { onUnknown: 'ask' },
+      // Nobody answers: each held request is refused when its approval times out.
+      policy: { onUnknown: 'ask', approvalTimeoutMs: 200 },
       allow: [`*.allowed.test:${O}`],
       resolve: {},
       listeners: ['http', 'socks', 'plain', 'dns'],

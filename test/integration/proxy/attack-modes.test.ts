@@ -32,7 +32,9 @@ describe.each(['report', 'ask'] as const)('%s mode with a tcp: rule elsewhere', 
     O = origin.port
     R = raw.port
     proxy = await startTestProxy({
-      ...(mode === 'report' ? { mode: 'report' as const } : { policy: { onUnknown: 'ask' } }),
+      ...(mode === 'report'
+        ? { mode: 'report' as const }
+        : { policy: { onUnknown: 'ask', approvalTimeoutMs: 200 } }),
       allow: [`allowed.test:${O}`, `tcp:ssh.test:${R}`],
       resolve: loopbackNames(),
       listeners: ['http', 'socks'],

@@ -2,8 +2,9 @@
 // what refuses in every mode still refuses (special-purpose addresses by IP or
 // by resolution, SNI and Host mismatches, unreadable payloads, refused DNS
 // types), before any dial to a non-loopback address. With ask, a request no
-// rule allows is refused by every path that does not hold it (only DNS holds
-// in this build), and none of these shapes ever becomes an approval request.
+// rule allows is held, with nothing dialled, until it is answered (the hold
+// tests in holds.test.ts go further), and none of these shapes ever becomes
+// an approval request.
 
 import { Resolver } from 'node:dns/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -170,17 +171,29 @@ describe.each(['report', 'ask'] as const)('bypass shapes in %s mode', (mode) => 
   it(
     mode === 'report'
       ? 'a host the rules do not allow is reached, with a would-deny'
-      : 'a host no rule allows is refused by a path that does not hold it, without a dial',
+      : 'a host no rule allows is held without a dial, and refused when the answer is deny',
     async () => {
       const before = dials().length
-      const r = await httpViaProxy(proxy.port('http'), `http://a.test:${H}/unlisted`)
+      const asked = httpViaProxy(proxy.port('http'), `http://a.test:${H}/unlisted`)
       if (mode === 'report') {
-        expect(r.status).toBe(200)
-      } else {
-        expect(r.status).toBe(403)
-        expect(r.body).toContain('not-in-allow-list')
-        expect(dials().slice(before)).toEqual([])
+        expect((await asked).status).toBe(200)
+        return
       }
+      const approvals = proxy.running.context.approvals
+      let after = -1
+      let pending = approvals.pending()
+      while (!pending.some((p) => p.host === 'a.test' && p.waiting === 1)) {
+        const polled = await approvals.poll(after, 10_000)
+        after = polled.version
+        pending = polled.pending
+      }
+      expect(dials().slice(before)).toEqual([])
+      const id = pending.find((p) => p.host === 'a.test')?.id as string
+      approvals.answer(id, { answer: 'deny', by: 'test' })
+      const r = await asked
+      expect(r.status).toBe(403)
+      expect(r.body).toContain('approval-denied')
+      expect(dials().slice(before)).toEqual([])
     },
   )
 })
