@@ -1,7 +1,7 @@
 # isorun: one image for both roles —
 #   isorun runner   the API server that drives the Docker Engine (default CMD)
 #   isorun proxy    the per-sandbox egress proxy sidecar (the runner starts
-#                   it from this same image)
+#                   it from this same image, as the bundle dist/isorun-proxy.mjs)
 #
 #   docker build -t isorun:local .
 #   docker build --build-arg BASE_IMAGE=isorun-ci/node:20 -t isorun:local .
@@ -54,6 +54,7 @@ COPY . .
 # runtime stage copies this node_modules as it is. prune works offline.
 RUN npm run build \
  && test -f dist/src/cli/main.js \
+ && test -f dist/isorun-proxy.mjs \
  && test -f sdk/typescript/dist/index.js \
  && npm prune --omit=dev --ignore-scripts \
  && find node_modules -mindepth 1 -maxdepth 1 -type d -empty -delete
@@ -83,6 +84,9 @@ COPY --from=build /src/package.json ./package.json
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/profiles ./profiles
 COPY --from=build /src/dist/src ./dist/src
+# The sidecar's program: `isorun proxy` bundled into one file (scripts/bundle-proxy.mjs);
+# the runner starts proxy containers with it (SIDECAR_PROGRAM in src/runner/container-specs.ts).
+COPY --from=build /src/dist/isorun-proxy.mjs ./dist/isorun-proxy.mjs
 # node_modules/isorun is a workspace link to the SDK: the CLI's client commands use it.
 COPY --from=build /src/sdk/typescript/package.json ./sdk/typescript/package.json
 COPY --from=build /src/sdk/typescript/dist ./sdk/typescript/dist

@@ -40,8 +40,8 @@
 //   --latency-samples N   requests per contender and DNS state in figure 5 (default 200)
 //   --node-load           use the Node keep-alive generator even when wrk is installed
 //   --no-squid            skip squid
-//   --also-cli P1,P2      also measure other builds of the CLI (paths to their cli/main.js), to A/B a change
-//   --node-flags "F"      also measure isorun run as `node F …` (e.g. "--max-semi-space-size=2")
+//   --also-cli P1,P2      also measure other builds (paths to their isorun-proxy.mjs or cli/main.js), to A/B a change
+//   --node-flags "F"      also measure isorun run as `node F …` instead of the sidecar's flags (e.g. "--max-semi-space-size=2")
 //   --cpu-prof [DIR]      instead of the comparison: run isorun under node --cpu-prof, one
 //                         proxy per load, and print where its time goes during the measured
 //                         load (profiles kept in DIR, default $TMPDIR/isorun-bench-profiles)
@@ -70,6 +70,8 @@ import {
 import type { LoadResult, LoadSpec } from './lib/load.js'
 import { formatNumber } from './lib/measure.js'
 import { makeCertificates } from './lib/certs.js'
+import { runChildJson } from './lib/child-json.js'
+import { SIDECAR_NODE_FLAGS } from '../src/runner/container-specs.js'
 import { startUpstreamProcess, type Upstreams } from './lib/upstream-process.js'
 import { allowOnLoopback, startIsorunProxy, type RunningProxy } from './lib/isorun-proxy.js'
 import { freePort } from './lib/net.js'
@@ -81,6 +83,9 @@ import type { LatencyResult, LatencySpec } from './lib/latency.js'
 const NAME = 'bench.test'
 const LOOPBACK = '127.0.0.1'
 const HERE = fileURLToPath(new URL('.', import.meta.url)) // dist/bench/
+/** The sidecar's program, run as the runner runs it (SIDECAR_NODE_FLAGS): what ships is measured. */
+const SIDECAR = resolve(HERE, '../isorun-proxy.mjs')
+/** The CLI as tsc compiles it: for --cpu-prof, whose profiles then name readable functions and files. */
 const CLI = resolve(HERE, '../src/cli/main.js')
 const LOAD = join(HERE, 'lib/load.js')
 const LATENCY_CLIENT = join(HERE, 'lib/latency.js')
@@ -136,7 +141,11 @@ interface Contender {
 /** The bench's DNS server, when it could be started (figure 5). */
 let benchDns: DnsStub | undefined
 
-function startIsorun(extra: string[], nodeFlags: string[] = [], cli = CLI): Promise<RunningProxy> {
+function startIsorun(
+  extra: string[],
+  nodeFlags: readonly string[] = SIDECAR_NODE_FLAGS,
+  cli = SIDECAR,
+): Promise<RunningProxy> {
   // Subdomains of NAME are looked up at the bench's DNS server (figure 5).
   const dns = benchDns ? ['--allow', `*.${NAME}:*`, '--upstream-dns', `${benchDns.address}:53`] : []
   return startIsorunProxy([...allowOnLoopback(NAME), ...dns, ...extra], { nodeFlags, cli })
@@ -420,26 +429,6 @@ async function measureLatency(
 /** DNS questions per cold request, on average over the contenders (shows "cold" really asked). */
 let latencyQuestions = 0
 
-/** Runs `node script '<json arg>'` and parses the last line of its stdout. */
-function runChildJson<T>(script: string, arg: unknown): Promise<T> {
-  return new Promise((resolveResult, reject) => {
-    const child = spawn(process.execPath, [script, JSON.stringify(arg)], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    })
-    let out = ''
-    child.stdout.on('data', (c: Buffer) => (out += c.toString()))
-    child.once('error', reject)
-    child.once('exit', (code) => {
-      const line = out.trim().split('\n').pop() ?? ''
-      try {
-        resolveResult(JSON.parse(line) as T)
-      } catch {
-        reject(new Error(`${script} exited with ${code}: ${out}`))
-      }
-    })
-  })
-}
-
 // ---------------------------------------------------------------- report
 
 function table(title: string, header: string[], rows: (string | number | undefined)[][]): string {
@@ -701,7 +690,7 @@ function report(rows: Row[]): string {
     ]
     out.push(
       [
-        'Goals (isorun with default flags, this run)',
+        'Goals (isorun as the sidecar runs, this run)',
         '-------------------------------------------',
         ...goals.map(([g, ok]) => `${ok === undefined ? 'n/a ' : ok ? 'met ' : 'MISS'}  ${g}`),
       ].join('\n'),
@@ -717,12 +706,16 @@ async function profile(up: Upstreams, dir: string): Promise<void> {
     const out = join(dir, figure)
     rmSync(out, { recursive: true, force: true })
     mkdirSync(out, { recursive: true })
-    const proxy = await startIsorun(ISORUN_ARGS, [
-      ...NODE_FLAGS,
-      '--cpu-prof',
-      '--cpu-prof-dir',
-      out,
-    ])
+    const proxy = await startIsorun(
+      ISORUN_ARGS,
+      [
+        ...(NODE_FLAGS.length > 0 ? NODE_FLAGS : SIDECAR_NODE_FLAGS),
+        '--cpu-prof',
+        '--cpu-prof-dir',
+        out,
+      ],
+      CLI,
+    )
     let result: Measured
     try {
       process.stderr.write(`bench: profiling isorun under the ${figure} load…\n`)
@@ -829,7 +822,10 @@ async function main(): Promise<void> {
       { label: INTERCEPTED, start: () => startIntercepting(certs) },
     )
     for (const cli of ALSO_CLI)
-      contenders.push({ label: `isorun (${cli})`, start: () => startIsorun([], [], resolve(cli)) })
+      contenders.push({
+        label: `isorun (${cli})`,
+        start: () => startIsorun([], SIDECAR_NODE_FLAGS, resolve(cli)),
+      })
     if (NODE_FLAGS.length > 0)
       contenders.push({
         label: `isorun (node ${NODE_FLAGS.join(' ')})`,
@@ -845,7 +841,7 @@ async function main(): Promise<void> {
       [
         `bench:proxy — node ${process.version}, ${readFileSync('/proc/cpuinfo', 'utf8').match(/^processor/gm)?.length ?? '?'} CPUs, loopback upstreams (${NAME} → ${LOOPBACK})`,
         `squid: ${squidSkip ? `SKIPPED — ${squidSkip}` : `${squidVersion} (squid-openssl, ssl_bump peek + splice, access_log to /dev/null)`}`,
-        'isorun: node dist/src/cli/main.js proxy --allow bench.test:* (decision log on stdout → /dev/null)',
+        `isorun: the sidecar as the runner starts it, node ${SIDECAR_NODE_FLAGS.join(' ')} dist/isorun-proxy.mjs proxy --allow bench.test:* (decision log on stdout → /dev/null)`,
         `${ROUNDS} round(s) per figure, contenders back to back in rotating order; the best round counts`,
         `load average before/after: ${loadBefore} / ${loadAfter} (other work on the machine skews rates and CPU)`,
         '',

@@ -919,6 +919,10 @@ function report(
         values: memory.map((m) => mib(m.idle.pssKiB)),
       },
       {
+        label: 'idle: node private (only its own pages)',
+        values: memory.map((m) => mib(m.idle.privateKiB)),
+      },
+      {
         label: 'idle: container cgroup (docker stats)',
         values: memory.map((m) => mib(m.idle.cgroupKiB)),
       },

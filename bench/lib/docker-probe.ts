@@ -10,6 +10,7 @@
 import type { Readable } from 'node:stream'
 import type { Docker } from '../../src/runner/docker.js'
 import { runShellScript } from '../../src/runner/container-shell.js'
+import { privateKiBOf } from './smaps.js'
 
 export interface EngineEvent {
   /** ms since the epoch, from timeNano. */
@@ -144,6 +145,8 @@ export interface SidecarMemory {
   readonly fileKiB: number
   /** Proportional set size: file pages shared with other processes count by share (NaN if unreadable). */
   readonly pssKiB: number
+  /** Private_Clean + Private_Dirty: the pages no other process maps (NaN if unreadable). */
+  readonly privateKiB: number
   /** The container's cgroup memory as `docker stats` shows it (usage minus inactive file), KiB. */
   readonly cgroupKiB: number
 }
@@ -152,7 +155,7 @@ export interface SidecarMemory {
 const READ_NODE_STATUS =
   'for d in /proc/[0-9]*; do [ "$(cat "$d/comm" 2>/dev/null)" = node ] || continue; ' +
   'echo "pid ${d#/proc/}"; grep -E "^(VmRSS|VmHWM|RssAnon|RssFile):" "$d/status"; ' +
-  'grep -E "^(Pss|Pss_Anon|Pss_File):" "$d/smaps_rollup" 2>/dev/null; done'
+  'grep -E "^(Pss|Pss_Anon|Pss_File|Private_Clean|Private_Dirty):" "$d/smaps_rollup" 2>/dev/null; done'
 
 /** Memory of a sidecar: its node process (read inside the container) and its cgroup. */
 export async function sidecarMemory(docker: Docker, name: string): Promise<SidecarMemory> {
@@ -182,6 +185,7 @@ export async function sidecarMemory(docker: Docker, name: string): Promise<Sidec
     anonKiB: kib('RssAnon'),
     fileKiB: kib('RssFile'),
     pssKiB: kib('Pss'),
+    privateKiB: privateKiBOf(out.stdout),
     cgroupKiB: (inactive < usage ? usage - inactive : usage) / 1024,
   }
 }

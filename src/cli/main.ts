@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // The `isorun` command.
 
-import { CliError, UsageError } from './errors.js'
+import { UsageError } from './errors.js'
+import { runProgram } from './program.js'
 
 type Command = (argv: string[]) => number | Promise<number>
 
@@ -85,25 +86,4 @@ async function main(argv: string[]): Promise<number> {
   return (await command.run())(rest)
 }
 
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code
-  },
-  (err: unknown) => {
-    if (err instanceof UsageError) {
-      process.stderr.write(`isorun: ${err.message}\n${err.hint ? `${err.hint}\n` : ''}`)
-      process.exitCode = 2
-    } else if (err instanceof CliError) {
-      process.stderr.write(`isorun: ${err.message}\n`)
-      process.exitCode = err.exitCode
-    } else {
-      const detail = process.env.ISORUN_DEBUG
-        ? (err as Error).stack
-        : ((err as Error)?.message ?? String(err))
-      process.stderr.write(
-        `isorun: unexpected error: ${detail}\n(set ISORUN_DEBUG=1 for a stack trace)\n`,
-      )
-      process.exitCode = 1
-    }
-  },
-)
+runProgram(main(process.argv.slice(2)))

@@ -70,6 +70,28 @@ export function trustMount(id: string, target: string, readOnly: boolean): Docke
   }
 }
 
+/**
+ * The sidecar's program in the product image: `isorun proxy` bundled into one file by
+ * esbuild (scripts/bundle-proxy.mjs; the Dockerfile puts dist/ at /app/dist). It takes the
+ * CLI's arguments, so the image's own entrypoint could run a sidecar too, only bigger.
+ */
+export const SIDECAR_PROGRAM = '/app/dist/isorun-proxy.mjs'
+
+/**
+ * Node and V8 flags for the sidecar, each kept because `npm run bench:size` showed it pays
+ * (docs/benchmarks.md, "Sidecar size"):
+ *   --max-semi-space-size=1  the young generation's semi-spaces capped at 1 MiB (default: grows
+ *                            to 16): the proxy's garbage is short-lived and small. Peak RSS after
+ *                            bench:size's loads 100-110 MiB against 111-126 without (two runs),
+ *                            idle memory within 0.6 MiB, CPU per request and tunnel within the
+ *                            run-to-run noise.
+ * No other flag or variable paid: --max-old-space-size=64, --single-threaded, --v8-pool-size=1,
+ * UV_THREADPOOL_SIZE=1 and MALLOC_ARENA_MAX=2 left idle memory unchanged; --jitless (and
+ * --lite-mode, --no-expose-wasm) saves 1.5 MiB of shared file pages and kills the proxy on its
+ * first HTTP request: undici needs WebAssembly.
+ */
+export const SIDECAR_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1']
+
 /** Bounded container logs: a chatty sandbox or proxy cannot fill the engine's disk. */
 const LOG_CONFIG = { Type: 'json-file', Config: { 'max-size': '10m', 'max-file': '3' } }
 
@@ -94,70 +116,83 @@ export function sandboxNetworkSpec(
   }
 }
 
-export interface ProxySpecInput {
+/** What the runner decides about a sidecar's proxy, besides where it listens. */
+export interface ProxySettings {
   readonly id: string
-  readonly image: string
-  readonly subnet: SandboxSubnet
-  /** The admin API token, also kept in a label so a restarted runner can reach the proxy. */
-  readonly token: string
-  readonly labels: Record<string, string>
   readonly logAllowed: boolean
   /** Special-purpose ranges the proxy may reach (ISORUN_ALLOW_PRIVATE). */
   readonly allowPrivate: readonly string[]
   /** CIDR blocks the proxy never reaches: isorun's own networks. */
   readonly blocked: readonly string[]
-  /** `name:ip` entries for the proxy's /etc/hosts. */
-  readonly extraHosts: readonly string[]
   /** The floor and ceiling of the proxy's DNS cache (ISORUN_PROXY_DNS_TTL_MIN/_MAX). */
   readonly dnsTtl: { readonly minSeconds: number; readonly maxSeconds: number }
+}
+
+/** Where a sidecar's listeners are, as `host:port` flag values. */
+export type ProxyListenFlags = Record<keyof typeof PROXY_PORTS, string>
+
+/**
+ * The sidecar's `isorun proxy` arguments: refusing everything until the runner sends a policy
+ * (bench:size starts the same arguments on loopback).
+ */
+export function proxyArguments(settings: ProxySettings, listen: ProxyListenFlags): string[] {
+  return [
+    'proxy',
+    '--wait-for-policy',
+    '--sandbox-id',
+    settings.id,
+    '--http',
+    listen.http,
+    '--socks',
+    listen.socks,
+    '--dns',
+    listen.dns,
+    '--tls',
+    listen.tls,
+    '--plain',
+    listen.plain,
+    '--admin',
+    listen.admin,
+    settings.logAllowed ? '--log-allowed' : '--no-log-allowed',
+    '--dns-ttl-min',
+    String(settings.dnsTtl.minSeconds),
+    '--dns-ttl-max',
+    String(settings.dnsTtl.maxSeconds),
+    ...(settings.allowPrivate.length > 0
+      ? ['--allow-private', settings.allowPrivate.join(',')]
+      : []),
+    ...(settings.blocked.length > 0 ? ['--block', settings.blocked.join(',')] : []),
+  ]
+}
+
+export interface ProxySpecInput extends ProxySettings {
+  readonly image: string
+  readonly subnet: SandboxSubnet
+  /** The admin API token, also kept in a label so a restarted runner can reach the proxy. */
+  readonly token: string
+  readonly labels: Record<string, string>
+  /** `name:ip` entries for the proxy's /etc/hosts. */
+  readonly extraHosts: readonly string[]
 }
 
 /**
  * The proxy sidecar: its listeners on the sandbox network's fixed address, its
  * admin API on the egress side (the runner connects it to the egress network
- * after creating it), refusing everything until the runner sends its policy.
+ * after creating it).
  */
 export function proxyContainerSpec(input: ProxySpecInput): Docker.ContainerCreateOptions {
   const { id, subnet } = input
   const ip = subnet.proxy
-  const cmd = [
-    'proxy',
-    '--wait-for-policy',
-    '--sandbox-id',
-    id,
-    '--http',
-    `${ip}:${PROXY_PORTS.http}`,
-    '--socks',
-    `${ip}:${PROXY_PORTS.socks}`,
-    '--dns',
-    `${ip}:${PROXY_PORTS.dns}`,
-    '--tls',
-    `${ip}:${PROXY_PORTS.tls}`,
-    '--plain',
-    `${ip}:${PROXY_PORTS.plain}`,
-    '--admin',
-    `egress:${PROXY_PORTS.admin}`,
-    input.logAllowed ? '--log-allowed' : '--no-log-allowed',
-    '--dns-ttl-min',
-    String(input.dnsTtl.minSeconds),
-    '--dns-ttl-max',
-    String(input.dnsTtl.maxSeconds),
-    ...(input.allowPrivate.length > 0 ? ['--allow-private', input.allowPrivate.join(',')] : []),
-    ...(input.blocked.length > 0 ? ['--block', input.blocked.join(',')] : []),
-  ]
+  const listen = Object.fromEntries(
+    Object.entries(PROXY_PORTS).map(([kind, port]) => [kind, `${ip}:${port}`]),
+  ) as ProxyListenFlags
   return {
     name: proxyName(id),
     Image: input.image,
-    Cmd: cmd,
-    Env: [
-      `ISORUN_ADMIN_TOKEN=${input.token}`,
-      'NODE_ENV=production',
-      // V8's young generation capped at 1 MiB semi-spaces (default: grows to 16): the proxy's
-      // garbage is short-lived and small, and bench:proxy measured its peak RSS under load
-      // 7-37 MiB lower with this (105-114 MiB against 119-142), with no CPU cost beyond the
-      // run-to-run noise (keep-alive, CONNECT churn and bulk, ±10%).
-      'NODE_OPTIONS=--max-semi-space-size=1',
-    ],
+    Cmd: proxyArguments(input, { ...listen, admin: `egress:${PROXY_PORTS.admin}` }),
+    // The bundle, not the full CLI: see SIDECAR_PROGRAM.
+    Entrypoint: ['node', ...SIDECAR_NODE_FLAGS, SIDECAR_PROGRAM],
+    Env: [`ISORUN_ADMIN_TOKEN=${input.token}`, 'NODE_ENV=production'],
     Labels: {
       ...input.labels,
       [LABEL.role]: 'proxy',

@@ -273,6 +273,21 @@ describe.skipIf(skipReason !== undefined)('sandbox isolation', () => {
     const v6 = await sbx.exec('cat /proc/sys/net/ipv6/conf/all/disable_ipv6; ip -6 addr show')
     expect(v6.stdout.trim()).toBe('1')
   })
+
+  it('has a proxy that runs the bundled sidecar program, not the full CLI', async () => {
+    // Every command line in the proxy container (docker-init, then node), NULs as spaces.
+    const commands = await docker(
+      'exec',
+      proxyContainer(sbx),
+      'sh',
+      '-c',
+      'for f in /proc/[0-9]*/cmdline; do tr "\\0" " " <"$f"; echo; done',
+    )
+    expect(commands).toMatch(
+      /^node (--\S+ )*\/app\/dist\/isorun-proxy\.mjs proxy --wait-for-policy /m,
+    )
+    expect(commands).not.toContain('cli/main.js')
+  })
 })
 
 describe.skipIf(skipReason !== undefined)('sandbox isolation, more profiles', () => {

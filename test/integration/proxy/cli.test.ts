@@ -4,12 +4,13 @@
 // on stdout (blocked always, allowed unless --no-log-allowed), garbage input,
 // and SIGTERM: stop accepting, drain, exit 0.
 
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { checkBuilt, ROOT, tscOutput } from '../../helpers/build.js'
 import { parseResponses, RawClient } from '../../helpers/clients.js'
 import {
   curl,
@@ -28,7 +29,6 @@ import {
   type Upstream,
 } from '../../helpers/upstreams.js'
 
-const ROOT = resolve(import.meta.dirname, '../../..')
 const CLI = join(ROOT, 'dist/src/cli/main.js')
 
 let echo: HttpEcho
@@ -38,28 +38,8 @@ let S: number
 const started: Spawned[] = []
 let profilesDir: string
 
-/** Fails early, and says why, when dist/ is missing or older than the sources it is built from. */
-function checkBuild(): void {
-  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` first`)
-  for (const dir of [
-    'src/proxy',
-    'src/policy',
-    'src/profiles',
-    'src/cli',
-    'src/tls',
-    'src/secrets',
-  ]) {
-    for (const file of readdirSync(join(ROOT, dir), { recursive: true }) as string[]) {
-      if (!file.endsWith('.ts')) continue
-      const js = join(ROOT, 'dist', dir, file.replace(/\.ts$/, '.js'))
-      if (!existsSync(js) || statSync(js).mtimeMs < statSync(join(ROOT, dir, file)).mtimeMs)
-        throw new Error(`dist/ is older than ${dir}/${file}: run \`npm run build\` first`)
-    }
-  }
-}
-
 beforeAll(async () => {
-  checkBuild()
+  checkBuilt(tscOutput)
   echo = await startHttpEcho()
   banner = await startBannerServer()
   H = echo.port

@@ -9,6 +9,8 @@ import {
   PROXY_PORTS,
   proxyContainerSpec,
   sandboxContainerSpec,
+  SIDECAR_NODE_FLAGS,
+  SIDECAR_PROGRAM,
   sandboxNetworkSpec,
   TRUST_WRITER_MOUNT,
   trustVolumeSpec,
@@ -157,6 +159,12 @@ describe('the proxy sidecar', () => {
     expect(spec.NetworkingConfig?.EndpointsConfig).toEqual({
       [NETWORK]: { IPAMConfig: { IPv4Address: SUBNET.proxy } },
     })
+  })
+  it('runs the bundled sidecar program with its node flags, not the full CLI', () => {
+    expect(spec.Entrypoint).toEqual(['node', ...SIDECAR_NODE_FLAGS, SIDECAR_PROGRAM])
+    expect(spec.Cmd?.[0]).toBe('proxy')
+    // The flags are on node's command line, where `ps` shows them, not in NODE_OPTIONS.
+    expect(envOf(spec).has('NODE_OPTIONS')).toBe(false)
   })
   it('refuses everything until the runner sends a policy', () => {
     expect(spec.Cmd).toContain('--wait-for-policy')
