@@ -427,22 +427,7 @@ class Responder<D extends DnsQuestionDecision> {
     const name = question ? presentationName(question.labels) : ''
     const type = question ? typeName(question.qtype) : ''
 
-    // EDNS (RFC 6891): at most one OPT record, owned by the root. A valid one is answered with
-    // an OPT record of our own, whatever the rcode.
-    let edns: QueryEdns | undefined
-    let badOpt = false
-    if (decoded) {
-      const opts = (decoded.additionals ?? []).filter((a) => a.type === 'OPT')
-      const opt = opts[0] as dnsPacket.OptAnswer | undefined
-      if (opts.length > 1 || (opt && opt.name !== '.')) badOpt = true
-      else if (opt) {
-        edns = {
-          udpPayloadSize: opt.udpPayloadSize,
-          version: opt.ednsVersion,
-          dnssecOk: opt.flag_do,
-        }
-      }
-    }
+    const { edns, badOpt } = readEdns(decoded)
 
     if (opcode !== OPCODE_QUERY) {
       const echo = decoded && qdcount === 1 ? question : undefined
@@ -567,6 +552,27 @@ class Responder<D extends DnsQuestionDecision> {
       // A logging hook must not turn into a way to kill the server.
     }
   }
+}
+
+/**
+ * EDNS (RFC 6891): at most one OPT record, owned by the root. A valid one is
+ * answered with an OPT record of our own, whatever the rcode.
+ */
+function readEdns(decoded: dnsPacket.DecodedPacket | undefined): {
+  edns?: QueryEdns
+  badOpt: boolean
+} {
+  if (!decoded) return { badOpt: false }
+  const opts = (decoded.additionals ?? []).filter((a) => a.type === 'OPT')
+  const opt = opts[0] as dnsPacket.OptAnswer | undefined
+  if (opts.length > 1 || (opt && opt.name !== '.')) return { badOpt: true }
+  if (!opt) return { badOpt: false }
+  const edns = {
+    udpPayloadSize: opt.udpPayloadSize,
+    version: opt.ednsVersion,
+    dnssecOk: opt.flag_do,
+  }
+  return { edns, badOpt: false }
 }
 
 function formerr<D>(name: string, type: string): Reply<D> {

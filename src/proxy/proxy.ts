@@ -158,65 +158,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   }
 
   try {
-    const { listen: l } = options
-    if (l.admin) {
-      if (!options.adminToken) throw new Error('an admin listener needs an admin token')
-      // Modules of listeners that are not configured are never loaded (memory of an idle sidecar).
-      const { createAdminServer } = await import('./admin.js')
-      const admin = createAdminServer(context, {
-        token: options.adminToken,
-        operator: options.operator ?? {},
-        catalogue: options.catalogue,
-      })
-      servers.push(admin)
-      addresses.admin = await listen(admin, l.admin)
-    }
-    if (l.http) {
-      const { server, closeHttp } = createHttpProxyServer(context, forwarder)
-      servers.push(server)
-      closers.push(closeHttp)
-      addresses.http = await listen(server, l.http)
-    }
-    if (l.socks) {
-      const { createSocksServer } = await import('./socks-listener.js')
-      const server = createSocksServer(context)
-      servers.push(server)
-      addresses.socks = await listen(server, l.socks)
-    }
-    if (l.tls) {
-      // The port is only known after listening when 0 was asked for, so create, listen, then set it.
-      const holder: { port: number } = { port: options.transparentPorts?.tls ?? l.tls.port }
-      const { createTransparentTlsServer } = await import('./tls-listener.js')
-      const server = createTransparentTlsServer(context, () => holder.port)
-      servers.push(server)
-      addresses.tls = await listen(server, l.tls)
-      if (holder.port === 0) holder.port = addresses.tls.port
-    }
-    if (l.plain) {
-      const holder: { port: number } = { port: options.transparentPorts?.plain ?? l.plain.port }
-      const server = createTransparentHttpServer(context, forwarder, () => holder.port)
-      servers.push(server)
-      addresses.plain = await listen(server, l.plain)
-      if (holder.port === 0) holder.port = addresses.plain.port
-    }
-    if (l.dns) {
-      const answerAddress = options.dnsAnswerAddress ?? l.dns.host
-      if (!/^\d+\.\d+\.\d+\.\d+$/.test(answerAddress) || answerAddress === '0.0.0.0') {
-        throw new Error(
-          "DNS answers need the proxy's IPv4 address: listen on a specific IPv4 address or set the answer address (--dns-answer)",
-        )
-      }
-      const { startDnsListener } = await import('./dns-listener.js')
-      dns = await startDnsListener(context, {
-        host: l.dns.host,
-        port: l.dns.port,
-        answerAddress,
-        ...(options.dnsApprovalWaitMs !== undefined
-          ? { approvalWaitMs: options.dnsApprovalWaitMs }
-          : {}),
-      })
-      if (dns.udpAddress) addresses.dns = dns.udpAddress
-    }
+    dns = await openListeners(context, forwarder, options, { servers, closers, addresses })
   } catch (err) {
     await close()
     throw err
@@ -232,4 +174,86 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     'proxy started',
   )
   return { context, addresses, close }
+}
+
+/** What the listeners opened so far: closed again by the proxy's close(). */
+interface Opened {
+  readonly servers: net.Server[]
+  /** Also run when the servers close (HTTP servers behind a listener, which never listen). */
+  readonly closers: (() => void)[]
+  readonly addresses: { -readonly [K in keyof ProxyListeners]?: AddressInfo }
+}
+
+/**
+ * Opens the configured listeners, each recorded in `opened` as soon as it
+ * listens (so a failure closes what came before); returns the DNS server.
+ */
+async function openListeners(
+  context: ProxyContext,
+  forwarder: HttpForwarder,
+  options: ProxyOptions,
+  opened: Opened,
+): Promise<DnsServerHandle | undefined> {
+  const { servers, closers, addresses } = opened
+  let dns: DnsServerHandle | undefined
+  const { listen: l } = options
+  if (l.admin) {
+    if (!options.adminToken) throw new Error('an admin listener needs an admin token')
+    // Modules of listeners that are not configured are never loaded (memory of an idle sidecar).
+    const { createAdminServer } = await import('./admin.js')
+    const admin = createAdminServer(context, {
+      token: options.adminToken,
+      operator: options.operator ?? {},
+      catalogue: options.catalogue,
+    })
+    servers.push(admin)
+    addresses.admin = await listen(admin, l.admin)
+  }
+  if (l.http) {
+    const { server, closeHttp } = createHttpProxyServer(context, forwarder)
+    servers.push(server)
+    closers.push(closeHttp)
+    addresses.http = await listen(server, l.http)
+  }
+  if (l.socks) {
+    const { createSocksServer } = await import('./socks-listener.js')
+    const server = createSocksServer(context)
+    servers.push(server)
+    addresses.socks = await listen(server, l.socks)
+  }
+  if (l.tls) {
+    // The port is only known after listening when 0 was asked for, so create, listen, then set it.
+    const holder: { port: number } = { port: options.transparentPorts?.tls ?? l.tls.port }
+    const { createTransparentTlsServer } = await import('./tls-listener.js')
+    const server = createTransparentTlsServer(context, () => holder.port)
+    servers.push(server)
+    addresses.tls = await listen(server, l.tls)
+    if (holder.port === 0) holder.port = addresses.tls.port
+  }
+  if (l.plain) {
+    const holder: { port: number } = { port: options.transparentPorts?.plain ?? l.plain.port }
+    const server = createTransparentHttpServer(context, forwarder, () => holder.port)
+    servers.push(server)
+    addresses.plain = await listen(server, l.plain)
+    if (holder.port === 0) holder.port = addresses.plain.port
+  }
+  if (l.dns) {
+    const answerAddress = options.dnsAnswerAddress ?? l.dns.host
+    if (!/^\d+\.\d+\.\d+\.\d+$/.test(answerAddress) || answerAddress === '0.0.0.0') {
+      throw new Error(
+        "DNS answers need the proxy's IPv4 address: listen on a specific IPv4 address or set the answer address (--dns-answer)",
+      )
+    }
+    const { startDnsListener } = await import('./dns-listener.js')
+    dns = await startDnsListener(context, {
+      host: l.dns.host,
+      port: l.dns.port,
+      answerAddress,
+      ...(options.dnsApprovalWaitMs !== undefined
+        ? { approvalWaitMs: options.dnsApprovalWaitMs }
+        : {}),
+    })
+    if (dns.udpAddress) addresses.dns = dns.udpAddress
+  }
+  return dns
 }
