@@ -592,8 +592,7 @@ function responseHandler(
       // If the client leaves instead of draining, the turn aborts the request.
       if (gate) {
         const held = gate
-        held.hold()
-        res.once('drain', () => held.release())
+        if (held.hold()) res.once('drain', () => held.release())
       } else {
         controller.pause()
         res.once('drain', () => controller.resume())

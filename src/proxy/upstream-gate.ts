@@ -39,7 +39,7 @@ export class UpstreamGate extends Duplex {
     super({ allowHalfOpen: true })
     let ended = false
     socket.on('data', (chunk: Buffer) => {
-      // Paused by undici (an h1 response held for its client): read on when it reads.
+      // undici is not reading (between responses): read on when it does.
       if (!this.push(chunk)) socket.pause()
     })
     socket.on('end', () => {
@@ -55,11 +55,15 @@ export class UpstreamGate extends Duplex {
     })
   }
 
-  /** Stops reading the connection: what comes waits in the kernel, the FIN too. */
-  hold(): void {
-    if (this.holding) return
+  /**
+   * Stops reading the connection: what comes waits in the kernel, the FIN too.
+   * False when it was held already.
+   */
+  hold(): boolean {
+    if (this.holding) return false
     this.holding = true
     this.socket.pause()
+    return true
   }
 
   /** Reads the connection again. */
