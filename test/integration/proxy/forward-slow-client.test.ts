@@ -2,7 +2,8 @@
 // close), forwarded to a client that does not read: the proxy must hold it by
 // reading no further from the origin, not buffer it, and then deliver all of
 // it when the client reads. Over plain HTTP and over an intercepted TLS
-// upstream (HTTP/1.1 inside the tunnel, HTTP/1.1 to the origin).
+// upstream (HTTP/1.1 inside the tunnel, HTTP/1.1 to the origin); and a
+// kept-alive response, whose connection must serve the next request after.
 //
 // History: pausing undici 7's parser for such a response broke it when the FIN
 // came while paused (an uncatchable assertion over TLS, a reset over plain
@@ -33,7 +34,11 @@ const BODY_BYTES = 128 * MiB
 const BOUND = 48 * MiB
 const CHUNK = Buffer.alloc(MiB, 0x61)
 
-/** An origin that answers every request with BODY_BYTES, framed by closing its connection. */
+/**
+ * An origin that answers with BODY_BYTES, framed by closing its connection, or
+ * kept alive (Content-Length), when it answers later requests on the same
+ * connection with a short body.
+ */
 interface Origin {
   readonly server: net.Server
   /** Bytes of the body the origin's kernel has accepted. */
@@ -41,45 +46,56 @@ interface Origin {
   finished: boolean
   /** Waiting for a drain that has not come. */
   stalled: boolean
+  connections: number
 }
 
-function serveClosingResponse(origin: Origin, socket: net.Socket): void {
+function newOrigin(): Origin {
+  return { accepted: 0, finished: false, stalled: false, connections: 0 } as unknown as Origin
+}
+
+function serveResponses(origin: Origin, socket: net.Socket, keptAlive = false): void {
+  origin.connections++
   socket.on('error', () => undefined)
-  socket.once('data', () => {
-    socket.write(
-      'HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n',
-    )
+  let requests = 0
+  socket.on('data', () => {
+    if (requests++ > 0) return void socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok')
+    const framing = keptAlive ? `Content-Length: ${BODY_BYTES}` : 'Connection: close'
+    socket.write(`HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n${framing}\r\n\r\n`)
     let queued = 0
     const pump = (): void => {
       origin.stalled = false
       while (queued < BODY_BYTES) {
         queued += CHUNK.length
-        const more = socket.write(CHUNK, () => (origin.accepted += CHUNK.length))
+        const last = queued === BODY_BYTES
+        const more = socket.write(CHUNK, () => {
+          origin.accepted += CHUNK.length
+          if (last && keptAlive) origin.finished = true
+        })
         if (!more) {
           origin.stalled = true
           return void socket.once('drain', pump)
         }
       }
-      socket.end(() => (origin.finished = true))
+      if (!keptAlive) socket.end(() => (origin.finished = true))
     }
     pump()
   })
 }
 
-function plainOrigin(): Origin {
-  const origin = { accepted: 0, finished: false, stalled: false } as Origin
+function plainOrigin(keptAlive = false): Origin {
+  const origin = newOrigin()
   ;(origin as { server: net.Server }).server = net.createServer((s) =>
-    serveClosingResponse(origin, s),
+    serveResponses(origin, s, keptAlive),
   )
   return origin
 }
 
 async function tlsOrigin(): Promise<Origin> {
   const certs = await testCerts()
-  const origin = { accepted: 0, finished: false, stalled: false } as Origin
+  const origin = newOrigin()
   ;(origin as { server: net.Server }).server = tls.createServer(
     { key: certs.key, cert: certs.cert, ALPNProtocols: ['http/1.1'] },
-    (s) => serveClosingResponse(origin, s),
+    (s) => serveResponses(origin, s),
   )
   return origin
 }
@@ -149,24 +165,32 @@ async function holdsThenDelivers(
   expect(origin.finished).toBe(true)
 }
 
-describe('a closing response to a client that does not read', () => {
+describe('a large response to a client that does not read', () => {
   let proxy: TestProxy
   let plain: Origin
   let secure: Origin
+  let kept: Origin
   let plainPort: number
+  let keptPort: number
   let securePort: number
   let sandboxCa: string
 
   beforeAll(async () => {
     plain = plainOrigin()
     secure = await tlsOrigin()
+    kept = plainOrigin(true)
     plainPort = await listen(plain.server)
+    keptPort = await listen(kept.server)
     securePort = await listen(secure.server)
     const certs = await testCerts()
     const ca = await createCertificateAuthority({ commonName: 'forward-slow-client sandbox' })
     sandboxCa = ca.cert
     proxy = await startTestProxy({
-      allow: [`allowed.test:${plainPort}`, `allowed.test:${securePort}`],
+      allow: [
+        `allowed.test:${plainPort}`,
+        `allowed.test:${securePort}`,
+        `allowed.test:${keptPort}`,
+      ],
       // Endpoint rules make the proxy intercept the host's TLS.
       endpoints: [
         {
@@ -183,7 +207,7 @@ describe('a closing response to a client that does not read', () => {
 
   afterAll(async () => {
     await proxy?.close()
-    for (const origin of [plain, secure]) await new Promise((r) => origin?.server.close(r))
+    for (const origin of [plain, secure, kept]) await new Promise((r) => origin?.server.close(r))
   })
 
   it('is held by the proxy over plain HTTP, then delivered whole', async () => {
@@ -212,5 +236,23 @@ describe('a closing response to a client that does not read', () => {
     await holdsThenDelivers(secure, proxy, client, `GET /big HTTP/1.0\r\nHost: ${host}\r\n\r\n`)
     const event = await proxy.waitForEvent((e) => e.path === '/big' && e.port === securePort)
     expect(event.status).toBe(200)
+  })
+
+  it('holds a kept-alive response the same way, and its connection serves the next request', async () => {
+    const host = `allowed.test:${keptPort}`
+    const first = net.connect({ host: '127.0.0.1', port: proxy.port('http') })
+    await new Promise((resolve) => first.once('connect', resolve))
+    await holdsThenDelivers(
+      kept,
+      proxy,
+      first,
+      `GET http://${host}/big HTTP/1.0\r\nHost: ${host}\r\n\r\n`,
+    )
+    // The gate let go of the connection when the response ended: it answers the next request.
+    const second = net.connect({ host: '127.0.0.1', port: proxy.port('http') })
+    const reading = readBody(second)
+    second.write(`GET http://${host}/small HTTP/1.0\r\nHost: ${host}\r\n\r\n`)
+    expect(await reading).toBe(2)
+    expect(kept.connections).toBe(1)
   })
 })
