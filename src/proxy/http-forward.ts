@@ -45,6 +45,7 @@ import {
 } from './intercept/upstream-certificate.js'
 import { withSecrets } from './intercept/secrets.js'
 import { OriginPools } from './origin-pools.js'
+import { UpstreamGate } from './upstream-gate.js'
 import {
   badRequestResponse,
   budgetRefusalReply,
@@ -525,21 +526,6 @@ function responseHeaderList(controller: Dispatcher.DispatchController): string[]
 }
 
 /**
- * Whether an HTTP/1.1 response leaves its connection open: not with Connection:
- * close, nor without a length (its body ends with the connection).
- */
-function keepsConnection(headers: readonly string[]): boolean {
-  let framed = false
-  for (let i = 0; i + 1 < headers.length; i += 2) {
-    const name = (headers[i] as string).toLowerCase()
-    const value = (headers[i + 1] as string).toLowerCase()
-    if (name === 'connection' && value.split(',').some((t) => t.trim() === 'close')) return false
-    if (name === 'content-length' || name === 'transfer-encoding') framed = true
-  }
-  return framed
-}
-
-/**
  * A response's trailers, or undefined when there are none. undici 7 hands an h2
  * response's trailers to onResponseEnd parsed as if they were a raw list, which
  * empties them; the controller keeps them as received (an object over h2, a raw
@@ -568,21 +554,20 @@ function responseHandler(
 ): Dispatcher.DispatchHandler {
   const { res, exchange } = turn
   /**
-   * Whether the upstream read may pause when the client is slow. Not on a response
-   * that ends its connection: when such a connection ends while its parser is
-   * paused, undici 7 throws an uncatchable assertion (the proxy would exit) or
-   * leaves the response unfinished (nodejs/undici#5360, fixed in undici 8, which
-   * needs Node 22). Such a response is buffered for a slow client instead.
+   * How the response is held while the client is slow: an HTTP/1.1 response by its
+   * connection's gate, which stops reading the socket (undici's parser must not pause
+   * on a response that ends with its connection: see upstream-gate.ts); an h2 stream
+   * by undici's pause.
    */
-  let pausable = true
+  let gate: UpstreamGate | undefined
   return {
     onRequestStart: (controller) => turn.started(controller),
     onResponseStart: (controller, statusCode, _parsed, statusMessage) => {
       if (statusCode < 200) return
       exchange.status = statusCode
+      // Over h2 the headers are an object, over HTTP/1.1 a raw list.
+      if (Array.isArray(controller.rawHeaders)) gate = UpstreamGate.ofResponseBeingParsed()
       const names = responseHeaderList(controller)
-      // Over h2 (headers as an object) the stream ends, not the connection.
-      pausable = !Array.isArray(controller.rawHeaders) || keepsConnection(names)
       try {
         // HTTP/2 has no reason phrase.
         if (isHttp2(turn.req)) res.writeHead(statusCode, endToEndHeaders(names))
@@ -603,13 +588,19 @@ function responseHandler(
         }
       }
       turn.bodyBytesDown += chunk.length
-      if (!res.write(chunk) && pausable) {
+      if (res.write(chunk)) return
+      // If the client leaves instead of draining, the turn aborts the request.
+      if (gate) {
+        const held = gate
+        if (held.hold()) res.once('drain', () => held.release())
+      } else {
         controller.pause()
-        // If the client leaves instead of draining, the turn aborts the request.
         res.once('drain', () => controller.resume())
       }
     },
     onResponseEnd: (controller, trailers) => {
+      // A kept connection goes back to its pool readable.
+      gate?.release()
       // gRPC's status travels in trailers: they go on to the client as they came.
       const passed = trailersOf(controller, trailers)
       if (passed) res.addTrailers(passed)

@@ -10,6 +10,7 @@
 import type { SecureContext } from 'node:tls'
 import type { Pool } from 'undici'
 import type { ProxyContext } from './context.js'
+import { gatedConnector } from './upstream-gate.js'
 
 type Undici = typeof import('undici')
 
@@ -57,25 +58,32 @@ export class OriginPools {
     return pool
   }
 
-  private create({ Pool }: Undici, origin: string, tls: UpstreamTls | undefined): Pool {
+  private create(
+    { Pool, buildConnector }: Undici,
+    origin: string,
+    tls: UpstreamTls | undefined,
+  ): Pool {
     const t = this.ctx.timeouts
+    // An https origin speaks h2 where the server offers it (ALPN), HTTP/1.1 otherwise;
+    // the certificate must verify for the checked name (rejectUnauthorized is undici's default).
+    const connectOptions = tls
+      ? {
+          allowH2: true,
+          timeout: t.connectMs,
+          rejectUnauthorized: true,
+          ...(tls.servername !== undefined ? { servername: tls.servername } : {}),
+          ...(tls.secureContext ? { secureContext: tls.secureContext } : {}),
+        }
+      : { timeout: t.connectMs }
     return new Pool(origin, {
       connections: 64,
+      // One response at a time per connection: a gate (upstream-gate.ts) holds one response.
       pipelining: 1,
       keepAliveTimeout: 30_000,
       headersTimeout: t.idleMs,
       bodyTimeout: t.idleMs,
-      // An https origin speaks h2 where the server offers it (ALPN), HTTP/1.1 otherwise;
-      // the certificate must verify for the checked name (rejectUnauthorized is undici's default).
       ...(tls ? { allowH2: true } : {}),
-      connect: tls
-        ? {
-            timeout: t.connectMs,
-            rejectUnauthorized: true,
-            ...(tls.servername !== undefined ? { servername: tls.servername } : {}),
-            ...(tls.secureContext ? { secureContext: tls.secureContext } : {}),
-          }
-        : { timeout: t.connectMs },
+      connect: gatedConnector(buildConnector(connectOptions)),
     })
   }
 
