@@ -410,10 +410,13 @@ function interceptWhatWasSeen(t: Tunnel, seen: Seen): Promise<void> | void {
   releaseAdmission(ctx, exchange)
   const protocol =
     exchange.protocol === 'socks' ? 'socks' : exchange.protocol === 'tls' ? 'tls' : 'connect'
+  // The approval that let the tunnel through covers the requests inside, as in serveAsHttp:
+  // only `ask` decisions; the endpoint rules still refuse what they refuse.
+  const approved = exchange.approved
   return ctx.interceptTls(
     t.client,
     seen.buffered,
-    { protocol, host: t.host, port: t.port },
+    { protocol, host: t.host, port: t.port, ...(approved ? { approved } : {}) },
     exchange,
   )
 }

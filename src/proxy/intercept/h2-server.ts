@@ -86,6 +86,7 @@ function serveStream(
 ): void {
   const exchange = new Exchange(ctx, mode.protocol, socket)
   exchange.target = { host: mode.host, port: mode.port }
+  exchange.inherit(mode.approved)
   const headers = req.headers
   const method = headers[':method'] ?? ''
   exchange.method = method
