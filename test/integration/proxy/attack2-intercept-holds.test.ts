@@ -107,4 +107,28 @@ describe('approve once a CONNECT to an intercepted host', () => {
       session.destroy()
     }
   })
+
+  it('over HTTP/1.1 too: what the rules allow goes without asking again', async () => {
+    const opening = interceptedTls({
+      via: 'connect',
+      proxyPort: proxy.port('http'),
+      host: 'a.test',
+      port: O,
+      ca: sandboxCa.cert,
+      alpn: ['http/1.1'],
+    })
+    const id = await pendingFor('a.test')
+    proxy.running.context.approvals.answer(id, { answer: 'once', by: 'test' })
+    const secure = await opening
+    const text = await new Promise<string>((resolve) => {
+      const chunks: Buffer[] = []
+      secure.on('data', (c: Buffer) => chunks.push(c))
+      secure.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')))
+      secure.on('error', () => undefined)
+      secure.write('GET /ok/h1 HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n')
+    })
+    expect(text).toMatch(/^HTTP\/1\.1 200 /)
+    expect(received).toContain('GET /ok/h1')
+    expect(proxy.running.context.approvals.pending()).toEqual([])
+  })
 })
