@@ -1,6 +1,6 @@
 // The accounting stage: an allowed exchange whose destination a budget
 // (`limits:`) covers is admitted only while the budget has room, and its
-// traffic is charged as it flows: one request when it starts, then bytes
+// traffic is charged: one request when it is admitted, then bytes as they flow
 // each way. Bytes past the limit are not sent: a chunk that would cross it is
 // cut at the limit, and the exchange is cut there. Destinations no budget
 // covers get no meter and cost nothing per chunk.
@@ -26,20 +26,54 @@ export interface BudgetRefusal {
 }
 
 /**
- * Admits an allowed exchange, or refuses it when its budget is used up (the
- * exchange's decision becomes the budget-exceeded refusal, which its line reports).
+ * Exchanges whose request (or connection) was charged when they were admitted.
+ * Charged there, not when traffic starts: exchanges admitted in between (every
+ * concurrent tunnel while the first one dials, every request while undici
+ * loads) would otherwise all pass the same check, past the request budget.
+ */
+const admitted = new WeakSet<Exchange>()
+
+/**
+ * Admits an allowed exchange and charges its request, or refuses it when its
+ * budget is used up (the exchange's decision becomes the budget-exceeded
+ * refusal, which its line reports). An exchange admitted before is not
+ * charged again (a tunnel is admitted at CONNECT and again after its peek).
  */
 export function admitWithinBudget(
   ctx: ProxyContext,
   exchange: Exchange,
 ): BudgetRefusal | undefined {
   const decision = exchange.decision
-  if (!decision) return undefined
-  const checked = ctx.budgets.check({ host: decision.host, port: decision.port })
+  if (!decision || admitted.has(exchange)) return undefined
+  const destination = { host: decision.host, port: decision.port }
+  const checked = ctx.budgets.check(destination)
   if (checked.budget) exchange.budget = checked.budget
-  if (checked.ok) return undefined
-  exchange.decision = budgetRefusal(decision, checked.budget, checked.exceeded)
-  return { budget: checked.budget }
+  if (!checked.ok) {
+    exchange.decision = budgetRefusal(decision, checked.budget, checked.exceeded)
+    return { budget: checked.budget }
+  }
+  if (!checked.budget) return undefined // no budget covers it: nothing to count
+  const charged = ctx.budgets.charge(destination, { requests: 1 }).budget
+  if (charged) exchange.budget = charged
+  admitted.add(exchange)
+  return undefined
+}
+
+/**
+ * Gives back the request an admitted exchange was charged, when nothing went
+ * upstream for it after all: refused after its peek, a client that left before
+ * its request was sent, or a tunnel handed to interception (each request inside
+ * is admitted and charged on its own).
+ */
+export function releaseAdmission(ctx: ProxyContext, exchange: Exchange): void {
+  const decision = exchange.decision
+  if (!decision || !admitted.has(exchange)) return
+  admitted.delete(exchange)
+  const charged = ctx.budgets.charge(
+    { host: decision.host, port: decision.port },
+    { requests: -1 },
+  ).budget
+  if (charged) exchange.budget = charged
 }
 
 /** The meter of an admitted exchange; undefined when no budget covers its destination. */
@@ -64,11 +98,6 @@ export class BudgetMeter {
     private readonly destination: Destination,
     private readonly exchange: Exchange,
   ) {}
-
-  /** Counts the request (or connection) as it starts. */
-  request(): void {
-    this.charged(this.ledger.charge(this.destination, { requests: 1 }).budget)
-  }
 
   /** How many of `n` bytes client to upstream may go; those are charged. Fewer than n: cut. */
   up(n: number): number {

@@ -23,7 +23,7 @@ import type net from 'node:net'
 import { Readable } from 'node:stream'
 import type { Dispatcher, Pool } from 'undici'
 import { joinAuthority, requestPath, type Decision, type EgressRequest } from '../policy/index.js'
-import { admitWithinBudget, meterFor, type BudgetMeter } from './accounting.js'
+import { admitWithinBudget, meterFor, releaseAdmission, type BudgetMeter } from './accounting.js'
 import type { BudgetUsage } from './budgets.js'
 import type { ProxyContext } from './context.js'
 import type { Exchange } from './exchange.js'
@@ -290,12 +290,11 @@ export class HttpForwarder {
       // Left, or refused a request before this one, while this one was decided or waited
       // for its turn: nothing is sent.
       exchange.fail('the client closed the connection before the request was sent')
+      releaseAdmission(this.ctx, exchange)
       return exchange.end()
     }
-    if (meter) {
-      meter.request()
-      if (meter.up(headBytes) < headBytes) return this.answerCut(turn, meter)
-    }
+    // Its request was charged when it was admitted; the head is its first bytes up.
+    if (meter && meter.up(headBytes) < headBytes) return this.answerCut(turn, meter)
     const body = hasBody(req)
       ? Readable.from(countedBody(req, (n) => (bodyBytes += n), meter))
       : null

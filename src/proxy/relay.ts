@@ -182,7 +182,6 @@ class Splice implements Sweepable {
     upstream.on('error', this.upstreamFailed)
     client.once('close', this.clientClosed)
     upstream.once('close', this.upstreamClosed)
-    this.meter?.request()
     if (first && first.length > 0) this.fromClient(first)
     client.on('data', this.fromClient)
     this.relay.start(client, this.meter && { meter: this.meter, cut: this.cut })

@@ -25,7 +25,7 @@
 
 import type net from 'node:net'
 import { interceptionFor, type Decision, type EgressRequest } from '../policy/index.js'
-import { admitWithinBudget, meterFor } from './accounting.js'
+import { admitWithinBudget, meterFor, releaseAdmission } from './accounting.js'
 import type { BudgetUsage } from './budgets.js'
 import type { ProxyContext } from './context.js'
 import type { Exchange } from './exchange.js'
@@ -137,11 +137,14 @@ export async function runTunnel(ctx: ProxyContext, ingress: TunnelIngress): Prom
   const seen = seenIn(outcome)
   if (!seen) {
     closeEarlyUpstream(t)
+    releaseAdmission(t.ctx, t.exchange)
     t.client.destroy()
     return // the client hung up without a byte: nothing was asked, nothing to log
   }
   if (seen.fromClient && seen.facts.payload === 'other' && target.kind === 'named' && !t.raw) {
     closeEarlyUpstream(t)
+    // Each request inside is admitted and charged on its own: the tunnel itself costs none.
+    releaseAdmission(t.ctx, t.exchange)
     return serveAsHttp(t, seen)
   }
   const deciding = decideWhatWasSeen(t, seen)
@@ -403,12 +406,17 @@ function interceptWhatWasSeen(t: Tunnel, seen: Seen): Promise<void> | void {
     }
     return refuseWhatWasSeen(t, seen, exchange.decision)
   }
+  // Each request inside is admitted and charged on its own: the tunnel itself costs none.
+  releaseAdmission(ctx, exchange)
   const protocol =
     exchange.protocol === 'socks' ? 'socks' : exchange.protocol === 'tls' ? 'tls' : 'connect'
+  // The approval that let the tunnel through covers the requests inside, as in serveAsHttp:
+  // only `ask` decisions; the endpoint rules still refuse what they refuse.
+  const approved = exchange.approved
   return ctx.interceptTls(
     t.client,
     seen.buffered,
-    { protocol, host: t.host, port: t.port },
+    { protocol, host: t.host, port: t.port, ...(approved ? { approved } : {}) },
     exchange,
   )
 }
@@ -416,6 +424,7 @@ function interceptWhatWasSeen(t: Tunnel, seen: Seen): Promise<void> | void {
 /** Refuses after the peek, in the client's own protocol, and logs. */
 function refuseWhatWasSeen(t: Tunnel, seen: Seen, decision: Decision): void {
   closeEarlyUpstream(t)
+  releaseAdmission(t.ctx, t.exchange)
   t.exchange.end()
   if (seen.facts.payload === 'tls') closeGracefully(t.client, TLS_ACCESS_DENIED_ALERT)
   // Plain text for a person who pointed an HTTP client at the TLS port.

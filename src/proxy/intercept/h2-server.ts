@@ -19,6 +19,14 @@ import { refusalHeaders, refusalText } from '../refusal.js'
 
 type TunnelMode = ForwardMode & { kind: 'tunnel' }
 
+/**
+ * Streams one client may have open on a connection (SETTINGS_MAX_CONCURRENT_STREAMS;
+ * past it, nghttp2 refuses a new stream with REFUSED_STREAM). Node's default is
+ * 2^32-1: 20,000 streams to an origin that did not answer made the proxy hold
+ * ~170 MB, as pipelining did on HTTP/1.1 before MAX_WAITING_REQUESTS.
+ */
+export const MAX_CONCURRENT_STREAMS = 100
+
 interface Connection {
   readonly mode: TunnelMode
   /** The decrypted client socket, for the client's address. */
@@ -36,7 +44,7 @@ export function createH2Server(ctx: ProxyContext, forwarder: HttpForwarder): H2S
     // Bounds on what one client can make the proxy hold, as for HTTP/1.1 heads.
     maxHeaderListPairs: 256,
     maxSessionMemory: 10,
-    settings: { enableConnectProtocol: false },
+    settings: { enableConnectProtocol: false, maxConcurrentStreams: MAX_CONCURRENT_STREAMS },
   })
   server.setTimeout(ctx.timeouts.idleMs)
   const connections = new WeakMap<http2.Http2Session, Connection>()
@@ -78,6 +86,7 @@ function serveStream(
 ): void {
   const exchange = new Exchange(ctx, mode.protocol, socket)
   exchange.target = { host: mode.host, port: mode.port }
+  exchange.inherit(mode.approved)
   const headers = req.headers
   const method = headers[':method'] ?? ''
   exchange.method = method

@@ -16,6 +16,7 @@ import {
   rawExchange,
   type InterceptedTlsOptions,
 } from '../../helpers/intercepted.js'
+import { frame, literal, PREFACE } from '../../helpers/h2-frames.js'
 import { PATH_CASES } from '../../helpers/path-cases.js'
 import { loopbackNames, startTestProxy, type TestProxy } from '../../helpers/proxy.js'
 import { startRecordingOrigin, type RecordingOrigin } from '../../helpers/recording-origin.js'
@@ -206,25 +207,6 @@ describe.each(INGRESSES)('h2 inside intercepted TLS (%s)', (via) => {
     }
   })
 })
-
-/** An HPACK literal header field without indexing, no Huffman coding (RFC 7541 §6.2.2). */
-function literal(name: string, value: string): Buffer {
-  const n = Buffer.from(name)
-  const v = Buffer.from(value)
-  if (n.length > 126 || v.length > 126) throw new Error('test headers are short')
-  return Buffer.concat([Buffer.from([0x00, n.length]), n, Buffer.from([v.length]), v])
-}
-
-function frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
-  const head = Buffer.alloc(9)
-  head.writeUIntBE(payload.length, 0, 3)
-  head[3] = type
-  head[4] = flags
-  head.writeUInt32BE(stream, 5)
-  return Buffer.concat([head, payload])
-}
-
-const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n')
 
 describe('hand-made h2 frames inside intercepted TLS', () => {
   it.each([
