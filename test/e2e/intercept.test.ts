@@ -10,8 +10,16 @@
 //     placeholder sent to another allowed host arrives as the placeholder;
 //   - real clients through intercepted hosts (`inspect: true`): pip, npm, git
 //     clone, curl, Python requests and Node fetch (DNS steering, no proxy
-//     variables), each request logged with method, path and status.
+//     variables), each request logged with method, path and status;
+//   - streams and git's smart HTTP through intercepted hosts with endpoint
+//     rules: a git clone works and a push is refused at git-receive-pack (the
+//     stand-in never sees it); a gRPC unary call (@grpc/grpc-js on both sides,
+//     the client uploaded into the sandbox) gets its trailing metadata, a
+//     method the rules refuse fails with PERMISSION_DENIED; a WebSocket echoes.
 
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
 import {
   e2e,
@@ -19,9 +27,12 @@ import {
   proxyLogLines,
   sandboxContainer,
   skipReason,
+  standinRequests,
   withSandbox,
 } from './helpers.js'
-import { buildImage, docker } from './setup/sh.js'
+import { GRPC_PORT } from './fixtures/grpc-echo.js'
+import { bundleFixture } from './setup/bundle-fixture.js'
+import { buildImage, docker, run } from './setup/sh.js'
 import { DEMO_NPM, DEMO_REPO } from './setup/registry-fixtures.js'
 import { DEMO_PACKAGE } from './setup/wheel.js'
 
@@ -164,5 +175,89 @@ describe.skipIf(skipReason !== undefined)('TLS interception on Docker', () => {
         expect.objectContaining({ host: 'api.github.com', path: '/repos/fetch', protocol: 'tls' }),
       )
     })
+  }, 300_000)
+
+  it('git smart HTTP, gRPC and WebSocket through intercepted hosts with endpoint rules', async () => {
+    const repo = `/${DEMO_REPO.owner}/${DEMO_REPO.name}.git`
+    const network = {
+      inspect: true,
+      allow: ['github.com', `grpc.isorun.test:${GRPC_PORT}`, 'ws.isorun.test'],
+      endpoints: {
+        // Fetching only: a push's POST to git-receive-pack matches no rule.
+        'github.com': [
+          { methods: ['GET'], path: '/**', action: 'allow' as const },
+          { methods: ['POST'], path: '/*/*/git-upload-pack', action: 'allow' as const },
+        ],
+        'grpc.isorun.test': [
+          { methods: ['POST'], path: '/isorun.e2e.Echo/Echo', action: 'allow' as const },
+        ],
+      },
+    }
+    const clients = await mkdtemp(join(tmpdir(), 'isorun-e2e-clients-'))
+    try {
+      await bundleFixture(
+        resolve(import.meta.dirname, 'fixtures/stream-clients.ts'),
+        join(clients, 'stream-clients.cjs'),
+      )
+      await withSandbox({ image: CLIENTS_IMAGE, network }, async (sbx) => {
+        // git: clone, commit, push (refused), and the stand-in's branch is where it was.
+        const git = [
+          'set -e',
+          `git clone -q https://github.com${repo} /tmp/repo && cd /tmp/repo`,
+          'git rev-parse HEAD > /tmp/cloned',
+          'echo pushed > NEW && git add NEW',
+          'git -c user.name=e2e -c user.email=e2e@isorun.invalid commit -q -m push',
+          'if git push -q origin main 2>/tmp/push.err; then echo PUSHED; exit 1; fi',
+          'git ls-remote origin refs/heads/main | cut -f1 | diff - /tmp/cloned',
+          'cat /tmp/push.err',
+        ].join('\n')
+        const pushed = await sbx.exec(['sh', '-c', git])
+        expect(pushed.exitCode, pushed.stdout + pushed.stderr).toBe(0)
+        expect(pushed.stdout).toContain('403')
+
+        await sbx.files.upload(clients, '/tmp/clients')
+        const node = (...args: string[]) =>
+          sbx.exec(['node', '/tmp/clients/stream-clients.cjs', ...args])
+        const target = `grpc.isorun.test:${GRPC_PORT}`
+        const echo = await node('grpc', target, 'Echo', 'hello from the sandbox')
+        expect(echo.exitCode, echo.stderr).toBe(0)
+        expect(JSON.parse(echo.stdout)).toMatchObject({
+          response: { echo: 'hello from the sandbox' },
+          trailers: { 'x-served-by': 'standin' },
+        })
+        const secret = await node('grpc', target, 'Secret', 'x')
+        expect(secret.exitCode, secret.stderr).toBe(0)
+        expect(JSON.parse(secret.stdout)).toMatchObject({ code: 'PERMISSION_DENIED' })
+        const ws = await node('ws', 'https://ws.isorun.test/echo', 'hi over a WebSocket')
+        expect(ws.exitCode, ws.stderr).toBe(0)
+        expect(JSON.parse(ws.stdout)).toEqual({ accepted: true, echo: 'echo: hi over a WebSocket' })
+
+        const events = await sbx.networkEvents()
+        const expected = [
+          { host: 'github.com', action: 'allow', method: 'POST', path: `${repo}/git-upload-pack` },
+          { host: 'github.com', action: 'deny', method: 'POST', path: `${repo}/git-receive-pack` },
+          { host: 'grpc.isorun.test', action: 'allow', path: '/isorun.e2e.Echo/Echo', status: 200 },
+          { host: 'grpc.isorun.test', action: 'deny', path: '/isorun.e2e.Echo/Secret' },
+          { host: 'ws.isorun.test', action: 'allow', method: 'GET', path: '/echo' },
+        ]
+        for (const e of expected) expect(events).toContainEqual(expect.objectContaining(e))
+        // What the proxy refused never reached the stand-in.
+        const requests = await standinRequests()
+        expect(requests).toContainEqual(
+          expect.objectContaining({ method: 'POST', url: `${repo}/git-upload-pack` }),
+        )
+        expect(requests).not.toContainEqual(
+          expect.objectContaining({ method: 'POST', url: `${repo}/git-receive-pack` }),
+        )
+        const standinLog = (await run('docker', ['logs', e2e.standinName])).stdout
+        expect(standinLog).toContain(
+          '"grpc":"/isorun.e2e.Echo/Echo","text":"hello from the sandbox"',
+        )
+        expect(standinLog).not.toContain('/isorun.e2e.Echo/Secret')
+        expect(standinLog).toContain('"websocket":"/echo"')
+      })
+    } finally {
+      await rm(clients, { recursive: true, force: true })
+    }
   }, 300_000)
 })

@@ -16,12 +16,14 @@ import { fileURLToPath } from 'node:url'
 import type { TestProject } from 'vitest/node'
 import { makeCertificates } from '../../helpers/certs.js'
 import { buildImage, docker, dockerOk, run, runVisible } from './sh.js'
+import { bundleFixture } from './bundle-fixture.js'
 import {
   API_STANDIN_NAMES,
   buildGitRepo,
   buildNpmTarball,
   DEMO_NPM,
   STANDIN_NAMES,
+  STREAM_STANDIN_NAMES,
 } from './registry-fixtures.js'
 import { buildDemoWheel, DEMO_PACKAGE } from './wheel.js'
 
@@ -51,6 +53,10 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..')
 const PROJECT = 'isorun-e2e'
 const STANDIN = 'isorun-e2e-standin'
 const SANDBOX_IMAGE = 'isorun-e2e/sandbox:latest'
+/** The stand-in's image: Node plus git, for `git http-backend`. */
+const STANDIN_IMAGE = 'isorun-e2e/standin:latest'
+/** Every name the stand-in serves: in its certificate and in the proxies' host overrides. */
+const ALL_STANDIN_NAMES = [...STANDIN_NAMES, ...API_STANDIN_NAMES, ...STREAM_STANDIN_NAMES]
 /** Signs the runner's approval webhook to the stand-in. */
 const WEBHOOK_SECRET = randomBytes(24).toString('hex')
 /** The runner's file size limit in the end-to-end stack. */
@@ -118,6 +124,13 @@ async function buildSandboxImage(caCert: string): Promise<void> {
   )
 }
 
+async function buildStandinImage(): Promise<void> {
+  await buildImage(STANDIN_IMAGE, [
+    'FROM isorun-ci/node:20',
+    'RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends git >/dev/null && rm -rf /var/lib/apt/lists/*',
+  ])
+}
+
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const unavailable = await dockerUnavailable()
   if (unavailable) {
@@ -140,8 +153,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
   )
   await runVisible(join(ROOT, 'scripts/ci/build-product-image.sh'), [], 'product image')
 
-  const certs = await makeCertificates([...STANDIN_NAMES, ...API_STANDIN_NAMES])
+  const certs = await makeCertificates(ALL_STANDIN_NAMES)
   await buildSandboxImage(certs.caFile)
+  await buildStandinImage()
   const standinDir = await mkdtemp(join(tmpdir(), 'isorun-e2e-standin-'))
   await copyFile(
     join(ROOT, 'test/e2e/fixtures/pypi-standin.mjs'),
@@ -152,6 +166,10 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const wheel = await buildDemoWheel(standinDir)
   const npmTarball = await buildNpmTarball(standinDir)
   await buildGitRepo(standinDir)
+  await bundleFixture(
+    join(ROOT, 'test/e2e/fixtures/stream-standin.ts'),
+    join(standinDir, 'stream-standin.cjs'),
+  )
   await run('chmod', ['-R', 'a+rX', standinDir])
   const profilesDir = await mkdtemp(join(tmpdir(), 'isorun-e2e-profiles-'))
   await chmod(profilesDir, 0o755)
@@ -216,7 +234,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     `ISORUN_E2E_WEBHOOK_SECRET=${WEBHOOK_SECRET}`,
     '-v',
     `${standinDir}:/standin:ro`,
-    'isorun-ci/node:20',
+    STANDIN_IMAGE,
     'node',
     '/standin/pypi-standin.mjs',
     '/standin',
@@ -236,9 +254,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     ...baseEnv,
     // Only the stand-in's own address is opened, not the egress network (where the runner lives).
     ISORUN_ALLOW_PRIVATE: `${standinIp}/32`,
-    ISORUN_PROXY_EXTRA_HOSTS: [...STANDIN_NAMES, ...API_STANDIN_NAMES]
-      .map((n) => `${n}:${standinIp}`)
-      .join(','),
+    ISORUN_PROXY_EXTRA_HOSTS: ALL_STANDIN_NAMES.map((n) => `${n}:${standinIp}`).join(','),
     ISORUN_DEFAULT_TIMEOUT_MS: String(20 * 60_000),
     // Room for the 50 MB file test, small enough to test the limit.
     ISORUN_MAX_FILE_BYTES: String(E2E_MAX_FILE_BYTES),

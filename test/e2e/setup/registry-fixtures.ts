@@ -1,7 +1,7 @@
 // What the stand-in serves under registry.npmjs.org and github.com, built on
 // the host: an npm package tarball (npm pack layout: package/package.json,
-// package/index.js) and a bare git repository prepared for git's dumb HTTP
-// protocol (`git update-server-info`), which the stand-in serves as files.
+// package/index.js) and a bare git repository, which the stand-in serves over
+// git's smart HTTP protocol with pushes enabled (only the proxy may stop them).
 
 import { mkdir, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -22,6 +22,9 @@ export const STANDIN_NAMES = [
 
 /** API hosts the stand-in also serves: they echo what reached them (interception tests). */
 export const API_STANDIN_NAMES = ['api.github.com', 'api.anthropic.com'] as const
+
+/** Hosts of the stand-in's streaming services (stream-standin.ts): gRPC on its own port, WebSocket. */
+export const STREAM_STANDIN_NAMES = ['grpc.isorun.test', 'ws.isorun.test'] as const
 
 export const DEMO_NPM = { name: 'isorun-e2e-npm-demo', version: '1.0.0' }
 /** Cloned as https://github.com/isorun/e2e-demo.git */
@@ -47,7 +50,7 @@ export async function buildNpmTarball(dir: string): Promise<string> {
   return file
 }
 
-/** Makes `<dir>/git/<owner>/<name>.git`, a bare repository with one commit, ready for dumb HTTP. */
+/** Makes `<dir>/git/<owner>/<name>.git`, a bare repository with one commit that accepts pushes. */
 export async function buildGitRepo(dir: string): Promise<void> {
   const work = join(dir, 'git-build')
   await mkdir(work, { recursive: true })
@@ -68,6 +71,6 @@ export async function buildGitRepo(dir: string): Promise<void> {
   const bare = join(dir, 'git', DEMO_REPO.owner, `${DEMO_REPO.name}.git`)
   await mkdir(join(dir, 'git', DEMO_REPO.owner), { recursive: true })
   await git('clone', '-q', '--bare', work, bare)
-  await git('-C', bare, 'update-server-info')
+  await git('-C', bare, 'config', 'http.receivepack', 'true')
   await rm(work, { recursive: true, force: true })
 }
