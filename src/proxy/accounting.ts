@@ -26,25 +26,20 @@ export interface BudgetRefusal {
 }
 
 /**
- * Exchanges whose request (or connection) was charged when they were admitted.
- * Charged there, not when traffic starts: exchanges admitted in between (every
- * concurrent tunnel while the first one dials, every request while undici
- * loads) would otherwise all pass the same check, past the request budget.
- */
-const admitted = new WeakSet<Exchange>()
-
-/**
  * Admits an allowed exchange and charges its request, or refuses it when its
  * budget is used up (the exchange's decision becomes the budget-exceeded
- * refusal, which its line reports). An exchange admitted before is not
- * charged again (a tunnel is admitted at CONNECT and again after its peek).
+ * refusal, which its line reports). The request is charged here, not when
+ * traffic starts: exchanges admitted in between (every concurrent tunnel while
+ * the first one dials, every request while undici loads) would otherwise all
+ * pass the same check. An exchange admitted before is not charged again (a
+ * tunnel is admitted at CONNECT and again after its peek).
  */
 export function admitWithinBudget(
   ctx: ProxyContext,
   exchange: Exchange,
 ): BudgetRefusal | undefined {
   const decision = exchange.decision
-  if (!decision || admitted.has(exchange)) return undefined
+  if (!decision || exchange.requestCharged) return undefined
   const destination = { host: decision.host, port: decision.port }
   const checked = ctx.budgets.check(destination)
   if (checked.budget) exchange.budget = checked.budget
@@ -55,7 +50,7 @@ export function admitWithinBudget(
   if (!checked.budget) return undefined // no budget covers it: nothing to count
   const charged = ctx.budgets.charge(destination, { requests: 1 }).budget
   if (charged) exchange.budget = charged
-  admitted.add(exchange)
+  exchange.requestCharged = true
   return undefined
 }
 
@@ -67,8 +62,8 @@ export function admitWithinBudget(
  */
 export function releaseAdmission(ctx: ProxyContext, exchange: Exchange): void {
   const decision = exchange.decision
-  if (!decision || !admitted.has(exchange)) return
-  admitted.delete(exchange)
+  if (!decision || !exchange.requestCharged) return
+  exchange.requestCharged = false
   const charged = ctx.budgets.charge(
     { host: decision.host, port: decision.port },
     { requests: -1 },

@@ -51,6 +51,11 @@ export class Exchange {
   error: string | undefined
   /** The budget the target counts against, with its usage, for the line. */
   budget: BudgetUsage | undefined
+  /**
+   * Its request (or connection) was charged to its budget when it was admitted,
+   * not when traffic starts (accounting.ts): charged once, given back once.
+   */
+  requestCharged = false
   /** The answer this exchange was held for (or inherited from its tunnel). */
   private answered: HeldAnswer | undefined
   private meter: (() => ByteCount) | undefined
